@@ -1,0 +1,222 @@
+//! The user's spending authorisation ("recover info"): the exact message a wallet signs, and
+//! the check that a transaction's Ed25519 precompile instruction verified that message.
+//!
+//! # The signed message
+//! UTF-8 text, lines joined by `\n`, no trailing newline, so that any wallet's `signMessage`
+//! shows the user what they authorise:
+//!
+//! ```text
+//! LLM gateway spending authorization
+//! program: <program id, base58>
+//! namespace: <namespace id, decimal>
+//! user: <user wallet, base58>
+//! nonce: <user nonce, decimal>
+//! max amount: <lamports, decimal> lamports
+//! deadline: <unix seconds, decimal>
+//! extra data: <32 bytes, lowercase hex>
+//! ```
+//!
+//! Binding the program id, namespace, user and nonce makes a signature valid for exactly one
+//! redemption by one operator of one deployment; binding the maximum means the operator can
+//! never take more than the user agreed to; the deadline bounds how long it is live. The
+//! namespace's name and treasury are deliberately not part of it: its authority controls
+//! both, and renaming must not invalidate signatures.
+//!
+//! # How it is verified
+//! The instruction immediately before `pay`/`lock` must be an Ed25519 precompile instruction
+//! carrying one signature whose public key, signature and message all live in its own data
+//! (what `new_ed25519_instruction_with_signature` builds). The runtime verifies the signature;
+//! this module checks that what was verified is this user's signature over this message, and
+//! that the signature's `S` is canonical (`S < L`), so a malleated copy is refused even where
+//! the precompile would accept it.
+use crate::errors::BalancePaymentError;
+use anchor_lang::prelude::*;
+use solana_instructions_sysvar::{load_current_index_checked, load_instruction_at_checked};
+
+/// First line of every authorisation message: says what is being signed.
+pub const AUTHORIZATION_HEADER: &str = "LLM gateway spending authorization";
+
+/// The Ed25519 signature-verification precompile.
+pub const ED25519_PROGRAM_ID: Pubkey = pubkey!("Ed25519SigVerify111111111111111111111111111");
+
+/// What a user's wallet signed, as passed to `pay` and `lock`.
+#[derive(AnchorSerialize, AnchorDeserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecoverInfo {
+    /// The user nonce the authorisation is for; it must be the current one.
+    pub nonce: u64,
+    /// Most the operator may move with this authorisation, in lamports.
+    pub max_amount: u64,
+    /// Unix seconds after which the authorisation is dead (and a lock taken with it expires).
+    pub deadline: i64,
+    /// Free for the operator and user to bind anything else (e.g. a session or request hash).
+    pub extra_data: [u8; 32],
+    /// The wallet's ed25519 signature over [`authorization_message`].
+    pub signature: [u8; 64],
+}
+
+/// The fields an authorisation binds besides the signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthorizationTerms {
+    pub program_id: Pubkey,
+    pub namespace_id: u64,
+    pub user: Pubkey,
+    pub nonce: u64,
+    pub max_amount: u64,
+    pub deadline: i64,
+    pub extra_data: [u8; 32],
+}
+
+/// The bytes the user's wallet signs for `terms` (layout in the module docs).
+pub fn authorization_message(terms: &AuthorizationTerms) -> Vec<u8> {
+    format!(
+        "{AUTHORIZATION_HEADER}\nprogram: {}\nnamespace: {}\nuser: {}\nnonce: {}\nmax amount: {} lamports\ndeadline: {}\nextra data: {}",
+        terms.program_id,
+        terms.namespace_id,
+        terms.user,
+        terms.nonce,
+        terms.max_amount,
+        terms.deadline,
+        to_hex(&terms.extra_data),
+    )
+    .into_bytes()
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(DIGITS[(byte >> 4) as usize] as char);
+        out.push(DIGITS[(byte & 0x0f) as usize] as char);
+    }
+    out
+}
+
+/// The group order `L` of ed25519, little-endian. A signature's `S` must be below it.
+const ED25519_ORDER: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+
+/// True when the signature's scalar half is reduced (`S < L`), i.e. not a malleated copy.
+pub fn is_canonical_signature(signature: &[u8; 64]) -> bool {
+    for i in (0..32).rev() {
+        let s = signature[32 + i];
+        if s != ED25519_ORDER[i] {
+            return s < ED25519_ORDER[i];
+        }
+    }
+    false
+}
+
+/// Checks that the preceding instruction verified `info.signature` by `terms.user` over the
+/// message for `terms`. Freshness (nonce, deadline, amount) is the caller's job.
+pub fn verify_authorization(
+    instructions_sysvar: &AccountInfo,
+    terms: &AuthorizationTerms,
+    info: &RecoverInfo,
+) -> Result<()> {
+    let current = load_current_index_checked(instructions_sysvar)?;
+    let previous = current
+        .checked_sub(1)
+        .ok_or(BalancePaymentError::MissingSignatureVerification)?;
+    let ix = load_instruction_at_checked(previous as usize, instructions_sysvar)?;
+    require_keys_eq!(
+        ix.program_id,
+        ED25519_PROGRAM_ID,
+        BalancePaymentError::MissingSignatureVerification
+    );
+    let verified = VerifiedSignature::parse(&ix.data)
+        .ok_or(BalancePaymentError::MalformedSignatureVerification)?;
+
+    require!(
+        verified.public_key == terms.user.as_ref(),
+        BalancePaymentError::SignerMismatch
+    );
+    require!(
+        verified.signature == info.signature.as_slice(),
+        BalancePaymentError::SignatureMismatch
+    );
+    require!(
+        is_canonical_signature(&info.signature),
+        BalancePaymentError::NonCanonicalSignature
+    );
+    require!(
+        verified.message == authorization_message(terms).as_slice(),
+        BalancePaymentError::SignedMessageMismatch
+    );
+    Ok(())
+}
+
+/// The one signature an Ed25519 precompile instruction verified, borrowed from its data.
+struct VerifiedSignature<'a> {
+    public_key: &'a [u8],
+    signature: &'a [u8],
+    message: &'a [u8],
+}
+
+impl<'a> VerifiedSignature<'a> {
+    /// Accepts only the self-contained single-signature layout; anything pointing into other
+    /// instructions is refused rather than followed.
+    fn parse(data: &'a [u8]) -> Option<Self> {
+        const THIS_INSTRUCTION: u16 = u16::MAX;
+        if data.first() != Some(&1) {
+            return None;
+        }
+        let field = |i: usize| -> Option<u16> {
+            let at = 2 + 2 * i;
+            Some(u16::from_le_bytes([*data.get(at)?, *data.get(at + 1)?]))
+        };
+        let (sig_offset, sig_ix) = (field(0)?, field(1)?);
+        let (key_offset, key_ix) = (field(2)?, field(3)?);
+        let (msg_offset, msg_size, msg_ix) = (field(4)?, field(5)?, field(6)?);
+        if [sig_ix, key_ix, msg_ix]
+            .iter()
+            .any(|&ix| ix != THIS_INSTRUCTION)
+        {
+            return None;
+        }
+        let slice = |offset: u16, len: usize| data.get(offset as usize..offset as usize + len);
+        Some(Self {
+            public_key: slice(key_offset, 32)?,
+            signature: slice(sig_offset, 64)?,
+            message: slice(msg_offset, msg_size as usize)?,
+        })
+    }
+}
+
+/// Checks that `info`, verified in the preceding instruction, lets `namespace_id`'s bot move
+/// `amount` out of `user`'s vault now; then consumes it by bumping the user's nonce.
+/// Shared by `pay` and `lock`, so both refuse exactly the same things.
+pub fn redeem_authorization(
+    instructions_sysvar: &AccountInfo,
+    namespace_id: u64,
+    user: &mut crate::state::UserAccount,
+    info: &RecoverInfo,
+    amount: u64,
+) -> Result<()> {
+    require!(amount > 0, BalancePaymentError::ZeroAmount);
+    require!(
+        amount <= info.max_amount,
+        BalancePaymentError::AmountExceedsSignedMax
+    );
+    require!(
+        Clock::get()?.unix_timestamp <= info.deadline,
+        BalancePaymentError::AuthorizationExpired
+    );
+    require!(info.nonce == user.nonce, BalancePaymentError::NonceMismatch);
+    let terms = AuthorizationTerms {
+        program_id: crate::ID,
+        namespace_id,
+        user: user.owner,
+        nonce: info.nonce,
+        max_amount: info.max_amount,
+        deadline: info.deadline,
+        extra_data: info.extra_data,
+    };
+    verify_authorization(instructions_sysvar, &terms, info)?;
+    user.nonce = user
+        .nonce
+        .checked_add(1)
+        .ok_or(BalancePaymentError::ArithmeticOverflow)?;
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! `balance_payment`: an escrow for pay-per-use LLM credits.
+//!
+//! Users keep SOL in a vault PDA they alone can withdraw from. An operator ("namespace") can
+//! only move it with the user's signed authorisation ([`authorization`]), which binds this
+//! program, the namespace, the user, a one-time nonce, a maximum amount and a deadline.
+//! Every state change is emitted as an event through `emit_cpi!` for indexers.
+#![allow(unexpected_cfgs)]
+
+use anchor_lang::prelude::*;
+
+pub mod authorization;
+pub mod errors;
+pub mod events;
+pub mod instructions;
+pub mod state;
+mod vault;
+
+#[cfg(feature = "sdk")]
+pub mod sdk;
+
+#[cfg(all(test, feature = "idl-build"))]
+mod idl_freshness;
+
+pub use authorization::RecoverInfo;
+pub use instructions::*;
+
+declare_id!("BrupoAJZ6RfKk5SrdABrLDbZgLJ4fhcv6ChY6ZrryLgA");
+
+#[program]
+pub mod balance_payment {
+    use super::*;
+
+    /// Creates the namespace counter; once per deployment.
+    pub fn initialize(ctx: Context<Initialize>) -> Result<()> {
+        Initialize::initialize(ctx)
+    }
+
+    /// Registers an operator; the signer becomes its authority.
+    pub fn create_namespace(
+        ctx: Context<CreateNamespace>,
+        args: CreateNamespaceArgs,
+    ) -> Result<()> {
+        CreateNamespace::create_namespace(ctx, args)
+    }
+
+    /// Changes a namespace's name, authority, bot or treasury; authority only.
+    pub fn update_namespace(
+        ctx: Context<UpdateNamespace>,
+        args: UpdateNamespaceArgs,
+    ) -> Result<()> {
+        UpdateNamespace::update_namespace(ctx, args)
+    }
+
+    /// Creates the signer's user account.
+    pub fn register(ctx: Context<Register>) -> Result<()> {
+        Register::register(ctx)
+    }
+
+    /// Adds SOL to a user's vault.
+    pub fn deposit(ctx: Context<Deposit>, amount: u64) -> Result<()> {
+        Deposit::deposit(ctx, amount)
+    }
+
+    /// Returns free SOL from the signer's vault.
+    pub fn withdraw(ctx: Context<Withdraw>, amount: u64) -> Result<()> {
+        Withdraw::withdraw(ctx, amount)
+    }
+
+    /// Holds up to the signed maximum in the user's vault until settled or expired; bot only.
+    pub fn lock(
+        ctx: Context<LockFunds>,
+        namespace_id: u64,
+        recover_info: RecoverInfo,
+        amount: u64,
+    ) -> Result<()> {
+        LockFunds::lock(ctx, namespace_id, recover_info, amount)
+    }
+
+    /// Moves at most the locked amount to the treasury and closes the lock; bot only.
+    pub fn settle(ctx: Context<Settle>, amount: u64) -> Result<()> {
+        Settle::settle(ctx, amount)
+    }
+
+    /// Returns an expired lock's funds to the user's free balance; the user only.
+    pub fn release(ctx: Context<Release>) -> Result<()> {
+        Release::release(ctx)
+    }
+
+    /// Moves up to the signed maximum from the user's vault to the treasury; bot only.
+    pub fn pay(
+        ctx: Context<Pay>,
+        namespace_id: u64,
+        recover_info: RecoverInfo,
+        amount: u64,
+    ) -> Result<()> {
+        Pay::pay(ctx, namespace_id, recover_info, amount)
+    }
+}

@@ -1,0 +1,65 @@
+//! Signing a spending authorisation the way a wallet's `signMessage` does, and the Ed25519
+//! precompile instruction that must sit right before `pay` / `lock`.
+use crate::authorization::{authorization_message, AuthorizationTerms, RecoverInfo};
+use anchor_lang::solana_program::instruction::Instruction;
+use ed25519_dalek::{Signer, SigningKey};
+
+/// Signs `terms` with the user's wallet key: what a browser wallet does with the message bytes.
+pub fn sign_authorization(wallet: &SigningKey, terms: &AuthorizationTerms) -> RecoverInfo {
+    let signature = wallet.sign(&authorization_message(terms));
+    RecoverInfo {
+        nonce: terms.nonce,
+        max_amount: terms.max_amount,
+        deadline: terms.deadline,
+        extra_data: terms.extra_data,
+        signature: signature.to_bytes(),
+    }
+}
+
+/// The Ed25519 precompile instruction proving `info` was signed by `terms.user` over `terms`.
+/// Place it immediately before the `pay` or `lock` instruction.
+pub fn verify_instruction(terms: &AuthorizationTerms, info: &RecoverInfo) -> Instruction {
+    solana_ed25519_program::new_ed25519_instruction_with_signature(
+        &authorization_message(terms),
+        &info.signature,
+        &terms.user.to_bytes(),
+    )
+}
+
+/// The terms `info` claims for `user` in `namespace_id` of this program, for re-checking a
+/// received authorisation off-chain.
+pub fn terms_of(
+    namespace_id: u64,
+    user: anchor_lang::prelude::Pubkey,
+    info: &RecoverInfo,
+) -> AuthorizationTerms {
+    AuthorizationTerms {
+        program_id: crate::ID,
+        namespace_id,
+        user,
+        nonce: info.nonce,
+        max_amount: info.max_amount,
+        deadline: info.deadline,
+        extra_data: info.extra_data,
+    }
+}
+
+/// Checks `info`'s signature off-chain, as the program will (including canonical form), so a
+/// controller can refuse a bad authorisation before paying fees for it.
+pub fn verify_signature(
+    namespace_id: u64,
+    user: anchor_lang::prelude::Pubkey,
+    info: &RecoverInfo,
+) -> bool {
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&user.to_bytes()) else {
+        return false;
+    };
+    let signature = ed25519_dalek::Signature::from_bytes(&info.signature);
+    crate::authorization::is_canonical_signature(&info.signature)
+        && key
+            .verify_strict(
+                &authorization_message(&terms_of(namespace_id, user, info)),
+                &signature,
+            )
+            .is_ok()
+}

@@ -1,0 +1,15 @@
+//! Off-chain helpers for controllers, indexers, CLIs and tests (feature `sdk`).
+//!
+//! - [`pda`]: every account address the program uses.
+//! - [`instructions`]: one builder per instruction, with all accounts filled in.
+//! - [`authorization`]: sign a user's spending authorisation and build the Ed25519 check that
+//!   must precede `pay` / `lock`.
+//! - [`events`]: decode the program's `emit_cpi!` events from inner-instruction data.
+//! - [`native`]: run the program natively inside `solana-program-test`.
+pub mod authorization;
+pub mod events;
+pub mod instructions;
+pub mod native;
+pub mod pda;
+
+pub use anchor_lang::solana_program::{instruction::Instruction, pubkey::Pubkey};

@@ -1,0 +1,37 @@
+//! Program-derived addresses, from the seeds in [`crate::state::seeds`].
+use crate::state::seeds::{GLOBAL_SEED, LOCK_SEED, NAMESPACE_SEED, USER_SEED, VAULT_SEED};
+use anchor_lang::prelude::Pubkey;
+
+fn find(seeds: &[&[u8]]) -> Pubkey {
+    Pubkey::find_program_address(seeds, &crate::ID).0
+}
+
+/// The namespace counter.
+pub fn global() -> Pubkey {
+    find(&[GLOBAL_SEED])
+}
+
+/// Namespace number `id`.
+pub fn namespace(id: u64) -> Pubkey {
+    find(&[NAMESPACE_SEED, &id.to_le_bytes()])
+}
+
+/// `user`'s account (nonce, locked total).
+pub fn user_account(user: &Pubkey) -> Pubkey {
+    find(&[USER_SEED, user.as_ref()])
+}
+
+/// The system account holding `user`'s SOL.
+pub fn vault(user: &Pubkey) -> Pubkey {
+    find(&[VAULT_SEED, user.as_ref()])
+}
+
+/// The lock taken with `user`'s authorisation number `nonce`.
+pub fn lock(user: &Pubkey, nonce: u64) -> Pubkey {
+    find(&[LOCK_SEED, user.as_ref(), &nonce.to_le_bytes()])
+}
+
+/// The PDA that signs the program's event self-CPIs.
+pub fn event_authority() -> Pubkey {
+    crate::EVENT_AUTHORITY_AND_BUMP.0
+}
