@@ -1,1 +1,10 @@
-//! Placeholder: built in a later issue.
+//! The indexer: keeps every balance provable from chain events and signed Nostr events.
+//!
+//! - [`chain`]: the chain trait, its RPC and in-process implementations, event decoding.
+//! - [`ledger`]: the SQL ledger (SQLite or Postgres) the proxy shares.
+//! - [`nostr`]: signed kind-1573 events, the embedded relay, the watcher and the outbox publisher.
+//! - [`wire`]: kind-1573 message contents, compatible with DePHY's.
+pub mod chain;
+pub mod ledger;
+pub mod nostr;
+pub mod wire;

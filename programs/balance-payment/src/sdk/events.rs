@@ -23,8 +23,13 @@ pub enum ProgramEvent {
 /// The event in an inner instruction's data, or `None` when the data is not one of this
 /// program's events (another instruction, or a malformed body).
 pub fn decode_event(data: &[u8]) -> Option<ProgramEvent> {
-    let rest = data.strip_prefix(EVENT_IX_TAG_LE)?;
-    let (discriminator, mut body) = (rest.get(..8)?, rest.get(8..)?);
+    decode_logged_event(data.strip_prefix(EVENT_IX_TAG_LE)?)
+}
+
+/// The event in a `Program data:` log line's bytes (what `emit!` logs): the discriminator and
+/// body, without the event-CPI tag.
+pub fn decode_logged_event(data: &[u8]) -> Option<ProgramEvent> {
+    let (discriminator, mut body) = (data.get(..8)?, data.get(8..)?);
     macro_rules! try_decode {
         ($($event:ident),*) => {
             $(if discriminator == $event::DISCRIMINATOR {

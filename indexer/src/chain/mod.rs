@@ -1,0 +1,69 @@
+//! The chain behind one trait: submit transactions, and read the program's events from a
+//! cursor. Two implementations: [`rpc::RpcChain`] for a real cluster and [`bank::BankChain`],
+//! an in-process bank running the program natively, for the local stack and tests.
+pub mod bank;
+pub mod decode;
+pub mod rpc;
+
+use async_trait::async_trait;
+use balance_payment::sdk::events::ProgramEvent;
+use solana_sdk::{instruction::Instruction, signature::Keypair};
+
+/// One program event and where it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainEvent {
+    pub signature: String,
+    /// Position among this program's events in the transaction.
+    pub index: u32,
+    pub slot: u64,
+    pub event: ProgramEvent,
+}
+
+/// Events after a cursor, and the cursor to resume from next time.
+#[derive(Debug, Clone, Default)]
+pub struct EventBatch {
+    pub events: Vec<ChainEvent>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The transaction was executed and refused: retrying the same transaction is pointless.
+    #[error("transaction refused: {message}")]
+    Rejected {
+        /// The program's custom error code, when it was one.
+        code: Option<u32>,
+        message: String,
+    },
+    /// The chain could not be reached or did not answer: the outcome is unknown.
+    #[error("chain unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait Chain: Send + Sync + 'static {
+    /// Signs `instructions` with `signers` (the first pays the fee), submits and confirms them;
+    /// returns the transaction signature.
+    async fn submit(
+        &self,
+        instructions: &[Instruction],
+        signers: &[&Keypair],
+    ) -> Result<String, ChainError>;
+
+    /// The program's events after `cursor` (from the beginning when `None`), oldest first.
+    async fn events_after(&self, cursor: Option<&str>) -> Result<EventBatch, ChainError>;
+
+    /// Returns when new events may be there, or after `timeout` at the latest.
+    async fn wait_for_activity(&self, timeout: std::time::Duration) {
+        tokio::time::sleep(timeout).await
+    }
+}
+
+/// The program error code inside a transaction error, if any.
+pub fn custom_code(error: &solana_sdk::transaction::TransactionError) -> Option<u32> {
+    use solana_sdk::{instruction::InstructionError, transaction::TransactionError};
+    match error {
+        TransactionError::InstructionError(_, InstructionError::Custom(code)) => Some(*code),
+        _ => None,
+    }
+}

@@ -1,0 +1,205 @@
+//! The chain through a Solana RPC node: `sendTransaction` to submit; `getSignaturesForAddress`
+//! (back-fill from the cursor, after start or any reconnect) plus `getTransaction` to read
+//! events; `logsSubscribe` over the websocket only to wake the watcher early.
+use super::{
+    custom_code, decode::events_in_transaction, Chain, ChainError, ChainEvent, EventBatch,
+};
+use async_trait::async_trait;
+use solana_commitment_config::CommitmentConfig;
+use solana_rpc_client::{
+    nonblocking::rpc_client::RpcClient, rpc_client::GetConfirmedSignaturesForAddress2Config,
+};
+use solana_rpc_client_types::config::{
+    RpcTransactionConfig, RpcTransactionLogsConfig, RpcTransactionLogsFilter,
+};
+use solana_sdk::{
+    instruction::Instruction,
+    pubkey::Pubkey,
+    signature::{Keypair, Signature, Signer},
+    transaction::Transaction,
+};
+use solana_transaction_status_client_types::UiTransactionEncoding;
+use std::{str::FromStr, sync::Arc, time::Duration};
+use tokio::sync::Notify;
+
+/// Signatures fetched per `getSignaturesForAddress` page (the RPC maximum).
+const PAGE: usize = 1_000;
+
+pub struct RpcChain {
+    client: RpcClient,
+    program_id: Pubkey,
+    activity: Arc<Notify>,
+}
+
+impl RpcChain {
+    /// Talks to `rpc_url`; when `ws_url` is given, subscribes to the program's logs there so
+    /// new events are read as soon as they land (else every poll interval).
+    pub fn new(rpc_url: &str, ws_url: Option<&str>, program_id: Pubkey) -> Self {
+        let activity = Arc::new(Notify::new());
+        if let Some(ws_url) = ws_url {
+            tokio::spawn(subscribe_logs(
+                ws_url.to_owned(),
+                program_id,
+                activity.clone(),
+            ));
+        }
+        Self {
+            client: RpcClient::new_with_commitment(
+                rpc_url.to_owned(),
+                CommitmentConfig::confirmed(),
+            ),
+            program_id,
+            activity,
+        }
+    }
+
+    async fn signatures_after(
+        &self,
+        until: Option<Signature>,
+    ) -> Result<Vec<(String, u64)>, ChainError> {
+        let mut newest_first = Vec::new();
+        let mut before = None;
+        loop {
+            let page = self
+                .client
+                .get_signatures_for_address_with_config(
+                    &self.program_id,
+                    GetConfirmedSignaturesForAddress2Config {
+                        before,
+                        until,
+                        limit: Some(PAGE),
+                        commitment: Some(CommitmentConfig::confirmed()),
+                    },
+                )
+                .await
+                .map_err(unavailable)?;
+            let full = page.len() == PAGE;
+            before = page
+                .last()
+                .and_then(|s| Signature::from_str(&s.signature).ok());
+            newest_first.extend(
+                page.into_iter()
+                    .filter(|s| s.err.is_none())
+                    .map(|s| (s.signature, s.slot)),
+            );
+            if !full || before.is_none() {
+                break;
+            }
+        }
+        newest_first.reverse();
+        Ok(newest_first)
+    }
+}
+
+fn unavailable(error: impl std::fmt::Display) -> ChainError {
+    ChainError::Unavailable(error.to_string())
+}
+
+#[async_trait]
+impl Chain for RpcChain {
+    async fn submit(
+        &self,
+        instructions: &[Instruction],
+        signers: &[&Keypair],
+    ) -> Result<String, ChainError> {
+        let fee_payer = signers
+            .first()
+            .ok_or_else(|| unavailable("no signer to pay the fee"))?;
+        let blockhash = self
+            .client
+            .get_latest_blockhash()
+            .await
+            .map_err(unavailable)?;
+        let tx = Transaction::new_signed_with_payer(
+            instructions,
+            Some(&fee_payer.pubkey()),
+            signers,
+            blockhash,
+        );
+        match self.client.send_and_confirm_transaction(&tx).await {
+            Ok(signature) => Ok(signature.to_string()),
+            Err(error) => match error.get_transaction_error() {
+                Some(tx_error) => Err(ChainError::Rejected {
+                    code: custom_code(&tx_error),
+                    message: tx_error.to_string(),
+                }),
+                None => Err(unavailable(error)),
+            },
+        }
+    }
+
+    /// The cursor is the newest signature already read.
+    async fn events_after(&self, cursor: Option<&str>) -> Result<EventBatch, ChainError> {
+        let until = cursor.and_then(|c| Signature::from_str(c).ok());
+        let signatures = self.signatures_after(until).await?;
+        let program = self.program_id.to_string();
+        let mut events = Vec::new();
+        for (signature, slot) in &signatures {
+            let parsed = Signature::from_str(signature).map_err(unavailable)?;
+            let tx = self
+                .client
+                .get_transaction_with_config(
+                    &parsed,
+                    RpcTransactionConfig {
+                        encoding: Some(UiTransactionEncoding::Json),
+                        commitment: Some(CommitmentConfig::confirmed()),
+                        max_supported_transaction_version: Some(0),
+                    },
+                )
+                .await
+                .map_err(unavailable)?;
+            for (index, event) in events_in_transaction(&tx, &program).into_iter().enumerate() {
+                events.push(ChainEvent {
+                    signature: signature.clone(),
+                    index: index as u32,
+                    slot: *slot,
+                    event,
+                });
+            }
+        }
+        let cursor = signatures
+            .last()
+            .map(|(s, _)| s.clone())
+            .or_else(|| cursor.map(str::to_owned));
+        Ok(EventBatch { events, cursor })
+    }
+
+    async fn wait_for_activity(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.activity.notified()).await;
+    }
+}
+
+/// Keeps a `logsSubscribe` open (reconnecting with back-off) and signals `activity` on every
+/// notification. Losing it only delays reading: the watcher still polls.
+async fn subscribe_logs(ws_url: String, program_id: Pubkey, activity: Arc<Notify>) {
+    use futures_util::StreamExt;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match solana_pubsub_client::nonblocking::pubsub_client::PubsubClient::new(&ws_url).await {
+            Ok(client) => {
+                let subscription = client
+                    .logs_subscribe(
+                        RpcTransactionLogsFilter::Mentions(vec![program_id.to_string()]),
+                        RpcTransactionLogsConfig {
+                            commitment: Some(CommitmentConfig::confirmed()),
+                        },
+                    )
+                    .await;
+                match subscription {
+                    Ok((mut stream, _unsubscribe)) => {
+                        backoff = Duration::from_secs(1);
+                        activity.notify_one();
+                        while stream.next().await.is_some() {
+                            activity.notify_one();
+                        }
+                        tracing::warn!("logs subscription ended; reconnecting");
+                    }
+                    Err(error) => tracing::warn!(%error, "logsSubscribe failed"),
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot reach the websocket endpoint"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,251 @@
+//! Credits and debits, each applied once by its unique id.
+//!
+//! A credit counts only once the on-chain payment it references is in `payments` (until then
+//! it is `pending`); a debit applies only while the balance covers it (otherwise `rejected`,
+//! and the audit lists it). Re-applying an id is a no-op.
+use super::{ensure_user, now, Ledger, LedgerError, Result};
+use sqlx::Row;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Credit,
+    Debit,
+}
+
+impl EntryKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Credit => "credit",
+            EntryKind::Debit => "debit",
+        }
+    }
+}
+
+/// A credit or debit to apply. `tokens` is the magnitude (> 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEntry {
+    pub id: String,
+    pub user: String,
+    pub kind: EntryKind,
+    pub tokens: i64,
+    /// The chain signature (credit) or request id (debit) it accounts for.
+    pub reference: Option<String>,
+    /// The Nostr event that carried it.
+    pub event_id: Option<String>,
+    /// Who signed that event.
+    pub author: Option<String>,
+}
+
+impl NewEntry {
+    /// A credit for an on-chain payment. Keyed by the payment's signature, so one payment
+    /// credits once however many events announce it.
+    pub fn credit(
+        user: &str,
+        tokens: i64,
+        reference: Option<&str>,
+        event_id: &str,
+        author: &str,
+    ) -> Self {
+        let id = match reference {
+            Some(signature) => format!("credit:{signature}"),
+            None => format!("credit-event:{event_id}"),
+        };
+        Self::new(
+            id,
+            user,
+            EntryKind::Credit,
+            tokens,
+            reference,
+            event_id,
+            author,
+        )
+    }
+
+    /// A debit for a served request. Keyed by the request id, so the proxy's own settlement
+    /// and the indexer's copy from the relay count once.
+    pub fn debit(
+        user: &str,
+        tokens: i64,
+        reference: Option<&str>,
+        event_id: &str,
+        author: &str,
+    ) -> Self {
+        let id = match reference {
+            Some(request) => debit_id(request),
+            None => format!("debit-event:{event_id}"),
+        };
+        Self::new(
+            id,
+            user,
+            EntryKind::Debit,
+            tokens,
+            reference,
+            event_id,
+            author,
+        )
+    }
+
+    fn new(
+        id: String,
+        user: &str,
+        kind: EntryKind,
+        tokens: i64,
+        reference: Option<&str>,
+        event_id: &str,
+        author: &str,
+    ) -> Self {
+        Self {
+            id,
+            user: user.to_owned(),
+            kind,
+            tokens,
+            reference: reference.map(str::to_owned),
+            event_id: Some(event_id.to_owned()),
+            author: Some(author.to_owned()),
+        }
+    }
+}
+
+/// The entry id of the debit for `request_id`.
+pub(crate) fn debit_id(request_id: &str) -> String {
+    format!("debit:{request_id}")
+}
+
+/// What applying an entry did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Applied,
+    /// Seen before; nothing changed.
+    Duplicate,
+    /// A credit whose payment is not on chain (yet).
+    Pending,
+    /// Refused (a debit the balance does not cover, or a non-positive amount); kept for the audit.
+    Rejected(String),
+}
+
+impl Ledger {
+    /// Applies `entry` at most once.
+    pub async fn apply(&self, entry: &NewEntry) -> Result<Applied> {
+        let mut tx = self.begin().await?;
+        ensure_user(&mut tx, &entry.user).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO entries (id, user_key, tokens, kind, status, reference, event_id, author, created_at)
+             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&entry.id)
+        .bind(&entry.user)
+        .bind(signed(entry))
+        .bind(entry.kind.as_str())
+        .bind(&entry.reference)
+        .bind(&entry.event_id)
+        .bind(&entry.author)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(Applied::Duplicate);
+        }
+
+        let outcome = if entry.tokens <= 0 {
+            Applied::Rejected(format!("non-positive amount {}", entry.tokens))
+        } else {
+            match entry.kind {
+                EntryKind::Credit => {
+                    let paid = match &entry.reference {
+                        Some(signature) => sqlx::query(
+                            "SELECT 1 AS one FROM payments WHERE signature = $1 AND user_key = $2",
+                        )
+                        .bind(signature)
+                        .bind(&entry.user)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .is_some(),
+                        None => false,
+                    };
+                    if paid {
+                        credit(&mut tx, &entry.user, entry.tokens).await?;
+                        Applied::Applied
+                    } else {
+                        Applied::Pending
+                    }
+                }
+                EntryKind::Debit => {
+                    let debited = sqlx::query(
+                        "UPDATE balances SET debited = debited + $1
+                         WHERE user_key = $2 AND credited - debited - reserved >= $1",
+                    )
+                    .bind(entry.tokens)
+                    .bind(&entry.user)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if debited == 1 {
+                        Applied::Applied
+                    } else {
+                        Applied::Rejected("balance does not cover the debit".into())
+                    }
+                }
+            }
+        };
+        let status = match &outcome {
+            Applied::Applied => "applied",
+            Applied::Pending => "pending",
+            _ => "rejected",
+        };
+        set_status(&mut tx, &entry.id, status).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Applies credits still pending after `grace_seconds` without their payment (for
+    /// operators who trust their controller over a lagging chain watcher). Returns how many.
+    pub async fn apply_overdue_credits(&self, grace_seconds: i64) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let overdue = sqlx::query(
+            "SELECT id, user_key, tokens FROM entries
+             WHERE kind = 'credit' AND status = 'pending' AND created_at <= $1",
+        )
+        .bind(now() - grace_seconds)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &overdue {
+            let (id, user, tokens): (String, String, i64) = (
+                row.try_get("id")?,
+                row.try_get("user_key")?,
+                row.try_get("tokens")?,
+            );
+            credit(&mut tx, &user, tokens).await?;
+            set_status(&mut tx, &id, "applied").await?;
+        }
+        tx.commit().await?;
+        Ok(overdue.len() as u64)
+    }
+}
+
+fn signed(entry: &NewEntry) -> i64 {
+    match entry.kind {
+        EntryKind::Credit => entry.tokens,
+        EntryKind::Debit => -entry.tokens,
+    }
+}
+
+pub(super) async fn credit(tx: &mut sqlx::AnyConnection, user: &str, tokens: i64) -> Result<()> {
+    sqlx::query("UPDATE balances SET credited = credited + $1 WHERE user_key = $2")
+        .bind(tokens)
+        .bind(user)
+        .execute(&mut *tx)
+        .await
+        .map_err(LedgerError::from)?;
+    Ok(())
+}
+
+pub(super) async fn set_status(tx: &mut sqlx::AnyConnection, id: &str, status: &str) -> Result<()> {
+    sqlx::query("UPDATE entries SET status = $1, applied_at = $2 WHERE id = $3")
+        .bind(status)
+        .bind(now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! The ledger: the one SQL database the indexer and the proxy share.
+//!
+//! It holds, per user, what was credited (paid on chain, announced by a controller), debited
+//! (usage, announced by a proxy) and reserved (in-flight requests), and keeps
+//! `available = credited − debited − reserved ≥ 0` under any concurrency: the database enforces
+//! it with a `CHECK`, and every write that could break it is one conditional statement inside
+//! a write transaction. SQLite (a file, the default) or Postgres (several proxy replicas), by URL.
+mod audit;
+mod cursors;
+mod entries;
+mod outbox;
+mod payments;
+mod requests;
+mod reservations;
+pub mod testing;
+
+pub use audit::{AuditReport, UserTotals};
+pub use entries::{Applied, EntryKind, NewEntry};
+pub use outbox::OutboxEvent;
+pub use payments::Payment;
+pub use requests::{RequestRecord, RequestState};
+pub use reservations::{Reservation, Settlement};
+
+use sqlx::{
+    any::{install_default_drivers, AnyPoolOptions},
+    AnyPool, Row,
+};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Why a ledger call failed. `Insufficient` is an answer, not a fault: the caller tells the
+/// user how much is needed.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("insufficient balance: {needed} needed, {available} available")]
+    Insufficient { needed: i64, available: i64 },
+    #[error("amount out of range: {0}")]
+    Amount(String),
+    #[error("unsupported database URL (use sqlite:… or postgres://…): {0}")]
+    UnsupportedUrl(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
+
+/// Which SQL engine is behind the pool; decides how write transactions start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A user's balance in tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Balance {
+    pub credited: i64,
+    pub debited: i64,
+    pub reserved: i64,
+    pub available: i64,
+}
+
+/// Handle to the ledger database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Ledger {
+    /// Connects (creating a SQLite file if missing) and applies the migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(LedgerError::UnsupportedUrl(url.to_owned()));
+        };
+        let pool = match backend {
+            // One connection: SQLite has one writer anyway, and queueing in the pool is fair
+            // and async where SQLite's busy handler would sleep-poll.
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::query(
+                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                            )
+                            .execute(conn)
+                            .await
+                            .map(|_| ())
+                        })
+                    })
+                    .connect(&sqlite_url_with_create(url))
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(32)
+                    .connect(url)
+                    .await?
+            }
+        };
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("../migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("../migrations/postgres").run(&pool).await?,
+        }
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool, waiting for in-flight statements.
+    pub async fn close(&self) {
+        self.pool.close().await
+    }
+
+    /// A write transaction that holds the write lock from its first statement (SQLite's
+    /// `BEGIN IMMEDIATE`), so two writers never deadlock upgrading a read lock.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// The user's balance; zero for a user the ledger has never seen.
+    pub async fn balance(&self, user: &str) -> Result<Balance> {
+        let row =
+            sqlx::query("SELECT credited, debited, reserved FROM balances WHERE user_key = $1")
+                .bind(user)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row
+            .map(|row| balance_from_row(&row))
+            .transpose()?
+            .unwrap_or_default())
+    }
+}
+
+fn balance_from_row(row: &sqlx::any::AnyRow) -> Result<Balance, sqlx::Error> {
+    let credited: i64 = row.try_get("credited")?;
+    let debited: i64 = row.try_get("debited")?;
+    let reserved: i64 = row.try_get("reserved")?;
+    Ok(Balance {
+        credited,
+        debited,
+        reserved,
+        available: credited - debited - reserved,
+    })
+}
+
+/// `sqlite:path` with `mode=rwc` so a missing file is created.
+fn sqlite_url_with_create(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs() as i64
+}
+
+/// Converts an unsigned amount into the ledger's signed column type, refusing overflow.
+pub fn to_i64(amount: u64) -> Result<i64> {
+    i64::try_from(amount).map_err(|_| LedgerError::Amount(format!("{amount} exceeds i64::MAX")))
+}
+
+/// Makes sure `user` has a row, so conditional updates have something to update.
+async fn ensure_user(tx: &mut sqlx::AnyConnection, user: &str) -> Result<()> {
+    sqlx::query("INSERT INTO balances (user_key) VALUES ($1) ON CONFLICT (user_key) DO NOTHING")
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! The embedded relay (nostr-relay-builder, in memory): the default when no relay URL is
+//! configured, so the local stack needs nothing else running.
+use nostr_relay_builder::prelude::*;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// A running in-process relay on 127.0.0.1; stops when dropped.
+pub struct EmbeddedRelay {
+    relay: LocalRelay,
+    url: String,
+}
+
+impl EmbeddedRelay {
+    /// Starts on `port` (0 picks a free one).
+    pub async fn start(port: u16) -> Result<Self, nostr_relay_builder::Error> {
+        let builder = RelayBuilder::default()
+            .addr(IpAddr::V4(Ipv4Addr::LOCALHOST))
+            .port(port);
+        let relay = LocalRelay::new(builder);
+        relay.run().await?;
+        let url = relay.url().await.to_string();
+        Ok(Self { relay, url })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn shutdown(&self) {
+        self.relay.shutdown()
+    }
+}

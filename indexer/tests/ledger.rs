@@ -1,0 +1,455 @@
+//! The ledger invariants of DESIGN.md, each on SQLite and on Postgres (a database created and
+//! dropped per test on the local server).
+use indexer::ledger::{testing::TempDatabase, Applied, Ledger, LedgerError, NewEntry, Payment};
+use std::{future::Future, panic::AssertUnwindSafe};
+
+/// Runs `body` against a fresh ledger, removes the database, then re-raises any failure.
+async fn run<F, Fut>(db: TempDatabase, body: F)
+where
+    F: FnOnce(Ledger, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let ledger = db.ledger().await;
+    let result = futures_util::FutureExt::catch_unwind(AssertUnwindSafe(body(
+        ledger.clone(),
+        db.url.clone(),
+    )))
+    .await;
+    ledger.close().await;
+    db.remove().await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// One test per backend from one body.
+macro_rules! on_both_backends {
+    ($name:ident, |$ledger:ident, $url:ident| $body:block) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                run(TempDatabase::sqlite(), |$ledger, $url| async move {
+                    let _ = &$url;
+                    $body
+                })
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                let db = TempDatabase::postgres()
+                    .await
+                    .expect("create Postgres test database");
+                run(db, |$ledger, $url| async move {
+                    let _ = &$url;
+                    $body
+                })
+                .await;
+            }
+        }
+    };
+}
+
+const USER: &str = "UserWallet1111111111111111111111111111111111";
+
+/// Credits `tokens` to `user` the way the indexer does: a payment on chain, then its credit.
+async fn fund(ledger: &Ledger, user: &str, tokens: i64, signature: &str) {
+    ledger
+        .record_payment(&payment(user, signature))
+        .await
+        .unwrap();
+    let credit = NewEntry::credit(
+        user,
+        tokens,
+        Some(signature),
+        &format!("event-{signature}"),
+        "controller",
+    );
+    assert_eq!(ledger.apply(&credit).await.unwrap(), Applied::Applied);
+}
+
+fn payment(user: &str, signature: &str) -> Payment {
+    Payment {
+        signature: signature.into(),
+        index: 0,
+        user: user.into(),
+        namespace_id: 0,
+        nonce: 0,
+        lamports: 1_000,
+        slot: 1,
+    }
+}
+
+// Invariant 1: available = credited − debited − reserved ≥ 0, always, under any concurrency.
+on_both_backends!(
+    concurrent_reservations_never_exceed_the_balance,
+    |ledger, url| {
+        fund(&ledger, USER, 1_000, "sig-a").await;
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let ledger = ledger.clone();
+                tokio::spawn(
+                    async move { ledger.reserve(USER, &format!("req-{i}"), 100, 60).await },
+                )
+            })
+            .collect();
+        let mut granted = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => granted += 1,
+                Err(LedgerError::Insufficient {
+                    needed: 100,
+                    available,
+                }) => assert!(available >= 0),
+                Err(other) => panic!("unexpected error: {other}"),
+            }
+        }
+        assert_eq!(
+            granted, 10,
+            "exactly the 10 reservations the balance covers"
+        );
+        let balance = ledger.balance(USER).await.unwrap();
+        assert_eq!((balance.reserved, balance.available), (1_000, 0));
+    }
+);
+
+on_both_backends!(
+    concurrent_settlements_and_debits_keep_the_balance_non_negative,
+    |ledger, url| {
+        fund(&ledger, USER, 500, "sig-a").await;
+        for i in 0..5 {
+            ledger
+                .reserve(USER, &format!("req-{i}"), 100, 60)
+                .await
+                .unwrap();
+        }
+        // Each request costs more than it reserved, while remote debits race for the rest.
+        let mut tasks = Vec::new();
+        for i in 0..5 {
+            let settling = ledger.clone();
+            tasks.push(tokio::spawn(async move {
+                settling
+                    .settle(&format!("req-{i}"), USER, 150, |_| None)
+                    .await
+                    .map(|s| s.charged)
+            }));
+            let debiting = ledger.clone();
+            tasks.push(tokio::spawn(async move {
+                let debit = NewEntry::debit(
+                    USER,
+                    50,
+                    Some(&format!("remote-{i}")),
+                    &format!("ev-{i}"),
+                    "proxy",
+                );
+                debiting
+                    .apply(&debit)
+                    .await
+                    .map(|a| if a == Applied::Applied { 50 } else { 0 })
+            }));
+        }
+        let mut total = 0;
+        for task in tasks {
+            total += task.await.unwrap().unwrap();
+        }
+        let balance = ledger.balance(USER).await.unwrap();
+        assert_eq!(balance.debited, total);
+        assert!(balance.available >= 0);
+        assert_eq!(balance.reserved, 0);
+        assert!(total <= 500, "never more than was credited: {total}");
+    }
+);
+
+// Invariant 2: every entry has a unique id; applying it twice is a no-op.
+on_both_backends!(applying_an_entry_twice_counts_once, |ledger, url| {
+    fund(&ledger, USER, 1_000, "sig-a").await;
+    let again = NewEntry::credit(
+        USER,
+        1_000,
+        Some("sig-a"),
+        "another-event-same-payment",
+        "controller",
+    );
+    assert_eq!(ledger.apply(&again).await.unwrap(), Applied::Duplicate);
+    let debit = NewEntry::debit(USER, 10, Some("request-1"), "ev-1", "proxy");
+    assert_eq!(ledger.apply(&debit).await.unwrap(), Applied::Applied);
+    let same_request = NewEntry::debit(USER, 10, Some("request-1"), "ev-2", "proxy");
+    assert_eq!(
+        ledger.apply(&same_request).await.unwrap(),
+        Applied::Duplicate
+    );
+    let balance = ledger.balance(USER).await.unwrap();
+    assert_eq!((balance.credited, balance.debited), (1_000, 10));
+});
+
+on_both_backends!(
+    a_proxy_settlement_and_its_relayed_debit_count_once,
+    |ledger, url| {
+        fund(&ledger, USER, 1_000, "sig-a").await;
+        ledger.reserve(USER, "request-7", 300, 60).await.unwrap();
+        let settled = ledger
+            .settle("request-7", USER, 120, |_| None)
+            .await
+            .unwrap();
+        assert_eq!((settled.charged, settled.newly_settled), (120, true));
+        // The indexer later reads the proxy's debit event from the relay.
+        let relayed = NewEntry::debit(USER, 120, Some("request-7"), "ev-debit", "proxy");
+        assert_eq!(ledger.apply(&relayed).await.unwrap(), Applied::Duplicate);
+        // A second settlement of the same request changes nothing.
+        let again = ledger
+            .settle("request-7", USER, 120, |_| None)
+            .await
+            .unwrap();
+        assert_eq!((again.charged, again.newly_settled), (0, false));
+        let balance = ledger.balance(USER).await.unwrap();
+        assert_eq!(
+            (balance.debited, balance.reserved, balance.available),
+            (120, 0, 880)
+        );
+    }
+);
+
+// Invariant 3: reservations are atomic, settled to the actual cost, released, and expire.
+on_both_backends!(
+    settle_charges_the_actual_cost_and_releases_the_rest,
+    |ledger, url| {
+        fund(&ledger, USER, 1_000, "sig-a").await;
+        let reservation = ledger.reserve(USER, "r1", 400, 60).await.unwrap();
+        assert_eq!(reservation.amount, 400);
+        assert_eq!(ledger.balance(USER).await.unwrap().available, 600);
+        let mut announced = None;
+        let settled = ledger
+            .settle("r1", USER, 150, |charged| {
+                announced = Some(charged);
+                Some((
+                    "debit-event-r1".into(),
+                    format!("{{\"tokens\":{}}}", -charged),
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (settled.charged, settled.shortfall, announced),
+            (150, 0, Some(150))
+        );
+        let balance = ledger.balance(USER).await.unwrap();
+        assert_eq!(
+            (balance.debited, balance.reserved, balance.available),
+            (150, 0, 850)
+        );
+        let queued = ledger.due_outbox(10).await.unwrap();
+        assert_eq!(
+            queued.len(),
+            1,
+            "the debit event is queued with the settlement"
+        );
+        assert_eq!(queued[0].event_json, "{\"tokens\":-150}");
+    }
+);
+
+on_both_backends!(
+    settle_above_the_reservation_charges_at_most_what_is_left,
+    |ledger, url| {
+        fund(&ledger, USER, 100, "sig-a").await;
+        ledger.reserve(USER, "r1", 80, 60).await.unwrap();
+        let settled = ledger.settle("r1", USER, 130, |_| None).await.unwrap();
+        assert_eq!((settled.charged, settled.shortfall), (100, 30));
+        assert_eq!(ledger.balance(USER).await.unwrap().available, 0);
+    }
+);
+
+on_both_backends!(
+    release_and_expiry_give_the_reservation_back,
+    |ledger, url| {
+        fund(&ledger, USER, 100, "sig-a").await;
+        ledger.reserve(USER, "r1", 60, 60).await.unwrap();
+        assert!(ledger.release("r1").await.unwrap());
+        assert!(
+            !ledger.release("r1").await.unwrap(),
+            "release is idempotent"
+        );
+        ledger.reserve(USER, "r2", 70, -1).await.unwrap();
+        assert_eq!(ledger.balance(USER).await.unwrap().available, 30);
+        assert_eq!(ledger.expire_reservations().await.unwrap(), 1);
+        assert_eq!(ledger.balance(USER).await.unwrap().available, 100);
+        // A settlement after expiry still bills the request from what is available.
+        let settled = ledger.settle("r2", USER, 40, |_| None).await.unwrap();
+        assert_eq!(settled.charged, 40);
+        assert_eq!(ledger.balance(USER).await.unwrap().available, 60);
+    }
+);
+
+on_both_backends!(
+    reservations_refuse_non_positive_amounts_and_unknown_users,
+    |ledger, url| {
+        assert!(matches!(
+            ledger.reserve(USER, "r0", 0, 60).await,
+            Err(LedgerError::Amount(_))
+        ));
+        match ledger.reserve("nobody", "r1", 1, 60).await {
+            Err(LedgerError::Insufficient {
+                needed: 1,
+                available: 0,
+            }) => {}
+            other => panic!("expected insufficient, got {other:?}"),
+        }
+    }
+);
+
+// Invariant 4: a credit counts only once its on-chain payment is seen; the audit says so.
+on_both_backends!(credits_wait_for_their_payment, |ledger, url| {
+    let credit = NewEntry::credit(USER, 5_000, Some("sig-late"), "ev-credit", "controller");
+    assert_eq!(ledger.apply(&credit).await.unwrap(), Applied::Pending);
+    assert_eq!(ledger.balance(USER).await.unwrap().available, 0);
+    let audit = ledger.audit().await.unwrap();
+    assert_eq!(
+        audit.credits_without_payment,
+        vec!["credit:sig-late".to_string()]
+    );
+    assert!(!audit.is_clean());
+
+    assert!(ledger
+        .record_payment(&payment(USER, "sig-late"))
+        .await
+        .unwrap());
+    assert!(
+        !ledger
+            .record_payment(&payment(USER, "sig-late"))
+            .await
+            .unwrap(),
+        "payments recorded once"
+    );
+    assert_eq!(ledger.balance(USER).await.unwrap().available, 5_000);
+    assert!(ledger.audit().await.unwrap().is_clean());
+});
+
+on_both_backends!(
+    a_payment_for_another_user_does_not_back_a_credit,
+    |ledger, url| {
+        ledger
+            .record_payment(&payment("SomeoneElse", "sig-x"))
+            .await
+            .unwrap();
+        let credit = NewEntry::credit(USER, 5_000, Some("sig-x"), "ev", "controller");
+        assert_eq!(ledger.apply(&credit).await.unwrap(), Applied::Pending);
+        let audit = ledger.audit().await.unwrap();
+        assert_eq!(audit.payments_without_credit, vec!["sig-x:0".to_string()]);
+        assert_eq!(
+            audit.credits_without_payment,
+            vec!["credit:sig-x".to_string()]
+        );
+    }
+);
+
+on_both_backends!(
+    overdue_credits_apply_after_the_grace_period_and_stay_flagged,
+    |ledger, url| {
+        let credit = NewEntry::credit(USER, 70, Some("sig-never"), "ev", "controller");
+        assert_eq!(ledger.apply(&credit).await.unwrap(), Applied::Pending);
+        assert_eq!(
+            ledger.apply_overdue_credits(3_600).await.unwrap(),
+            0,
+            "not overdue yet"
+        );
+        assert_eq!(ledger.apply_overdue_credits(-1).await.unwrap(), 1);
+        assert_eq!(ledger.balance(USER).await.unwrap().available, 70);
+        assert_eq!(
+            ledger.audit().await.unwrap().credits_without_payment,
+            vec!["credit:sig-never".to_string()]
+        );
+    }
+);
+
+on_both_backends!(
+    debits_beyond_the_balance_are_refused_and_audited,
+    |ledger, url| {
+        fund(&ledger, USER, 100, "sig-a").await;
+        let too_much = NewEntry::debit(USER, 101, Some("req-big"), "ev", "proxy");
+        assert!(matches!(
+            ledger.apply(&too_much).await.unwrap(),
+            Applied::Rejected(_)
+        ));
+        let no_request = NewEntry::debit(USER, 1, None, "ev-anon", "proxy");
+        assert_eq!(ledger.apply(&no_request).await.unwrap(), Applied::Applied);
+        let audit = ledger.audit().await.unwrap();
+        assert_eq!(
+            audit.debits_without_request,
+            vec![
+                "debit-event:ev-anon".to_string(),
+                "debit:req-big".to_string()
+            ]
+        );
+        assert_eq!(ledger.balance(USER).await.unwrap().available, 99);
+        let zero = NewEntry::credit(USER, 0, Some("sig-zero"), "ev-zero", "controller");
+        assert!(matches!(
+            ledger.apply(&zero).await.unwrap(),
+            Applied::Rejected(_)
+        ));
+    }
+);
+
+on_both_backends!(audit_totals_match_entries, |ledger, url| {
+    fund(&ledger, USER, 1_000, "sig-a").await;
+    ledger.reserve(USER, "r1", 200, 60).await.unwrap();
+    ledger.settle("r1", USER, 30, |_| None).await.unwrap();
+    let audit = ledger.audit().await.unwrap();
+    assert!(audit.is_clean(), "{audit:?}");
+    let totals = &audit.users[0];
+    assert_eq!(
+        (
+            totals.credited,
+            totals.debited,
+            totals.available,
+            totals.entries_net
+        ),
+        (1_000, 30, 970, 970)
+    );
+});
+
+// Invariant 5: cursors are persisted; a restart resumes from them.
+on_both_backends!(cursors_survive_a_reconnect, |ledger, url| {
+    assert_eq!(ledger.cursor("nostr").await.unwrap(), None);
+    ledger.set_cursor("nostr", "1700000000").await.unwrap();
+    ledger.set_cursor("nostr", "1700000060").await.unwrap();
+    let reopened = Ledger::connect(&url).await.unwrap();
+    assert_eq!(
+        reopened.cursor("nostr").await.unwrap().as_deref(),
+        Some("1700000060")
+    );
+    reopened.close().await;
+});
+
+// Invariant 6: what must reach the relay waits in the outbox until published.
+on_both_backends!(outbox_retries_until_published, |ledger, url| {
+    ledger
+        .enqueue("event-1", "{\"id\":\"event-1\"}")
+        .await
+        .unwrap();
+    ledger
+        .enqueue("event-1", "{\"id\":\"event-1\"}")
+        .await
+        .unwrap();
+    let due = ledger.due_outbox(10).await.unwrap();
+    assert_eq!(due.len(), 1, "deduplicated by event id");
+    ledger
+        .mark_failed(due[0].id, due[0].attempts, "relay unreachable")
+        .await
+        .unwrap();
+    assert!(
+        ledger.due_outbox(10).await.unwrap().is_empty(),
+        "backs off after a failure"
+    );
+    assert_eq!(ledger.outbox_backlog().await.unwrap(), 1);
+    ledger.mark_published(due[0].id).await.unwrap();
+    assert_eq!(ledger.outbox_backlog().await.unwrap(), 0);
+});
+
+#[tokio::test]
+async fn unsupported_urls_are_refused() {
+    assert!(matches!(
+        Ledger::connect("mysql://localhost/x").await,
+        Err(LedgerError::UnsupportedUrl(_))
+    ));
+}
