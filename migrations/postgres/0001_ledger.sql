@@ -70,6 +70,7 @@ CREATE TABLE requests (
     state      TEXT NOT NULL,
     signature  TEXT,
     reason     TEXT,
+    event_json TEXT,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );

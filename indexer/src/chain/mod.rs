@@ -4,6 +4,7 @@
 pub mod bank;
 pub mod decode;
 pub mod rpc;
+pub mod watcher;
 
 use async_trait::async_trait;
 use balance_payment::sdk::events::ProgramEvent;

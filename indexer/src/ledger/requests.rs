@@ -38,26 +38,31 @@ pub struct RequestRecord {
     pub state: RequestState,
     pub signature: Option<String>,
     pub reason: Option<String>,
+    /// The request event as received.
+    pub event_json: Option<String>,
 }
 
 impl Ledger {
     /// Claims request `id` for payment. Returns `None` when this call claimed it, or the
     /// existing record when it was seen before (a replay, or a restart mid-payment).
+    /// `event_json` is kept so that a restarted controller can resume the request.
     pub async fn claim_request(
         &self,
         id: &str,
         user: &str,
         nonce: u64,
         amount: u64,
+        event_json: &str,
     ) -> Result<Option<RequestRecord>> {
         let inserted = sqlx::query(
-            "INSERT INTO requests (id, user_key, nonce, amount, state, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'paying', $5, $5) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO requests (id, user_key, nonce, amount, state, event_json, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'paying', $5, $6, $6) ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
         .bind(user)
         .bind(to_i64(nonce)?)
         .bind(to_i64(amount)?)
+        .bind(event_json)
         .bind(now())
         .execute(&self.pool)
         .await?
@@ -74,6 +79,34 @@ impl Ledger {
             .fetch_optional(&self.pool)
             .await?;
         row.map(|row| record(&row)).transpose()
+    }
+
+    /// Records request `id` as refused before any claim (it failed the off-chain checks) and
+    /// queues its reply. Returns false when the request was seen before.
+    pub async fn refuse_unclaimed(
+        &self,
+        id: &str,
+        reason: &str,
+        events: &[(String, String)],
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO requests (id, user_key, nonce, amount, state, reason, created_at, updated_at)
+             VALUES ($1, '', 0, 0, 'refused', $2, $3, $3) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(reason)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            for (dedupe_key, json) in events {
+                enqueue_in(&mut tx, dedupe_key, json).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(inserted == 1)
     }
 
     /// Requests claimed but not finished: to resume after a crash.
@@ -120,5 +153,6 @@ fn record(row: &sqlx::any::AnyRow) -> Result<RequestRecord> {
         state: RequestState::parse(&row.try_get::<String, _>("state")?),
         signature: row.try_get("signature")?,
         reason: row.try_get("reason")?,
+        event_json: row.try_get("event_json")?,
     })
 }

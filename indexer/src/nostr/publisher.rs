@@ -50,7 +50,9 @@ pub async fn publish_due(client: &Client, ledger: &Ledger) -> crate::ledger::Res
                 continue;
             }
         };
-        match client.send_event(&event).await {
+        let sent = client.send_event(&event).await;
+        tracing::debug!(id = item.id, event = %event.id, ?sent, "outbox: publish attempt");
+        match sent {
             Ok(output) if !output.success.is_empty() => {
                 ledger.mark_published(item.id).await?;
                 accepted += 1;

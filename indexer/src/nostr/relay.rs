@@ -12,6 +12,14 @@ pub struct EmbeddedRelay {
 impl EmbeddedRelay {
     /// Starts on `port` (0 picks a free one).
     pub async fn start(port: u16) -> Result<Self, nostr_relay_builder::Error> {
+        // The builder reports the port it was given, so pick a free one here.
+        let port = match port {
+            0 => std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .and_then(|listener| listener.local_addr())
+                .map(|addr| addr.port())
+                .unwrap_or(0),
+            port => port,
+        };
         let builder = RelayBuilder::default()
             .addr(IpAddr::V4(Ipv4Addr::LOCALHOST))
             .port(port);

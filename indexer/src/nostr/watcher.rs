@@ -120,7 +120,10 @@ pub async fn run(
             _ = shutdown.changed() => return Ok(()),
             received = notifications.recv() => match received {
                 Ok(RelayPoolNotification::Event { event, .. }) => *event,
-                Ok(_) => continue,
+                Ok(other) => {
+                    tracing::trace!(?other, "nostr: notification");
+                    continue;
+                }
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "nostr: fell behind; back-filling");
                     let filter = session_filter(&session, &recipients, since(newest));
@@ -149,6 +152,7 @@ async fn handle(
     seen: &mut HashSet<EventId>,
     newest: &mut u64,
 ) -> crate::ledger::Result<()> {
+    tracing::debug!(id = %event.id, author = %event.pubkey, "nostr: received");
     if event.kind != Kind::Custom(crate::wire::KIND_DS_PROXY) || !seen.insert(event.id) {
         return Ok(());
     }

@@ -1,0 +1,185 @@
+//! The local stack on embedded defaults: an in-process bank running the program, the embedded
+//! relay, a SQLite ledger, and the indexer's services with a controller, set up with one
+//! operator. `indexer sandbox` runs it; the end-to-end tests drive it.
+use crate::{
+    chain::{bank::BankChain, Chain},
+    controller::{Controller, ControllerConfig},
+    ledger::Ledger,
+    nostr::{relay::EmbeddedRelay, watcher::Trust},
+    services::{Components, Services},
+    wire::DEFAULT_SESSION,
+};
+use balance_payment::{sdk::instructions as ix, CreateNamespaceArgs};
+use nostr_sdk::prelude::{Client, Keys, PublicKey};
+use solana_sdk::{
+    pubkey::Pubkey,
+    signature::{Keypair, Signer},
+};
+use std::{sync::Arc, time::Duration};
+
+/// SOL, in lamports.
+pub const SOL: u64 = 1_000_000_000;
+
+/// Sandbox settings.
+pub struct SandboxConfig {
+    pub database_url: String,
+    /// Port of the embedded relay (0: any free one).
+    pub relay_port: u16,
+    pub tokens_per_sol: u64,
+    /// The proxy keys whose debits count (the sandbox makes one if empty).
+    pub proxy_keys: Vec<Keys>,
+}
+
+/// A running local stack.
+pub struct Sandbox {
+    pub chain: Arc<BankChain>,
+    pub relay: EmbeddedRelay,
+    pub ledger: Ledger,
+    pub authority: Keypair,
+    pub bot: Keypair,
+    pub treasury: Pubkey,
+    pub namespace_id: u64,
+    /// The controller's Nostr identity: signs credits and statuses.
+    pub controller_keys: Keys,
+    /// The gateway's Nostr address: every session event is `p`-tagged with it. Distinct from
+    /// every signing key (relays do not index an author's tag of itself).
+    pub machine: PublicKey,
+    pub proxy_keys: Vec<Keys>,
+    pub session: String,
+    pub tokens_per_sol: u64,
+    services: Option<(Services, [Client; 2])>,
+}
+
+impl Sandbox {
+    pub async fn start(config: SandboxConfig) -> anyhow::Result<Self> {
+        let chain = Arc::new(BankChain::start().await);
+        let (authority, bot, treasury) = (Keypair::new(), Keypair::new(), Keypair::new().pubkey());
+        chain.airdrop(&authority.pubkey(), 10 * SOL).await?;
+        chain.airdrop(&bot.pubkey(), 10 * SOL).await?;
+        chain.airdrop(&treasury, SOL).await?;
+        chain
+            .submit(&[ix::initialize(authority.pubkey())], &[&authority])
+            .await?;
+        let args = CreateNamespaceArgs {
+            name: "sandbox".into(),
+            bot: bot.pubkey(),
+            treasury,
+        };
+        chain
+            .submit(
+                &[ix::create_namespace(authority.pubkey(), 0, args)],
+                &[&authority],
+            )
+            .await?;
+
+        let relay = EmbeddedRelay::start(config.relay_port).await?;
+        let ledger = Ledger::connect(&config.database_url).await?;
+        let controller_keys = Keys::generate();
+        let proxy_keys = if config.proxy_keys.is_empty() {
+            vec![Keys::generate()]
+        } else {
+            config.proxy_keys
+        };
+        let mut sandbox = Self {
+            chain,
+            relay,
+            ledger,
+            authority,
+            bot,
+            treasury,
+            namespace_id: 0,
+            controller_keys,
+            machine: Keys::generate().public_key(),
+            proxy_keys,
+            session: DEFAULT_SESSION.to_owned(),
+            tokens_per_sol: config.tokens_per_sol,
+            services: None,
+        };
+        sandbox.services = Some(sandbox.spawn_services().await?);
+        Ok(sandbox)
+    }
+
+    /// The indexer's services with a fresh relay connection, as a new process would start them.
+    async fn spawn_services(&self) -> anyhow::Result<(Services, [Client; 2])> {
+        let connect = |keys: Keys| async {
+            let client = Client::new(keys);
+            client.add_relay(self.relay.url()).await?;
+            client.connect().await;
+            anyhow::Ok(client)
+        };
+        let (publisher, listener) = (
+            connect(self.controller_keys.clone()).await?,
+            connect(Keys::generate()).await?,
+        );
+        let controller = Controller::new(
+            ControllerConfig {
+                bot: self.bot.insecure_clone(),
+                namespace_id: self.namespace_id,
+                treasury: self.treasury,
+                nostr_keys: self.controller_keys.clone(),
+                session: self.session.clone(),
+                machine: self.machine,
+                tokens_per_sol: self.tokens_per_sol,
+                max_lamports_per_request: 100 * SOL,
+            },
+            self.ledger.clone(),
+            self.chain.clone(),
+        );
+        let trust = Trust {
+            controllers: [self.controller_keys.public_key()].into(),
+            proxies: self.proxy_keys.iter().map(Keys::public_key).collect(),
+        };
+        let services = Services::spawn(Components {
+            ledger: self.ledger.clone(),
+            chain: self.chain.clone(),
+            publisher: publisher.clone(),
+            listener: listener.clone(),
+            trust,
+            session: self.session.clone(),
+            recipients: vec![self.machine],
+            namespace_id: self.namespace_id,
+            chain_poll: Duration::from_secs(1),
+            credit_grace: None,
+            controller: Some(controller),
+        });
+        Ok((services, [publisher, listener]))
+    }
+
+    /// Stops the services and starts them again on the same chain, relay and ledger: what a
+    /// process restart does.
+    pub async fn restart_services(&mut self) -> anyhow::Result<()> {
+        self.stop_services().await;
+        self.services = Some(self.spawn_services().await?);
+        Ok(())
+    }
+
+    pub async fn stop_services(&mut self) {
+        if let Some((services, clients)) = self.services.take() {
+            services.shutdown().await;
+            for client in clients {
+                client.shutdown().await;
+            }
+        }
+    }
+    /// A new wallet, funded, registered, with `deposit` lamports in its vault.
+    pub async fn user(&self, deposit: u64) -> anyhow::Result<Keypair> {
+        let user = Keypair::new();
+        self.chain.airdrop(&user.pubkey(), deposit + SOL).await?;
+        self.chain
+            .submit(&[ix::register(user.pubkey())], &[&user])
+            .await?;
+        self.chain
+            .submit(
+                &[ix::deposit(user.pubkey(), user.pubkey(), deposit)],
+                &[&user],
+            )
+            .await?;
+        Ok(user)
+    }
+
+    /// Stops the services (the ledger stays open for inspection).
+    pub async fn stop(&mut self) {
+        self.stop_services().await;
+        self.relay.shutdown();
+    }
+}
