@@ -7,6 +7,8 @@
 //! - [`services`]: the watchers, controller and publisher as tasks; [`sandbox`]: the local stack.
 //! - [`wire`]: kind-1573 message contents, compatible with DePHY's.
 pub mod chain;
+pub mod cli;
+pub mod config;
 pub mod controller;
 pub mod ledger;
 pub mod nostr;

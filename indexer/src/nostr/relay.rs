@@ -3,6 +3,9 @@
 use nostr_relay_builder::prelude::*;
 use std::net::{IpAddr, Ipv4Addr};
 
+/// Events the embedded relay keeps (in memory) and returns at most per query.
+pub const MAX_EVENTS: usize = 1_000_000;
+
 /// A running in-process relay on 127.0.0.1; stops when dropped.
 pub struct EmbeddedRelay {
     relay: LocalRelay,
@@ -20,9 +23,16 @@ impl EmbeddedRelay {
                 .unwrap_or(0),
             port => port,
         };
+        // It serves this machine's own services: no 60-events-a-minute cap, and a back-fill
+        // returns everything stored rather than the newest 500.
         let builder = RelayBuilder::default()
             .addr(IpAddr::V4(Ipv4Addr::LOCALHOST))
-            .port(port);
+            .port(port)
+            .rate_limit(RateLimit {
+                max_reqs: 500,
+                notes_per_minute: 1_000_000,
+            })
+            .default_filter_limit(MAX_EVENTS);
         let relay = LocalRelay::new(builder);
         relay.run().await?;
         let url = relay.url().await.to_string();

@@ -1,0 +1,246 @@
+//! The `indexer` command: `run`, `sandbox`, `audit`, `status`, `keygen`.
+use crate::{
+    chain::{rpc::RpcChain, Chain},
+    config::Config,
+    controller::{Controller, ControllerConfig},
+    ledger::Ledger,
+    nostr::{relay::EmbeddedRelay, watcher::Trust},
+    sandbox::{Sandbox, SandboxConfig},
+    services::{Components, Services},
+};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use nostr_sdk::prelude::{Client, Keys, PublicKey, ToBech32};
+use solana_sdk::signature::{read_keypair_file, write_keypair_file, Keypair, Signer};
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+#[derive(Parser)]
+#[command(
+    name = "indexer",
+    about = "Keeps gateway balances provable from chain events and signed Nostr events"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the watchers (and the controller, if configured) until Ctrl-C.
+    Run {
+        /// TOML config file; `INDEXER_…` environment variables override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run the whole local stack on embedded defaults: an in-process chain running the
+    /// program, the embedded relay, a SQLite ledger, the controller and the watchers.
+    Sandbox {
+        #[arg(long, default_value = "sqlite:sandbox.sqlite")]
+        database_url: String,
+        #[arg(long, default_value_t = 7447)]
+        relay_port: u16,
+        #[arg(long, default_value_t = 1_000_000)]
+        tokens_per_sol: u64,
+    },
+    /// Print the reconciliation report; exit non-zero if anything does not reconcile.
+    Audit {
+        #[arg(
+            long,
+            env = "INDEXER_DATABASE_URL",
+            default_value = "sqlite:indexer.sqlite"
+        )]
+        database_url: String,
+    },
+    /// Print cursors, outbox backlog and request counts.
+    Status {
+        #[arg(
+            long,
+            env = "INDEXER_DATABASE_URL",
+            default_value = "sqlite:indexer.sqlite"
+        )]
+        database_url: String,
+    },
+    /// Write a new key: a Nostr secret key (hex), or with `--solana` a Solana keypair file.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        solana: bool,
+    },
+}
+
+/// Runs the parsed command; the exit code is the return value.
+pub async fn main(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Run { config } => run(Config::load(config.as_deref())?).await.map(|_| 0),
+        Command::Sandbox {
+            database_url,
+            relay_port,
+            tokens_per_sol,
+        } => sandbox(database_url, relay_port, tokens_per_sol)
+            .await
+            .map(|_| 0),
+        Command::Audit { database_url } => {
+            let report = Ledger::connect(&database_url).await?.audit().await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(if report.is_clean() { 0 } else { 1 })
+        }
+        Command::Status { database_url } => {
+            let ledger = Ledger::connect(&database_url).await?;
+            let status = serde_json::json!({
+                "chain_cursor": ledger.cursor(crate::chain::watcher::CURSOR).await?,
+                "nostr_cursor": ledger.cursor(crate::nostr::watcher::CURSOR).await?,
+                "outbox_backlog": ledger.outbox_backlog().await?,
+                "unfinished_requests": ledger.unfinished_requests().await?.len(),
+            });
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            Ok(0)
+        }
+        Command::Keygen { out, solana } => {
+            if out.exists() {
+                anyhow::bail!("{} exists; not overwriting a key", out.display());
+            }
+            if solana {
+                let keypair = Keypair::new();
+                write_keypair_file(&keypair, &out).map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!("{}", keypair.pubkey());
+            } else {
+                let keys = Keys::generate();
+                std::fs::write(&out, keys.secret_key().to_secret_hex())?;
+                println!(
+                    "{} ({})",
+                    keys.public_key().to_hex(),
+                    keys.public_key().to_bech32()?
+                );
+            }
+            restrict_permissions(&out)?;
+            Ok(0)
+        }
+    }
+}
+
+fn restrict_permissions(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+fn pubkeys(keys: &[String]) -> anyhow::Result<Vec<PublicKey>> {
+    keys.iter()
+        .map(|k| PublicKey::parse(k).with_context(|| format!("bad Nostr key {k}")))
+        .collect()
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let ledger = Ledger::connect(&config.database_url).await?;
+    let program_id = config.chain.program_id.parse()?;
+    let chain: Arc<dyn Chain> = Arc::new(RpcChain::new(
+        &config.chain.rpc_url,
+        config.chain.ws_url.as_deref(),
+        program_id,
+    ));
+    let embedded = match config.nostr.relays.is_empty() {
+        true => Some(EmbeddedRelay::start(config.nostr.embedded_relay_port).await?),
+        false => None,
+    };
+    let relays: Vec<String> = match &embedded {
+        Some(relay) => vec![relay.url().to_owned()],
+        None => config.nostr.relays.clone(),
+    };
+    let controller_keys = match &config.controller {
+        Some(section) => Some(Keys::parse(
+            std::fs::read_to_string(&section.nostr_secret_key_file)?.trim(),
+        )?),
+        None => None,
+    };
+    let connect = |keys: Keys| {
+        let relays = relays.clone();
+        async move {
+            let client = Client::new(keys);
+            for relay in &relays {
+                client.add_relay(relay.as_str()).await?;
+            }
+            client.connect().await;
+            anyhow::Ok(client)
+        }
+    };
+    let publisher = connect(controller_keys.clone().unwrap_or_else(Keys::generate)).await?;
+    let listener = connect(Keys::generate()).await?;
+    let machine = PublicKey::parse(&config.nostr.machine)?;
+    let controller = match (&config.controller, controller_keys) {
+        (Some(section), Some(nostr_keys)) => Some(Controller::new(
+            ControllerConfig {
+                bot: read_keypair_file(&section.bot_keypair).map_err(|e| {
+                    anyhow::anyhow!("bot keypair {}: {e}", section.bot_keypair.display())
+                })?,
+                namespace_id: config.chain.namespace_id,
+                treasury: section.treasury.parse()?,
+                nostr_keys,
+                session: config.session.clone(),
+                machine,
+                tokens_per_sol: section.tokens_per_sol,
+                max_lamports_per_request: section.max_lamports_per_request,
+            },
+            ledger.clone(),
+            chain.clone(),
+        )),
+        _ => None,
+    };
+    let services = Services::spawn(Components {
+        ledger: ledger.clone(),
+        chain,
+        publisher,
+        listener,
+        trust: Trust {
+            controllers: pubkeys(&config.nostr.controller_pubkeys)?
+                .into_iter()
+                .collect(),
+            proxies: pubkeys(&config.nostr.proxy_pubkeys)?.into_iter().collect(),
+        },
+        session: config.session.clone(),
+        recipients: vec![machine],
+        namespace_id: config.chain.namespace_id,
+        chain_poll: Duration::from_secs(config.chain.poll_seconds.max(1)),
+        credit_grace: config.credit_grace_seconds.map(Duration::from_secs),
+        controller,
+    });
+    tracing::info!(relays = ?relays, "indexer running; Ctrl-C to stop");
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("shutting down");
+    services.shutdown().await;
+    ledger.close().await;
+    Ok(())
+}
+
+async fn sandbox(database_url: String, relay_port: u16, tokens_per_sol: u64) -> anyhow::Result<()> {
+    let mut sandbox = Sandbox::start(SandboxConfig {
+        database_url: database_url.clone(),
+        relay_port,
+        tokens_per_sol,
+        proxy_keys: vec![],
+    })
+    .await?;
+    println!("Local stack running (in-process chain, embedded relay, SQLite):");
+    println!("  relay:        {}", sandbox.relay.url());
+    println!("  ledger:       {database_url}");
+    println!("  program:      {}", balance_payment::ID);
+    println!(
+        "  namespace:    {} (bot {}, treasury {})",
+        sandbox.namespace_id,
+        sandbox.bot.pubkey(),
+        sandbox.treasury
+    );
+    println!("  machine (p):  {}", sandbox.machine.to_hex());
+    println!(
+        "  controller:   {}",
+        sandbox.controller_keys.public_key().to_hex()
+    );
+    println!("  session (s):  {}", sandbox.session);
+    println!("Publish kind-1573 Request events to the relay (see README); Ctrl-C to stop.");
+    tokio::signal::ctrl_c().await?;
+    sandbox.stop().await;
+    Ok(())
+}

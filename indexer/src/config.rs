@@ -1,0 +1,160 @@
+//! Typed configuration, loaded once at start: a TOML file, then `INDEXER_…` environment
+//! variables (nested keys joined by `__`, e.g. `INDEXER_CHAIN__RPC_URL`). Bad config fails
+//! before anything runs.
+use figment::{
+    providers::{Env, Format, Serialized, Toml},
+    Figment,
+};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `sqlite:path` (default) or `postgres://…`.
+    pub database_url: String,
+    /// The `s` tag of every event.
+    pub session: String,
+    pub nostr: NostrConfig,
+    pub chain: ChainConfig,
+    /// Present on the operator's controller; absent on a read-only indexer.
+    pub controller: Option<ControllerSection>,
+    /// Apply a credit whose payment is still unseen after this many seconds (default: never).
+    pub credit_grace_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NostrConfig {
+    /// Relay URLs; empty runs the embedded relay.
+    pub relays: Vec<String>,
+    pub embedded_relay_port: u16,
+    /// The gateway's Nostr address (hex): events are `p`-tagged with it.
+    pub machine: String,
+    /// Keys (hex) whose positive `Transaction`s are credits.
+    pub controller_pubkeys: Vec<String>,
+    /// Keys (hex) whose negative `Transaction`s are debits.
+    pub proxy_pubkeys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    pub rpc_url: String,
+    /// Websocket endpoint for `logsSubscribe`; without it the watcher only polls.
+    pub ws_url: Option<String>,
+    pub program_id: String,
+    pub namespace_id: u64,
+    pub poll_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerSection {
+    /// Solana keypair file (JSON array, as `solana-keygen` writes) of the namespace's bot.
+    pub bot_keypair: PathBuf,
+    /// File holding the controller's Nostr secret key (hex or nsec).
+    pub nostr_secret_key_file: PathBuf,
+    /// The namespace treasury (base58).
+    pub treasury: String,
+    pub tokens_per_sol: u64,
+    pub max_lamports_per_request: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite:indexer.sqlite".into(),
+            session: crate::wire::DEFAULT_SESSION.into(),
+            nostr: NostrConfig {
+                relays: vec![],
+                embedded_relay_port: 7447,
+                machine: String::new(),
+                controller_pubkeys: vec![],
+                proxy_pubkeys: vec![],
+            },
+            chain: ChainConfig {
+                rpc_url: "http://127.0.0.1:8899".into(),
+                ws_url: None,
+                program_id: balance_payment::ID.to_string(),
+                namespace_id: 0,
+                poll_seconds: 5,
+            },
+            controller: None,
+            credit_grace_seconds: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "{} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("INDEXER_").split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.nostr.machine.is_empty() {
+            return invalid("nostr.machine (the gateway's Nostr address) is required".into());
+        }
+        for key in [&self.nostr.machine]
+            .into_iter()
+            .chain(&self.nostr.controller_pubkeys)
+            .chain(&self.nostr.proxy_pubkeys)
+        {
+            if nostr_sdk::PublicKey::parse(key).is_err() {
+                return invalid(format!("not a Nostr public key: {key}"));
+            }
+        }
+        if self
+            .chain
+            .program_id
+            .parse::<solana_sdk::pubkey::Pubkey>()
+            .is_err()
+        {
+            return invalid(format!(
+                "chain.program_id is not a Solana address: {}",
+                self.chain.program_id
+            ));
+        }
+        if let Some(controller) = &self.controller {
+            if controller
+                .treasury
+                .parse::<solana_sdk::pubkey::Pubkey>()
+                .is_err()
+            {
+                return invalid(format!(
+                    "controller.treasury is not a Solana address: {}",
+                    controller.treasury
+                ));
+            }
+            if controller.tokens_per_sol == 0 {
+                return invalid("controller.tokens_per_sol must be positive".into());
+            }
+        }
+        Ok(())
+    }
+}
