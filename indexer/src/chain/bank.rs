@@ -1,7 +1,7 @@
 //! An in-process chain: a `solana-program-test` bank running `balance_payment` natively.
 //! It backs the local stack (`indexer sandbox`) and the end-to-end tests; its clock follows
 //! wall time so that signed deadlines mean what they say.
-use super::{custom_code, Chain, ChainError, ChainEvent, EventBatch};
+use super::{Chain, ChainError, ChainEvent, EventBatch};
 use async_trait::async_trait;
 use balance_payment::sdk::{events::decode_event, native};
 use solana_program_test::{processor, ProgramTest, ProgramTestContext};
@@ -66,7 +66,7 @@ impl BankChain {
             .banks_client
             .get_balance(*address)
             .await
-            .map_err(unavailable)
+            .map_err(ChainError::unavailable)
     }
 
     /// Raw data of `address`, if the account exists.
@@ -77,13 +77,9 @@ impl BankChain {
             .banks_client
             .get_account(*address)
             .await
-            .map_err(unavailable)?;
+            .map_err(ChainError::unavailable)?;
         Ok(account.map(|account| account.data))
     }
-}
-
-fn unavailable(error: impl std::fmt::Display) -> ChainError {
-    ChainError::Unavailable(error.to_string())
 }
 
 #[async_trait]
@@ -95,14 +91,14 @@ impl Chain for BankChain {
     ) -> Result<String, ChainError> {
         let fee_payer = signers
             .first()
-            .ok_or_else(|| unavailable("no signer to pay the fee"))?;
+            .ok_or_else(|| ChainError::unavailable("no signer to pay the fee"))?;
         let mut state = self.state.lock().await;
         let mut clock: Clock = state
             .ctx
             .banks_client
             .get_sysvar()
             .await
-            .map_err(unavailable)?;
+            .map_err(ChainError::unavailable)?;
         clock.unix_timestamp = indexer_now();
         state.ctx.set_sysvar(&clock);
         let blockhash = state
@@ -110,7 +106,7 @@ impl Chain for BankChain {
             .banks_client
             .get_latest_blockhash()
             .await
-            .map_err(unavailable)?;
+            .map_err(ChainError::unavailable)?;
         let tx = Transaction::new_signed_with_payer(
             instructions,
             Some(&fee_payer.pubkey()),
@@ -123,19 +119,16 @@ impl Chain for BankChain {
             .banks_client
             .simulate_transaction(tx.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(ChainError::unavailable)?;
         if let Some(Err(error)) = simulation.result {
-            return Err(ChainError::Rejected {
-                code: custom_code(&error),
-                message: error.to_string(),
-            });
+            return Err(ChainError::rejected(&error));
         }
         let slot = state
             .ctx
             .banks_client
             .get_root_slot()
             .await
-            .map_err(unavailable)?;
+            .map_err(ChainError::unavailable)?;
         let events: Vec<_> = simulation
             .simulation_details
             .and_then(|details| details.inner_instructions)
@@ -157,12 +150,9 @@ impl Chain for BankChain {
             .await
             .map_err(|error| match error {
                 solana_banks_client::BanksClientError::TransactionError(error) => {
-                    ChainError::Rejected {
-                        code: custom_code(&error),
-                        message: error.to_string(),
-                    }
+                    ChainError::rejected(&error)
                 }
-                other => unavailable(other),
+                other => ChainError::unavailable(other),
             })?;
         for (index, event) in events.into_iter().enumerate() {
             state.events.push(ChainEvent {

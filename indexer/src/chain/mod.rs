@@ -60,11 +60,21 @@ pub trait Chain: Send + Sync + 'static {
     }
 }
 
-/// The program error code inside a transaction error, if any.
-pub fn custom_code(error: &solana_sdk::transaction::TransactionError) -> Option<u32> {
-    use solana_sdk::{instruction::InstructionError, transaction::TransactionError};
-    match error {
-        TransactionError::InstructionError(_, InstructionError::Custom(code)) => Some(*code),
-        _ => None,
+impl ChainError {
+    /// A refusal, keeping the program's error code when it is one.
+    pub fn rejected(error: &solana_sdk::transaction::TransactionError) -> Self {
+        use solana_sdk::{instruction::InstructionError, transaction::TransactionError};
+        let code = match error {
+            TransactionError::InstructionError(_, InstructionError::Custom(code)) => Some(*code),
+            _ => None,
+        };
+        ChainError::Rejected {
+            code,
+            message: error.to_string(),
+        }
+    }
+
+    pub fn unavailable(error: impl std::fmt::Display) -> Self {
+        ChainError::Unavailable(error.to_string())
     }
 }

@@ -1,9 +1,7 @@
 //! The chain through a Solana RPC node: `sendTransaction` to submit; `getSignaturesForAddress`
 //! (back-fill from the cursor, after start or any reconnect) plus `getTransaction` to read
 //! events; `logsSubscribe` over the websocket only to wake the watcher early.
-use super::{
-    custom_code, decode::events_in_transaction, Chain, ChainError, ChainEvent, EventBatch,
-};
+use super::{decode::events_in_transaction, Chain, ChainError, ChainEvent, EventBatch};
 use async_trait::async_trait;
 use solana_commitment_config::CommitmentConfig;
 use solana_rpc_client::{
@@ -72,7 +70,7 @@ impl RpcChain {
                     },
                 )
                 .await
-                .map_err(unavailable)?;
+                .map_err(ChainError::unavailable)?;
             let full = page.len() == PAGE;
             before = page
                 .last()
@@ -91,10 +89,6 @@ impl RpcChain {
     }
 }
 
-fn unavailable(error: impl std::fmt::Display) -> ChainError {
-    ChainError::Unavailable(error.to_string())
-}
-
 #[async_trait]
 impl Chain for RpcChain {
     async fn submit(
@@ -104,12 +98,12 @@ impl Chain for RpcChain {
     ) -> Result<String, ChainError> {
         let fee_payer = signers
             .first()
-            .ok_or_else(|| unavailable("no signer to pay the fee"))?;
+            .ok_or_else(|| ChainError::unavailable("no signer to pay the fee"))?;
         let blockhash = self
             .client
             .get_latest_blockhash()
             .await
-            .map_err(unavailable)?;
+            .map_err(ChainError::unavailable)?;
         let tx = Transaction::new_signed_with_payer(
             instructions,
             Some(&fee_payer.pubkey()),
@@ -119,11 +113,8 @@ impl Chain for RpcChain {
         match self.client.send_and_confirm_transaction(&tx).await {
             Ok(signature) => Ok(signature.to_string()),
             Err(error) => match error.get_transaction_error() {
-                Some(tx_error) => Err(ChainError::Rejected {
-                    code: custom_code(&tx_error),
-                    message: tx_error.to_string(),
-                }),
-                None => Err(unavailable(error)),
+                Some(tx_error) => Err(ChainError::rejected(&tx_error)),
+                None => Err(ChainError::unavailable(error)),
             },
         }
     }
@@ -135,7 +126,7 @@ impl Chain for RpcChain {
         let program = self.program_id.to_string();
         let mut events = Vec::new();
         for (signature, slot) in &signatures {
-            let parsed = Signature::from_str(signature).map_err(unavailable)?;
+            let parsed = Signature::from_str(signature).map_err(ChainError::unavailable)?;
             let tx = self
                 .client
                 .get_transaction_with_config(
@@ -147,7 +138,7 @@ impl Chain for RpcChain {
                     },
                 )
                 .await
-                .map_err(unavailable)?;
+                .map_err(ChainError::unavailable)?;
             for (index, event) in events_in_transaction(&tx, &program).into_iter().enumerate() {
                 events.push(ChainEvent {
                     signature: signature.clone(),
