@@ -82,10 +82,10 @@ impl Controller {
         }
     }
 
-    /// Tokens for `lamports`, multiplying before dividing.
-    pub fn tokens_for(&self, lamports: u64) -> i64 {
+    /// Tokens for `lamports`, multiplying before dividing; `None` when they overflow the ledger.
+    pub fn tokens_for(&self, lamports: u64) -> Option<i64> {
         let tokens = lamports as u128 * self.config.tokens_per_sol as u128 / 1_000_000_000;
-        i64::try_from(tokens).unwrap_or(i64::MAX)
+        i64::try_from(tokens).ok()
     }
 
     /// Handles one `Request` event addressed to this controller.
@@ -229,6 +229,9 @@ impl Controller {
         if amount == 0 {
             return Err("nothing to pay".into());
         }
+        if self.tokens_for(amount).is_none() {
+            return Err(format!("a credit for {amount} lamports would overflow"));
+        }
         if amount > info.max_amount {
             return Err(format!(
                 "amount {amount} is above the signed maximum {}",
@@ -285,7 +288,9 @@ impl Controller {
         checked: &Checked,
         signature: &str,
     ) -> anyhow::Result<Outcome> {
-        let tokens = self.tokens_for(checked.amount);
+        let tokens = self
+            .tokens_for(checked.amount)
+            .ok_or_else(|| anyhow::anyhow!("credit for {} lamports overflows", checked.amount))?;
         let credit = DsProxyMessage::Transaction {
             user: checked.user.to_string(),
             tokens,

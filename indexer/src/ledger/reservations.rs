@@ -107,11 +107,7 @@ impl Ledger {
         .rows_affected();
         if entry == 0 {
             // Settled before: only give back what this reservation (if any) still held.
-            sqlx::query("UPDATE balances SET reserved = reserved - $1 WHERE user_key = $2")
-                .bind(held)
-                .bind(user)
-                .execute(&mut *tx)
-                .await?;
+            unreserve(&mut tx, user, held).await?;
             tx.commit().await?;
             return Ok(Settlement {
                 charged: 0,
@@ -160,11 +156,7 @@ impl Ledger {
             .await?;
         let Some(row) = row else { return Ok(false) };
         let (user, amount): (String, i64) = (row.try_get("user_key")?, row.try_get("amount")?);
-        sqlx::query("UPDATE balances SET reserved = reserved - $1 WHERE user_key = $2")
-            .bind(amount)
-            .bind(&user)
-            .execute(&mut *tx)
-            .await?;
+        unreserve(&mut tx, &user, amount).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -180,13 +172,19 @@ impl Ledger {
         .await?;
         for row in &expired {
             let (user, amount): (String, i64) = (row.try_get("user_key")?, row.try_get("amount")?);
-            sqlx::query("UPDATE balances SET reserved = reserved - $1 WHERE user_key = $2")
-                .bind(amount)
-                .bind(&user)
-                .execute(&mut *tx)
-                .await?;
+            unreserve(&mut tx, &user, amount).await?;
         }
         tx.commit().await?;
         Ok(expired.len() as u64)
     }
+}
+
+/// Gives `amount` of `user`'s reserved balance back.
+async fn unreserve(tx: &mut sqlx::AnyConnection, user: &str, amount: i64) -> Result<()> {
+    sqlx::query("UPDATE balances SET reserved = reserved - $1 WHERE user_key = $2")
+        .bind(amount)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
