@@ -9,7 +9,15 @@ use crate::{
     services::{Components, Services},
     wire::DEFAULT_SESSION,
 };
-use balance_payment::{sdk::instructions as ix, CreateNamespaceArgs};
+use crate::{
+    nostr::events::sign_message,
+    wire::{DsProxyMessage, DsProxyStatus, DsProxyStatusReason, RecoverInfoJson, RequestPayload},
+};
+use balance_payment::{
+    authorization::AuthorizationTerms,
+    sdk::{authorization::sign_authorization, instructions as ix},
+    CreateNamespaceArgs,
+};
 use nostr_sdk::prelude::{Client, Keys, PublicKey};
 use solana_sdk::{
     pubkey::Pubkey,
@@ -175,6 +183,58 @@ impl Sandbox {
             )
             .await?;
         Ok(user)
+    }
+
+    /// A user's kind-1573 `Request` to redeem `lamports` from their vault: an authorisation for
+    /// `nonce` (the user account's current nonce; 0 for a new user) signed by the wallet, as a
+    /// wallet app would publish it.
+    pub fn authorization_request(
+        &self,
+        user: &Keypair,
+        nonce: u64,
+        lamports: u64,
+    ) -> anyhow::Result<nostr_sdk::Event> {
+        let terms = AuthorizationTerms {
+            program_id: balance_payment::ID,
+            namespace_id: self.namespace_id,
+            user: user.pubkey(),
+            nonce,
+            max_amount: lamports,
+            deadline: crate::ledger::now() + 600,
+            extra_data: [0; 32],
+        };
+        let wallet = ed25519_dalek::SigningKey::from_bytes(user.secret_bytes());
+        let info = sign_authorization(&wallet, &terms);
+        let payload = RequestPayload {
+            user: user.pubkey().to_string(),
+            nonce,
+            recover_info: serde_json::to_string(&RecoverInfoJson::from_recover_info(&info))?,
+            amount: Some(lamports),
+            namespace_id: Some(self.namespace_id),
+        };
+        let message = DsProxyMessage::Request {
+            to_status: DsProxyStatus::Working,
+            reason: DsProxyStatusReason::UserRequest,
+            initial_request: "0".repeat(64),
+            payload: serde_json::to_string(&payload)?,
+        };
+        Ok(sign_message(
+            &Keys::generate(),
+            &self.session,
+            &self.machine,
+            &message,
+        )?)
+    }
+
+    /// Publishes `event` to the embedded relay from a fresh connection, as a user's app would.
+    pub async fn publish(&self, event: &nostr_sdk::Event) -> anyhow::Result<()> {
+        let client = Client::new(Keys::generate());
+        client.add_relay(self.relay.url()).await?;
+        client.connect().await;
+        let sent = client.send_event(event).await;
+        client.shutdown().await;
+        sent?;
+        Ok(())
     }
 
     /// Stops the services (the ledger stays open for inspection).

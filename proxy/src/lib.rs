@@ -1,1 +1,26 @@
-//! Placeholder: built in a later issue.
+//! The gateway: an OpenAI-compatible proxy that lets a request through only while the caller's
+//! balance covers it.
+//!
+//! - [`auth`]: wallet login (nonce → signature → bearer token) and delegated keys.
+//! - [`chat`]: the chat completions handler; [`stream`]: SSE relay; [`meter`]: settlement guard.
+//! - [`pricing`]: costs and the kind-30078 catalog; [`tokens`]: tiktoken estimates.
+//! - [`upstream`]: calling upstreams with fallback; [`ratelimit`]; [`metrics`].
+//! - [`routes`]: the router and small endpoints; [`server`]: start and graceful shutdown.
+//! - [`config`], [`error`], [`state`]; [`cli`], [`sandbox`]; [`mock_upstream`] for tests.
+pub mod auth;
+pub mod chat;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod meter;
+pub mod metrics;
+pub mod mock_upstream;
+pub mod pricing;
+pub mod ratelimit;
+pub mod routes;
+pub mod sandbox;
+pub mod server;
+pub mod state;
+pub mod stream;
+pub mod tokens;
+pub mod upstream;

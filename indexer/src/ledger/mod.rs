@@ -8,18 +8,23 @@
 mod audit;
 mod cursors;
 mod entries;
+mod keys;
+mod logins;
 mod outbox;
 mod payments;
 mod requests;
 mod reservations;
 pub mod testing;
+mod usage;
 
 pub use audit::{AuditReport, UserTotals};
 pub use entries::{Applied, EntryKind, NewEntry};
+pub use keys::{KeyBudget, KeyLimit};
 pub use outbox::OutboxEvent;
 pub use payments::Payment;
 pub use requests::{RequestRecord, RequestState};
-pub use reservations::{Reservation, Settlement};
+pub use reservations::{Charge, Hold, Reservation, Settlement};
+pub use usage::{UsageRecord, UsageRow};
 
 use sqlx::{
     any::{install_default_drivers, AnyPoolOptions},
@@ -33,6 +38,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub enum LedgerError {
     #[error("insufficient balance: {needed} needed, {available} available")]
     Insufficient { needed: i64, available: i64 },
+    #[error("the key's budget is exhausted: {needed} needed, {remaining} remaining")]
+    KeyBudget { needed: i64, remaining: i64 },
+    #[error("this single-use key has been used")]
+    KeyUsedUp,
     #[error("amount out of range: {0}")]
     Amount(String),
     #[error("unsupported database URL (use sqlite:… or postgres://…): {0}")]
@@ -129,6 +138,12 @@ impl Ledger {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     /// The user's balance; zero for a user the ledger has never seen.

@@ -2,9 +2,19 @@
 //!
 //! `reserve` is one conditional UPDATE (`… WHERE credited − debited − reserved ≥ amount`), atomic
 //! on both backends, so concurrent requests can never together reserve more than the balance.
-//! `settle` replaces the reservation with the actual cost (never more than the reservation plus
-//! what is still available), records the debit and queues its Nostr event, in one transaction.
-use super::{ensure_user, entries::debit_id, now, outbox::enqueue_in, Ledger, LedgerError, Result};
+//! A delegated key's budget is held the same way, in the same transaction. `settle` replaces the
+//! reservation with the actual cost (never more than the reservation plus what is still
+//! available, nor more than the key's budget), records the debit and the usage, and queues the
+//! debit's Nostr event, in one transaction.
+use super::{
+    ensure_user,
+    entries::debit_id,
+    keys::{hold_key, settle_key, unhold_key, KeyLimit},
+    now,
+    outbox::enqueue_in,
+    usage::{record_usage, UsageRecord},
+    Ledger, LedgerError, Result,
+};
 use sqlx::Row;
 
 /// A held amount, released by `settle`/`release` or when it expires.
@@ -26,6 +36,29 @@ pub struct Settlement {
     pub newly_settled: bool,
 }
 
+/// What to hold before an upstream call.
+#[derive(Debug, Clone)]
+pub struct Hold<'a> {
+    pub id: &'a str,
+    pub user: &'a str,
+    pub amount: i64,
+    pub ttl_seconds: i64,
+    /// The delegated key whose budget this also draws on.
+    pub key: Option<KeyLimit<'a>>,
+}
+
+/// What a finished request cost.
+#[derive(Debug, Clone)]
+pub struct Charge<'a> {
+    pub id: &'a str,
+    pub user: &'a str,
+    pub cost: i64,
+    /// The delegated key that made the request: its spend is capped by its budget.
+    pub key_id: Option<&'a str>,
+    /// Recorded for the usage endpoint (`cost` there is what was actually charged).
+    pub usage: Option<UsageRecord>,
+}
+
 impl Ledger {
     /// Holds `amount` of `user`'s balance under `id` for `ttl_seconds`.
     pub async fn reserve(
@@ -35,41 +68,64 @@ impl Ledger {
         amount: i64,
         ttl_seconds: i64,
     ) -> Result<Reservation> {
-        if amount <= 0 {
-            return Err(LedgerError::Amount(format!("reservation of {amount}")));
+        self.hold(&Hold {
+            id,
+            user,
+            amount,
+            ttl_seconds,
+            key: None,
+        })
+        .await
+    }
+
+    /// Holds the amount against the user's balance and, for a delegated key, its budget (and
+    /// counts one use of a single-use key). Either both hold or neither does.
+    pub async fn hold(&self, hold: &Hold<'_>) -> Result<Reservation> {
+        if hold.amount <= 0 {
+            return Err(LedgerError::Amount(format!(
+                "reservation of {}",
+                hold.amount
+            )));
         }
         let mut tx = self.begin().await?;
+        if let Some(key) = &hold.key {
+            hold_key(&mut tx, hold.user, key, hold.amount).await?;
+        }
         let held = sqlx::query(
             "UPDATE balances SET reserved = reserved + $1
              WHERE user_key = $2 AND credited - debited - reserved >= $1",
         )
-        .bind(amount)
-        .bind(user)
+        .bind(hold.amount)
+        .bind(hold.user)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if held == 0 {
             drop(tx);
-            let available = self.balance(user).await?.available;
+            let available = self.balance(hold.user).await?.available;
             return Err(LedgerError::Insufficient {
-                needed: amount,
+                needed: hold.amount,
                 available,
             });
         }
-        let expires_at = now() + ttl_seconds;
-        sqlx::query("INSERT INTO reservations (id, user_key, amount, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(id)
-            .bind(user)
-            .bind(amount)
-            .bind(now())
-            .bind(expires_at)
-            .execute(&mut *tx)
-            .await?;
+        let expires_at = now() + hold.ttl_seconds;
+        sqlx::query(
+            "INSERT INTO reservations (id, user_key, amount, created_at, expires_at, key_id)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(hold.id)
+        .bind(hold.user)
+        .bind(hold.amount)
+        .bind(now())
+        .bind(expires_at)
+        .bind(hold.key.as_ref().map(|key| key.key_id))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Reservation {
-            id: id.to_owned(),
-            user: user.to_owned(),
-            amount,
+            id: hold.id.to_owned(),
+            user: hold.user.to_owned(),
+            amount: hold.amount,
             expires_at,
         })
     }
@@ -84,7 +140,24 @@ impl Ledger {
         cost: i64,
         announce: impl FnOnce(i64) -> Option<(String, String)>,
     ) -> Result<Settlement> {
-        let cost = cost.max(0);
+        let charge = Charge {
+            id,
+            user,
+            cost,
+            key_id: None,
+            usage: None,
+        };
+        self.charge(&charge, announce).await
+    }
+
+    /// `settle` for a proxy request: also caps the charge by the key's budget and records usage.
+    pub async fn charge(
+        &self,
+        charge: &Charge<'_>,
+        announce: impl FnOnce(i64) -> Option<(String, String)>,
+    ) -> Result<Settlement> {
+        let (id, user) = (charge.id, charge.user);
+        let cost = charge.cost.max(0);
         let mut tx = self.begin().await?;
         ensure_user(&mut tx, user).await?;
         let held: i64 = sqlx::query("DELETE FROM reservations WHERE id = $1 RETURNING amount")
@@ -108,6 +181,9 @@ impl Ledger {
         if entry == 0 {
             // Settled before: only give back what this reservation (if any) still held.
             unreserve(&mut tx, user, held).await?;
+            if let Some(key_id) = charge.key_id {
+                unhold_key(&mut tx, key_id, held).await?;
+            }
             tx.commit().await?;
             return Ok(Settlement {
                 charged: 0,
@@ -124,7 +200,10 @@ impl Ledger {
         .fetch_one(&mut *tx)
         .await?
         .try_get("available")?;
-        let charged = cost.min(available.max(0));
+        let mut charged = cost.min(available.max(0));
+        if let Some(key_id) = charge.key_id {
+            charged = settle_key(&mut tx, key_id, held, charged).await?;
+        }
         sqlx::query("UPDATE balances SET debited = debited + $1 WHERE user_key = $2")
             .bind(charged)
             .bind(user)
@@ -135,6 +214,9 @@ impl Ledger {
             .bind(debit_id(id))
             .execute(&mut *tx)
             .await?;
+        if let Some(usage) = &charge.usage {
+            record_usage(&mut tx, id, user, charge.key_id, usage, charged).await?;
+        }
         if let Some((dedupe_key, event_json)) = announce(charged) {
             enqueue_in(&mut tx, &dedupe_key, &event_json).await?;
         }
@@ -150,13 +232,14 @@ impl Ledger {
     /// Returns false if it was already gone.
     pub async fn release(&self, id: &str) -> Result<bool> {
         let mut tx = self.begin().await?;
-        let row = sqlx::query("DELETE FROM reservations WHERE id = $1 RETURNING user_key, amount")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row = sqlx::query(
+            "DELETE FROM reservations WHERE id = $1 RETURNING user_key, amount, key_id",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(row) = row else { return Ok(false) };
-        let (user, amount): (String, i64) = (row.try_get("user_key")?, row.try_get("amount")?);
-        unreserve(&mut tx, &user, amount).await?;
+        give_back(&mut tx, &row).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -165,18 +248,27 @@ impl Ledger {
     pub async fn expire_reservations(&self) -> Result<u64> {
         let mut tx = self.begin().await?;
         let expired = sqlx::query(
-            "DELETE FROM reservations WHERE expires_at < $1 RETURNING user_key, amount",
+            "DELETE FROM reservations WHERE expires_at < $1 RETURNING user_key, amount, key_id",
         )
         .bind(now())
         .fetch_all(&mut *tx)
         .await?;
         for row in &expired {
-            let (user, amount): (String, i64) = (row.try_get("user_key")?, row.try_get("amount")?);
-            unreserve(&mut tx, &user, amount).await?;
+            give_back(&mut tx, row).await?;
         }
         tx.commit().await?;
         Ok(expired.len() as u64)
     }
+}
+
+/// Gives a deleted reservation row's amount back to its user and key.
+async fn give_back(tx: &mut sqlx::AnyConnection, row: &sqlx::any::AnyRow) -> Result<()> {
+    let (user, amount): (String, i64) = (row.try_get("user_key")?, row.try_get("amount")?);
+    unreserve(tx, &user, amount).await?;
+    if let Some(key_id) = row.try_get::<Option<String>, _>("key_id")? {
+        unhold_key(tx, &key_id, amount).await?;
+    }
+    Ok(())
 }
 
 /// Gives `amount` of `user`'s reserved balance back.

@@ -1,0 +1,138 @@
+//! Who is calling: a wallet session (bearer token from a signed login) or a delegated key
+//! (limits signed by the wallet). Verdicts are cached, bounded and with their own expiry, so
+//! the signature check runs once per credential, not once per request.
+pub mod delegated;
+pub mod login;
+pub mod session;
+
+use crate::{error::ApiError, state::AppState};
+use axum::{extract::FromRequestParts, http::request::Parts};
+use delegated::DelegatedKey;
+use ed25519_dalek::{Signature, VerifyingKey};
+use session::TokenSigner;
+use std::sync::Arc;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The wallet (base58) whose balance pays.
+    pub user: String,
+    /// Set when calling with a delegated key.
+    pub key: Option<DelegatedKey>,
+    /// When the credential stops being valid (unix seconds).
+    pub expires_at: i64,
+}
+
+impl Caller {
+    /// The name rate limits count under: the key, or the wallet's sessions together.
+    pub fn limit_key(&self) -> &str {
+        self.key
+            .as_ref()
+            .map(|key| key.key_id.as_str())
+            .unwrap_or(&self.user)
+    }
+}
+
+/// Checks bearer credentials and remembers the verdicts.
+pub struct Authenticator {
+    tokens: TokenSigner,
+    cache: quick_cache::sync::Cache<String, Arc<Caller>>,
+}
+
+impl Authenticator {
+    pub fn new(tokens: TokenSigner, cache_entries: usize) -> Self {
+        Self {
+            tokens,
+            cache: quick_cache::sync::Cache::new(cache_entries.max(16)),
+        }
+    }
+
+    pub fn tokens(&self) -> &TokenSigner {
+        &self.tokens
+    }
+
+    /// The caller behind `Authorization: Bearer <credential>`.
+    pub fn authenticate(&self, credential: &str, now: i64) -> Result<Arc<Caller>, ApiError> {
+        if let Some(caller) = self.cache.get(credential) {
+            if caller.expires_at > now {
+                return Ok(caller);
+            }
+            self.cache.remove(credential);
+        }
+        let caller = if credential.starts_with(delegated::PREFIX) {
+            let key = delegated::verify(credential, now)
+                .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+            Caller {
+                user: key.claims.user.clone(),
+                expires_at: key.claims.expires_at,
+                key: Some(key),
+            }
+        } else if credential.starts_with(session::PREFIX) {
+            let (user, expires_at) = self.tokens.verify(credential, now).ok_or_else(|| {
+                ApiError::Unauthorized("invalid or expired session token; log in again".into())
+            })?;
+            Caller {
+                user,
+                key: None,
+                expires_at,
+            }
+        } else {
+            return Err(ApiError::Unauthorized(
+                "unknown credential: use a session token (gws1.…) or a delegated key (dk1.…)"
+                    .into(),
+            ));
+        };
+        let caller = Arc::new(caller);
+        self.cache.insert(credential.to_owned(), caller.clone());
+        Ok(caller)
+    }
+}
+
+/// Strictly verifies a base58 ed25519 `signature` by the base58 `wallet` over `message`.
+pub fn verify_wallet_signature(wallet: &str, message: &[u8], signature: &str) -> bool {
+    let Ok(public) = bs58::decode(wallet).into_vec() else {
+        return false;
+    };
+    let Ok(public) = <[u8; 32]>::try_from(public.as_slice()) else {
+        return false;
+    };
+    let Ok(key) = VerifyingKey::from_bytes(&public) else {
+        return false;
+    };
+    let Ok(signature) = bs58::decode(signature).into_vec() else {
+        return false;
+    };
+    let Ok(signature) = Signature::from_slice(&signature) else {
+        return false;
+    };
+    key.verify_strict(message, &signature).is_ok()
+}
+
+/// The authenticated caller, as a handler argument.
+pub struct Auth(pub Arc<Caller>);
+
+impl FromRequestParts<Arc<AppState>> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer header".into()))?;
+        let credential = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::Unauthorized("expected Authorization: Bearer <token>".into())
+            })?;
+        state
+            .auth
+            .authenticate(credential, indexer::ledger::now())
+            .map(Auth)
+    }
+}

@@ -1,0 +1,261 @@
+//! The `proxy` command: `run` (the gateway from a config file), `sandbox` (the whole local
+//! stack), `delegate` (sign a delegated key with a wallet) and `login` (wallet login).
+use crate::{
+    auth::{
+        delegated::{self, Claims},
+        login::{LoginRequest, LoginResponse, NonceResponse},
+    },
+    config::{Config, UpstreamConfig},
+    sandbox::{self, SandboxOptions},
+    server::{Gateway, Parts},
+    state::NostrIdentity,
+};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ed25519_dalek::{Signer as _, SigningKey};
+use indexer::ledger::{now, Ledger};
+use nostr_sdk::prelude::{Client, Keys, PublicKey};
+use solana_sdk::signature::{read_keypair_file, Keypair, Signer};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(
+    name = "proxy",
+    about = "OpenAI-compatible gateway metered by a Solana escrow"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gateway until Ctrl-C (then settle in-flight requests and exit).
+    Run {
+        /// TOML config file; `PROXY_…` environment variables override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run the whole local stack on embedded defaults, with a local echo model.
+    Sandbox {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        #[arg(long, default_value_t = 7447)]
+        relay_port: u16,
+        #[arg(long, default_value = "sqlite:sandbox.sqlite")]
+        database_url: String,
+        #[arg(long, default_value = "sandbox-wallet.json")]
+        wallet_file: PathBuf,
+        /// Also offer a real OpenAI-compatible upstream (e.g. http://127.0.0.1:11434/v1).
+        #[arg(long, env = "GATEWAY_UPSTREAM_URL")]
+        upstream_url: Option<String>,
+        /// The upstream's model name, offered under the same name.
+        #[arg(long, env = "GATEWAY_UPSTREAM_MODEL", default_value = "llama3.2")]
+        upstream_model: String,
+        /// Environment variable holding the upstream's API key.
+        #[arg(long, default_value = "GATEWAY_UPSTREAM_KEY")]
+        upstream_key_env: String,
+    },
+    /// Sign a delegated key with a wallet keypair file and print it.
+    Delegate {
+        /// Solana keypair file (JSON array) of the paying wallet.
+        #[arg(long)]
+        wallet: PathBuf,
+        /// Ledger tokens the key may spend in total.
+        #[arg(long)]
+        budget: u64,
+        /// Validity from now, in seconds.
+        #[arg(long, default_value_t = 3_600)]
+        expires_in: i64,
+        /// Allowed model (repeat for several; none means all).
+        #[arg(long = "model")]
+        models: Vec<String>,
+        /// Cap on completion tokens per call.
+        #[arg(long)]
+        max_tokens: Option<u64>,
+        /// The key serves one request only.
+        #[arg(long)]
+        single_use: bool,
+        /// URL called after each request with its usage and cost.
+        #[arg(long)]
+        callback_url: Option<String>,
+        #[arg(long)]
+        rpm: Option<u32>,
+        #[arg(long)]
+        tpm: Option<u64>,
+        /// Distinguishes otherwise identical keys (default: random).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Log in with a wallet keypair file and print a bearer token.
+    Login {
+        #[arg(long)]
+        wallet: PathBuf,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
+}
+
+/// Runs the parsed command; the exit code is the return value.
+pub async fn main(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Run { config } => run(Config::load(config.as_deref())?).await?,
+        Command::Sandbox {
+            listen,
+            relay_port,
+            database_url,
+            wallet_file,
+            upstream_url,
+            upstream_model,
+            upstream_key_env,
+        } => {
+            let upstream = upstream_url.map(|base_url| UpstreamConfig {
+                base_url,
+                model: Some(upstream_model.clone()),
+                api_key_env: std::env::var(&upstream_key_env)
+                    .is_ok()
+                    .then_some(upstream_key_env),
+                api_key_file: None,
+            });
+            sandbox::run(SandboxOptions {
+                listen,
+                relay_port,
+                database_url,
+                wallet_file,
+                upstream,
+                upstream_model,
+            })
+            .await?
+        }
+        Command::Delegate {
+            wallet,
+            budget,
+            expires_in,
+            models,
+            max_tokens,
+            single_use,
+            callback_url,
+            rpm,
+            tpm,
+            id,
+        } => {
+            let keypair = read_wallet(&wallet)?;
+            let claims = Claims {
+                user: keypair.pubkey().to_string(),
+                id: id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
+                models: (!models.is_empty()).then_some(models),
+                max_tokens,
+                budget,
+                expires_at: now() + expires_in,
+                single_use,
+                callback_url,
+                rpm,
+                tpm,
+            };
+            println!("{}", delegated::sign(&claims, &signing_key(&keypair))?);
+        }
+        Command::Login { wallet, url } => {
+            let keypair = read_wallet(&wallet)?;
+            let http = reqwest::Client::new();
+            let wallet = keypair.pubkey().to_string();
+            let nonce: NonceResponse = http
+                .post(format!("{url}/v1/auth/nonce"))
+                .json(&serde_json::json!({ "wallet": wallet }))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let signature = signing_key(&keypair).sign(nonce.message.as_bytes());
+            let login: LoginResponse = http
+                .post(format!("{url}/v1/auth/login"))
+                .json(&LoginRequest {
+                    wallet,
+                    nonce: nonce.nonce,
+                    signature: bs58::encode(signature.to_bytes()).into_string(),
+                })
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            println!("{}", login.token);
+        }
+    }
+    Ok(0)
+}
+
+fn read_wallet(path: &Path) -> anyhow::Result<Keypair> {
+    read_keypair_file(path).map_err(|e| anyhow::anyhow!("wallet keypair {}: {e}", path.display()))
+}
+
+fn signing_key(keypair: &Keypair) -> SigningKey {
+    SigningKey::from_bytes(keypair.secret_bytes())
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let ledger = Ledger::connect(&config.database_url).await?;
+    let keys = match &config.nostr.secret_key_file {
+        Some(file) => Keys::parse(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("nostr.secret_key_file {}", file.display()))?
+                .trim(),
+        )?,
+        None => anyhow::bail!(
+            "nostr.secret_key_file is required: the proxy key signs debits (indexer keygen --out proxy.key)"
+        ),
+    };
+    let token_secret = match &config.auth.token_secret_file {
+        Some(file) => {
+            let secret = std::fs::read(file)
+                .with_context(|| format!("auth.token_secret_file {}", file.display()))?;
+            anyhow::ensure!(
+                secret.len() >= 32,
+                "auth.token_secret_file must hold at least 32 bytes"
+            );
+            secret
+        }
+        None => {
+            tracing::warn!("no auth.token_secret_file: session tokens will not survive a restart");
+            sandbox::random_secret()
+        }
+    };
+    let relay = if config.nostr.relays.is_empty() {
+        tracing::warn!("no nostr.relays: debits stay in the outbox until a relay is configured");
+        None
+    } else {
+        let client = Client::new(keys.clone());
+        for url in &config.nostr.relays {
+            client.add_relay(url.as_str()).await?;
+        }
+        client.connect().await;
+        Some(client)
+    };
+    let nostr = NostrIdentity {
+        keys,
+        session: config.nostr.session.clone(),
+        machine: PublicKey::parse(&config.nostr.machine)?,
+    };
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let gateway = Gateway::start(
+        listener,
+        Parts {
+            config,
+            ledger: ledger.clone(),
+            nostr,
+            token_secret,
+            relay: relay.clone(),
+        },
+    )
+    .await?;
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("shutting down: finishing in-flight requests");
+    gateway.shutdown().await;
+    if let Some(client) = relay {
+        client.shutdown().await;
+    }
+    ledger.close().await;
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! Typed configuration, loaded once at start: a TOML file, then `PROXY_…` environment variables
+//! (nested keys joined by `__`, e.g. `PROXY_LIMITS__RPM`). Secrets (upstream API keys, the
+//! Nostr key, the token secret) are named by file or environment variable, never inlined.
+use figment::{
+    providers::{Env, Format, Serialized, Toml},
+    Figment,
+};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// The ledger: `sqlite:path` (default) or `postgres://…` (shared by replicas).
+    pub database_url: String,
+    /// Seconds a reservation outlives its request before housekeeping frees it.
+    pub reservation_ttl_seconds: i64,
+    pub nostr: NostrConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+    pub models: Vec<ModelConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NostrConfig {
+    /// Relay URLs; empty means no relay (the outbox keeps the events until one is configured).
+    pub relays: Vec<String>,
+    /// File holding the proxy's Nostr secret key (hex or nsec): signs debits and the catalog.
+    pub secret_key_file: Option<PathBuf>,
+    /// The gateway's Nostr address (hex): debits are `p`-tagged with it.
+    pub machine: String,
+    /// The `s` tag of every event.
+    pub session: String,
+    /// The `d` tag of the kind-30078 model catalog.
+    pub catalog: String,
+    /// Informational: the controller's lamports→tokens ratio, published in the catalog.
+    pub tokens_per_sol: u64,
+    /// Publish the outbox from this process (the indexer does it too when it shares the ledger).
+    pub publish: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Shown in the text a wallet signs at login; name your deployment.
+    pub realm: String,
+    /// File with the secret that signs bearer tokens (any bytes, ≥ 32). Replicas must share it;
+    /// without it each process makes a random one and tokens die with the process.
+    pub token_secret_file: Option<PathBuf>,
+    pub token_ttl_seconds: i64,
+    pub nonce_ttl_seconds: i64,
+    /// How many verified credentials are cached (each verdict also keeps its own expiry).
+    pub cache_entries: usize,
+    /// Call delegated keys' usage callbacks.
+    pub callbacks: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_body_bytes: usize,
+    /// Time to the upstream's response headers, per attempt; then the next upstream.
+    pub first_byte_timeout_seconds: u64,
+    /// Whole request, stream included.
+    pub request_timeout_seconds: u64,
+    /// Requests per minute per caller (a wallet session or a delegated key).
+    pub rpm: u32,
+    /// Tokens per minute per caller.
+    pub tpm: u64,
+    /// On shutdown, how long in-flight requests may finish before their streams are cut (and
+    /// settled for what they delivered).
+    pub shutdown_grace_seconds: u64,
+}
+
+/// One model the gateway sells.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The name clients use.
+    pub id: String,
+    /// Ledger tokens per million prompt tokens.
+    pub prompt_price: u64,
+    /// Ledger tokens per million completion tokens.
+    pub completion_price: u64,
+    /// Cap on completion tokens, and the default when the balance affords more.
+    pub max_output_tokens: u64,
+    /// Tried in order; the next on a connect error, timeout or 5xx.
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// OpenAI-compatible base URL, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`.
+    pub base_url: String,
+    /// The model name upstream (default: the gateway's id).
+    pub model: Option<String>,
+    /// Environment variable holding the API key.
+    pub api_key_env: Option<String>,
+    /// File holding the API key.
+    pub api_key_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database_url: "sqlite:indexer.sqlite".into(),
+            reservation_ttl_seconds: 900,
+            nostr: NostrConfig {
+                relays: vec![],
+                secret_key_file: None,
+                machine: String::new(),
+                session: indexer::wire::DEFAULT_SESSION.into(),
+                catalog: "llm-gateway".into(),
+                tokens_per_sol: 1_000_000,
+                publish: true,
+            },
+            auth: AuthConfig {
+                realm: "LLM gateway".into(),
+                token_secret_file: None,
+                token_ttl_seconds: 24 * 3600,
+                nonce_ttl_seconds: 300,
+                cache_entries: 100_000,
+                callbacks: true,
+            },
+            limits: LimitsConfig {
+                max_body_bytes: 1 << 20,
+                first_byte_timeout_seconds: 60,
+                request_timeout_seconds: 600,
+                rpm: 600,
+                tpm: 2_000_000,
+                shutdown_grace_seconds: 30,
+            },
+            models: vec![],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "{} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("PROXY_").split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Refuses a configuration the proxy could not serve correctly.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if nostr_sdk::PublicKey::parse(&self.nostr.machine).is_err() {
+            return invalid(format!(
+                "nostr.machine must be the gateway's Nostr address (hex), got {:?}",
+                self.nostr.machine
+            ));
+        }
+        if self.models.is_empty() {
+            return invalid("at least one [[models]] entry is required".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for model in &self.models {
+            if !seen.insert(&model.id) {
+                return invalid(format!("model {} is configured twice", model.id));
+            }
+            if model.upstreams.is_empty() {
+                return invalid(format!("model {} has no upstreams", model.id));
+            }
+            if model.max_output_tokens == 0 {
+                return invalid(format!(
+                    "model {}: max_output_tokens must be positive",
+                    model.id
+                ));
+            }
+            for upstream in &model.upstreams {
+                if !(upstream.base_url.starts_with("http://")
+                    || upstream.base_url.starts_with("https://"))
+                {
+                    return invalid(format!(
+                        "model {}: upstream base_url must be http(s): {}",
+                        model.id, upstream.base_url
+                    ));
+                }
+            }
+        }
+        if self.limits.rpm == 0 || self.limits.tpm == 0 || self.limits.max_body_bytes == 0 {
+            return invalid(
+                "limits.rpm, limits.tpm and limits.max_body_bytes must be positive".into(),
+            );
+        }
+        if self.reservation_ttl_seconds < self.limits.request_timeout_seconds as i64 {
+            return invalid(
+                "reservation_ttl_seconds must be at least limits.request_timeout_seconds".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl UpstreamConfig {
+    /// Reads the API key from its file or environment variable.
+    pub fn api_key(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(file) = &self.api_key_file {
+            return std::fs::read_to_string(file)
+                .map(|key| Some(key.trim().to_owned()))
+                .map_err(|e| {
+                    ConfigError::Invalid(format!("api_key_file {}: {e}", file.display()))
+                });
+        }
+        match &self.api_key_env {
+            Some(var) => std::env::var(var).map(Some).map_err(|_| {
+                ConfigError::Invalid(format!("environment variable {var} is not set"))
+            }),
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Every way a request can fail, and the one place that turns it into an OpenAI-shaped HTTP
+//! error (`{"error": {"message", "type", "param", "code"}}`), so clients' error handling works.
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use indexer::ledger::LedgerError;
+use serde_json::{json, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("insufficient balance: {needed} tokens needed, {available} available")]
+    Insufficient { needed: i64, available: i64 },
+    #[error("this key's budget is exhausted: {needed} tokens needed, {remaining} remaining")]
+    KeyBudget { needed: i64, remaining: i64 },
+    #[error("The model `{0}` does not exist")]
+    UnknownModel(String),
+    #[error("request body too large: the limit is {0} bytes")]
+    TooLarge(usize),
+    #[error("rate limit reached: {message}")]
+    RateLimited { message: String, retry_after: u64 },
+    #[error("upstream error: {0}")]
+    Upstream(String),
+    #[error("upstream timed out: {0}")]
+    UpstreamTimeout(String),
+    /// The upstream refused the request (4xx): its status and body are passed through.
+    #[error("upstream refused the request ({status})")]
+    UpstreamRefused {
+        status: StatusCode,
+        body: bytes::Bytes,
+    },
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("the gateway is shutting down")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Insufficient { .. } | ApiError::KeyBudget { .. } => {
+                StatusCode::PAYMENT_REQUIRED
+            }
+            ApiError::UnknownModel(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::UpstreamRefused { status, .. } => *status,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// OpenAI's `type` and our `code`.
+    fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => ("invalid_request_error", "invalid_request"),
+            ApiError::Unauthorized(_) => ("authentication_error", "invalid_api_key"),
+            ApiError::Forbidden(_) => ("permission_error", "model_not_allowed"),
+            ApiError::Insufficient { .. } => ("insufficient_quota", "insufficient_balance"),
+            ApiError::KeyBudget { .. } => ("insufficient_quota", "key_budget_exhausted"),
+            ApiError::UnknownModel(_) => ("invalid_request_error", "model_not_found"),
+            ApiError::NotFound => ("invalid_request_error", "unknown_url"),
+            ApiError::TooLarge(_) => ("invalid_request_error", "request_too_large"),
+            ApiError::RateLimited { .. } => ("rate_limit_error", "rate_limit_exceeded"),
+            ApiError::Upstream(_) | ApiError::UpstreamRefused { .. } => {
+                ("api_error", "upstream_error")
+            }
+            ApiError::UpstreamTimeout(_) => ("api_error", "upstream_timeout"),
+            ApiError::Unavailable => ("api_error", "unavailable"),
+            ApiError::Internal(_) => ("server_error", "internal_error"),
+        }
+    }
+
+    /// The JSON body, with the amounts of a 402 alongside the message.
+    pub fn body(&self) -> Value {
+        let (kind, code) = self.kind();
+        let mut error = json!({
+            "message": self.to_string(),
+            "type": kind,
+            "param": null,
+            "code": code,
+        });
+        match self {
+            ApiError::Insufficient { needed, available } => {
+                error["needed"] = json!(needed);
+                error["available"] = json!(available);
+            }
+            ApiError::KeyBudget { needed, remaining } => {
+                error["needed"] = json!(needed);
+                error["available"] = json!(remaining);
+            }
+            _ => {}
+        }
+        json!({ "error": error })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error");
+        }
+        if let ApiError::UpstreamRefused { status, body } = self {
+            // The upstream's own error: its body, when it is JSON, is already OpenAI-shaped.
+            if serde_json::from_slice::<Value>(&body).is_ok() {
+                let mut response = (status, body).into_response();
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                return response;
+            }
+            let text = String::from_utf8_lossy(&body).into_owned();
+            return ApiError::Upstream(format!("{status}: {text}")).into_response_with(status);
+        }
+        let status = self.status();
+        self.into_response_with(status)
+    }
+}
+
+impl ApiError {
+    fn into_response_with(self, status: StatusCode) -> Response {
+        let mut response = (status, Json(self.body())).into_response();
+        if let ApiError::RateLimited { retry_after, .. } = &self {
+            if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(error: LedgerError) -> Self {
+        match error {
+            LedgerError::Insufficient { needed, available } => {
+                ApiError::Insufficient { needed, available }
+            }
+            LedgerError::KeyBudget { needed, remaining } => {
+                ApiError::KeyBudget { needed, remaining }
+            }
+            LedgerError::KeyUsedUp => {
+                ApiError::Unauthorized("this single-use key has already been used".into())
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// A JSON body whose every rejection is an OpenAI-shaped error: 413 past the size limit,
+/// 400 for anything unparseable.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let limit = request
+            .extensions()
+            .get::<BodyLimit>()
+            .map(|limit| limit.0)
+            .unwrap_or(usize::MAX);
+        let bytes = bytes::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge(limit)
+                } else {
+                    ApiError::BadRequest(rejection.body_text())
+                }
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(ApiJson)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// The configured body limit, as a request extension, so the 413 can name it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);

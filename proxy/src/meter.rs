@@ -1,0 +1,236 @@
+//! The settlement guard. A request's reservation is owned by a [`Meter`]; whatever happens to
+//! the request (finished, failed, client gone, stream cut at shutdown), dropping the meter
+//! settles it: released in full if the upstream never produced a byte, otherwise charged for
+//! the usage the upstream reported or, failing that, for what was delivered (counted with
+//! tiktoken). Settling runs as a tracked task, so shutdown waits for it.
+use crate::{auth::Caller, state::AppState, state::Model, tokens};
+use indexer::{
+    ledger::{Charge, UsageRecord},
+    nostr::events::sign_message,
+    wire::DsProxyMessage,
+};
+use nostr_sdk::JsonUtil;
+use std::{sync::Arc, time::Duration};
+
+/// Usage as reported by the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// Owns a reservation until the request is settled.
+pub struct Meter {
+    pending: Option<Pending>,
+}
+
+struct Pending {
+    state: Arc<AppState>,
+    request_id: String,
+    caller: Arc<Caller>,
+    model: Arc<Model>,
+    prompt_estimate: u64,
+    started: bool,
+    usage: Option<Usage>,
+    delivered: String,
+}
+
+impl Meter {
+    pub fn new(
+        state: Arc<AppState>,
+        request_id: String,
+        caller: Arc<Caller>,
+        model: Arc<Model>,
+        prompt_estimate: u64,
+    ) -> Self {
+        Self {
+            pending: Some(Pending {
+                state,
+                request_id,
+                caller,
+                model,
+                prompt_estimate,
+                started: false,
+                usage: None,
+                delivered: String::new(),
+            }),
+        }
+    }
+
+    /// The upstream produced its first byte: from now on the request is charged.
+    pub fn started(&mut self) {
+        if let Some(pending) = &mut self.pending {
+            pending.started = true;
+        }
+    }
+
+    /// Text delivered to the client (counted only if the upstream reports no usage).
+    pub fn delivered(&mut self, text: &str) {
+        if let Some(pending) = &mut self.pending {
+            pending.delivered.push_str(text);
+        }
+    }
+
+    pub fn usage(&mut self, usage: Usage) {
+        if let Some(pending) = &mut self.pending {
+            pending.usage = Some(usage);
+        }
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let tracker = pending.state.settlements.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                tracker.spawn_on(pending.settle(), &runtime);
+            }
+            Err(_) => tracing::error!(
+                request_id = %pending.request_id,
+                "no runtime to settle on; the reservation will expire"
+            ),
+        }
+    }
+}
+
+impl Pending {
+    async fn settle(self) {
+        let ledger = &self.state.ledger;
+        if !self.started {
+            match ledger.release(&self.request_id).await {
+                Ok(_) => self.state.metrics.reservation("released"),
+                Err(error) => tracing::error!(request_id = %self.request_id, %error,
+                    "releasing failed; the reservation will expire"),
+            }
+            return;
+        }
+        let usage = self.usage.unwrap_or_else(|| Usage {
+            prompt_tokens: self.prompt_estimate,
+            completion_tokens: tokens::count(&self.delivered),
+        });
+        let cost = self
+            .model
+            .price
+            .cost(usage.prompt_tokens, usage.completion_tokens);
+        let record = UsageRecord {
+            model: self.model.id.clone(),
+            prompt_tokens: i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX),
+            completion_tokens: i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX),
+        };
+        let charge = Charge {
+            id: &self.request_id,
+            user: &self.caller.user,
+            cost,
+            key_id: self.caller.key.as_ref().map(|key| key.key_id.as_str()),
+            usage: Some(record),
+        };
+        let mut attempt = 0;
+        let settlement = loop {
+            match ledger
+                .charge(&charge, |charged| self.debit_event(charged))
+                .await
+            {
+                Ok(settlement) => break settlement,
+                Err(error) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::warn!(request_id = %self.request_id, %error, attempt, "settling failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+                Err(error) => {
+                    tracing::error!(request_id = %self.request_id, %error,
+                        "settling failed; the reservation will expire uncharged");
+                    return;
+                }
+            }
+        };
+        let metrics = &self.state.metrics;
+        metrics.reservation("settled");
+        for (kind, count) in [
+            ("prompt", usage.prompt_tokens),
+            ("completion", usage.completion_tokens),
+        ] {
+            metrics
+                .tokens
+                .get_or_create(&crate::metrics::TokenLabels {
+                    model: self.model.id.clone(),
+                    kind,
+                })
+                .inc_by(count);
+        }
+        self.state.limiter.record_tokens(
+            self.caller.limit_key(),
+            usage.prompt_tokens + usage.completion_tokens,
+        );
+        if settlement.shortfall > 0 {
+            tracing::warn!(request_id = %self.request_id, shortfall = settlement.shortfall,
+                "usage exceeded the reservation and the balance; the excess was not charged");
+        }
+        tracing::info!(request_id = %self.request_id, cost, charged = settlement.charged,
+            prompt = usage.prompt_tokens, completion = usage.completion_tokens, "settled");
+        self.state.outbox_wake.notify_one();
+        self.call_back(usage, settlement.charged);
+    }
+
+    /// The signed debit `Transaction{user, -charged}`, to queue in the settling transaction.
+    fn debit_event(&self, charged: i64) -> Option<(String, String)> {
+        if charged <= 0 {
+            return None;
+        }
+        let nostr = &self.state.nostr;
+        let message = DsProxyMessage::Transaction {
+            user: self.caller.user.clone(),
+            tokens: -charged,
+            reference: Some(self.request_id.clone()),
+            model: Some(self.model.id.clone()),
+        };
+        match sign_message(&nostr.keys, &nostr.session, &nostr.machine, &message) {
+            Ok(event) => Some((format!("debit:{}", self.request_id), event.as_json())),
+            Err(error) => {
+                tracing::error!(request_id = %self.request_id, %error, "cannot sign the debit event");
+                None
+            }
+        }
+    }
+
+    /// The delegated key's usage callback, fire and forget.
+    fn call_back(&self, usage: Usage, charged: i64) {
+        let Some(url) = self
+            .caller
+            .key
+            .as_ref()
+            .and_then(|key| key.claims.callback_url.clone())
+        else {
+            return;
+        };
+        if !self.state.config.auth.callbacks {
+            return;
+        }
+        let body = serde_json::json!({
+            "request_id": self.request_id,
+            "model": self.model.id,
+            "usage": {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+            },
+            "cost": charged,
+            "user": self.caller.user,
+        });
+        let http = self.state.http.clone();
+        let request_id = self.request_id.clone();
+        self.state.settlements.spawn(async move {
+            let sent = http
+                .post(&url)
+                .timeout(Duration::from_secs(10))
+                .json(&body)
+                .send()
+                .await;
+            if let Err(error) = sent {
+                tracing::warn!(%request_id, error = %error.without_url(), "usage callback failed");
+            }
+        });
+    }
+}

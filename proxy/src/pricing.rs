@@ -1,0 +1,107 @@
+//! What a call costs in ledger tokens, and the kind-30078 catalog that publishes the prices.
+//!
+//! Prices are integers per million LLM tokens; costs are computed in u128 and rounded up, so
+//! nothing overflows, no float is involved, and a call is never cheaper than its price.
+use crate::config::ModelConfig;
+use indexer::wire::KIND_CATALOG;
+use nostr_sdk::prelude::{Event, EventBuilder, Keys, Kind, Tag};
+use serde::Serialize;
+
+/// Ledger tokens per million prompt and completion tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Price {
+    pub prompt: u64,
+    pub completion: u64,
+}
+
+const PER: u128 = 1_000_000;
+
+impl Price {
+    /// The cost of `prompt` + `completion` tokens, rounded up. Beyond i64 (only for absurd
+    /// inputs) it is i64::MAX, which no balance covers.
+    pub fn cost(&self, prompt: u64, completion: u64) -> i64 {
+        let micro = u128::from(prompt) * u128::from(self.prompt)
+            + u128::from(completion) * u128::from(self.completion);
+        i64::try_from(micro.div_ceil(PER)).unwrap_or(i64::MAX)
+    }
+
+    /// The most completion tokens that `available` pays for after `prompt` tokens.
+    pub fn affordable_completion(&self, available: i64, prompt: u64) -> u64 {
+        let budget = u128::try_from(available.max(0)).unwrap_or(0) * PER;
+        let prompt_cost = u128::from(prompt) * u128::from(self.prompt);
+        let Some(left) = budget.checked_sub(prompt_cost) else {
+            return 0;
+        };
+        match self.completion {
+            0 => u64::MAX,
+            price => u64::try_from(left / u128::from(price)).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CatalogModel<'a> {
+    id: &'a str,
+    prompt_price: u64,
+    completion_price: u64,
+    max_output_tokens: u64,
+}
+
+/// The catalog's content: models, prices and the lamports→tokens ratio (CypherFlow's idea).
+pub fn catalog_content(models: &[ModelConfig], tokens_per_sol: u64) -> serde_json::Value {
+    let models: Vec<CatalogModel> = models
+        .iter()
+        .map(|m| CatalogModel {
+            id: &m.id,
+            prompt_price: m.prompt_price,
+            completion_price: m.completion_price,
+            max_output_tokens: m.max_output_tokens,
+        })
+        .collect();
+    serde_json::json!({
+        "price_unit": "ledger tokens per 1,000,000 model tokens",
+        "tokens_per_sol": tokens_per_sol,
+        "models": models,
+    })
+}
+
+/// The signed kind-30078 catalog event, `d` = `name`.
+pub fn catalog_event(
+    keys: &Keys,
+    name: &str,
+    content: &serde_json::Value,
+) -> Result<Event, nostr_sdk::event::builder::Error> {
+    EventBuilder::new(Kind::Custom(KIND_CATALOG), content.to_string())
+        .tags([Tag::identifier(name)])
+        .sign_with_keys(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_round_up_and_never_overflow() {
+        let price = Price {
+            prompt: 150_000,
+            completion: 600_000,
+        };
+        assert_eq!(price.cost(0, 0), 0);
+        assert_eq!(price.cost(1, 0), 1); // 0.15 rounds up
+        assert_eq!(price.cost(1_000, 1_000), 750);
+        assert_eq!(price.cost(u64::MAX, u64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn affordable_completion_is_the_largest_that_fits() {
+        let price = Price {
+            prompt: 1_000_000,
+            completion: 2_000_000,
+        };
+        let tokens = price.affordable_completion(100, 10);
+        assert_eq!(tokens, 45);
+        assert!(price.cost(10, tokens) <= 100 && price.cost(10, tokens + 1) > 100);
+        assert_eq!(price.affordable_completion(5, 10), 0);
+        assert_eq!(price.affordable_completion(-3, 0), 0);
+    }
+}

@@ -1,0 +1,144 @@
+//! Starting and stopping the gateway: the HTTP server (TCP_NODELAY on every connection), the
+//! catalog announcement, the outbox publisher and reservation housekeeping; and a shutdown that
+//! stops accepting, lets in-flight requests finish for a grace period, cuts what is left, and
+//! waits until every reservation is settled or released.
+use crate::{config::Config, pricing, routes, state::AppState, state::NostrIdentity, tokens};
+use axum::serve::ListenerExt;
+use indexer::{ledger::Ledger, nostr::publisher};
+use nostr_sdk::{prelude::Client, JsonUtil};
+use std::{net::SocketAddr, sync::atomic::Ordering, sync::Arc, time::Duration};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+/// What the gateway is built from.
+pub struct Parts {
+    pub config: Config,
+    pub ledger: Ledger,
+    pub nostr: NostrIdentity,
+    /// Signs session tokens; replicas must share it.
+    pub token_secret: Vec<u8>,
+    /// Connected to the relays (publishes the outbox when `nostr.publish`).
+    pub relay: Option<Client>,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    stop_accepting: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    stop_background: watch::Sender<bool>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Serves on `listener` until [`Gateway::shutdown`].
+    pub async fn start(listener: TcpListener, parts: Parts) -> anyhow::Result<Self> {
+        tokens::warm_up();
+        let addr = listener.local_addr()?;
+        let state = Arc::new(AppState::new(
+            parts.config,
+            parts.ledger,
+            parts.nostr,
+            parts.token_secret,
+            parts.relay.clone(),
+        )?);
+        announce_catalog(&state).await?;
+
+        let (stop_background, stopped) = watch::channel(false);
+        let mut background = vec![tokio::spawn(housekeeping(
+            state.ledger.clone(),
+            stopped.clone(),
+        ))];
+        if let (Some(client), true) = (parts.relay, state.config.nostr.publish) {
+            background.push(tokio::spawn(publisher::run(
+                client,
+                state.ledger.clone(),
+                state.outbox_wake.clone(),
+                stopped,
+            )));
+        }
+
+        let stop_accepting = CancellationToken::new();
+        let listener = listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
+        let app = routes::router(state.clone());
+        let server = axum::serve(listener, app)
+            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+        let server = tokio::spawn(async move { server.await });
+        tracing::info!(%addr, models = state.models.len(), "gateway listening");
+        Ok(Self {
+            addr,
+            state,
+            stop_accepting,
+            server,
+            stop_background,
+            background,
+        })
+    }
+
+    /// Graceful shutdown; returns once every in-flight reservation is settled or released.
+    pub async fn shutdown(self) {
+        let state = self.state;
+        state.draining.store(true, Ordering::Relaxed);
+        self.stop_accepting.cancel();
+        let grace = Duration::from_secs(state.config.limits.shutdown_grace_seconds);
+        let cut = state.cut_streams.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            cut.cancel();
+        });
+        match self.server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "server stopped with an error"),
+            Err(error) => tracing::error!(%error, "server task failed"),
+        }
+        timer.abort();
+        state.cut_streams.cancel();
+        state.settlements.close();
+        state.settlements.wait().await;
+        // One last pass so the debits just queued go out now rather than at the next start.
+        if let (Some(client), true) = (&state.relay, state.config.nostr.publish) {
+            if let Err(error) = publisher::publish_due(client, &state.ledger).await {
+                tracing::warn!(%error, "final outbox pass failed");
+            }
+        }
+        let _ = self.stop_background.send(true);
+        for task in self.background {
+            let _ = task.await;
+        }
+        tracing::info!("gateway stopped; all reservations settled");
+    }
+}
+
+/// Queues the signed kind-30078 catalog for the relays.
+async fn announce_catalog(state: &AppState) -> anyhow::Result<()> {
+    let nostr = &state.config.nostr;
+    let content = pricing::catalog_content(&state.config.models, nostr.tokens_per_sol);
+    let event = pricing::catalog_event(&state.nostr.keys, &nostr.catalog, &content)?;
+    state
+        .ledger
+        .enqueue(&format!("catalog:{}", event.id), &event.as_json())
+        .await?;
+    state.outbox_wake.notify_one();
+    Ok(())
+}
+
+/// Frees reservations whose proxy died before settling them.
+async fn housekeeping(ledger: Ledger, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match ledger.expire_reservations().await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "expired reservations released"),
+            Err(error) => tracing::warn!(%error, "expiring reservations failed"),
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! A gateway in front of the mock upstream, on a throwaway ledger, with a funded wallet.
+#![allow(dead_code)]
+use ed25519_dalek::{Signer, SigningKey};
+use indexer::ledger::{testing::TempDatabase, Applied, Ledger, NewEntry, OutboxEvent, Payment};
+use nostr_sdk::prelude::Keys;
+use proxy::{
+    auth::delegated::{self, Claims},
+    config::{Config, ModelConfig, UpstreamConfig},
+    mock_upstream::MockUpstream,
+    server::{Gateway, Parts},
+    state::NostrIdentity,
+};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+pub struct Harness {
+    pub db: TempDatabase,
+    pub ledger: Ledger,
+    pub mock: MockUpstream,
+    pub gateway: Gateway,
+    pub wallet: SigningKey,
+    pub user: String,
+    pub proxy_keys: Keys,
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+/// A model served by the mock behaviour(s) `upstreams` (in fallback order), one ledger token
+/// per prompt or completion token.
+pub fn model(id: &str, upstreams: &[&str], mock: &MockUpstream) -> ModelConfig {
+    ModelConfig {
+        id: id.into(),
+        prompt_price: 1_000_000,
+        completion_price: 1_000_000,
+        max_output_tokens: 100,
+        upstreams: upstreams
+            .iter()
+            .map(|behaviour| UpstreamConfig {
+                base_url: if *behaviour == "unreachable" {
+                    "http://127.0.0.1:9/v1".into()
+                } else {
+                    mock.base_url()
+                },
+                model: Some(behaviour.to_string()),
+                api_key_env: None,
+                api_key_file: None,
+            })
+            .collect(),
+    }
+}
+
+pub fn config(mock: &MockUpstream, database_url: &str) -> Config {
+    let mut config = Config {
+        database_url: database_url.into(),
+        models: vec![
+            model("echo", &["echo"], mock),
+            model("no-usage", &["echo-no-usage"], mock),
+            model("fallback", &["fail-500", "echo"], mock),
+            model("dead", &["unreachable", "fail-500"], mock),
+            model("hang", &["hang"], mock),
+            model("refuse", &["fail-400"], mock),
+            model("midstream", &["fail-midstream"], mock),
+            model("slow", &["echo+slow"], mock),
+            model("delayed", &["echo-no-usage+delay=300"], mock),
+        ],
+        ..Config::default()
+    };
+    config.nostr.machine = Keys::generate().public_key().to_hex();
+    config.limits.first_byte_timeout_seconds = 2;
+    config.limits.shutdown_grace_seconds = 5;
+    config
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Starts a gateway on `ledger` with `config`.
+pub async fn gateway(config: Config, ledger: Ledger, keys: &Keys) -> Gateway {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let machine = nostr_sdk::PublicKey::parse(&config.nostr.machine).unwrap();
+    Gateway::start(
+        listener,
+        Parts {
+            config,
+            ledger,
+            nostr: NostrIdentity {
+                keys: keys.clone(),
+                session: indexer::wire::DEFAULT_SESSION.into(),
+                machine,
+            },
+            token_secret: b"a test secret of at least thirty-two bytes".to_vec(),
+            relay: None,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+impl Harness {
+    pub async fn start(db: TempDatabase) -> Self {
+        Self::start_with(db, |_| {}).await
+    }
+
+    pub async fn start_with(db: TempDatabase, tweak: impl FnOnce(&mut Config)) -> Self {
+        init_tracing();
+        let mock = MockUpstream::start(0).await.unwrap();
+        let ledger = Ledger::connect(&db.url).await.unwrap();
+        let mut config = config(&mock, &db.url);
+        tweak(&mut config);
+        let proxy_keys = Keys::generate();
+        let gateway = gateway(config, ledger.clone(), &proxy_keys).await;
+        let wallet = SigningKey::from_bytes(&rand_bytes());
+        let user = bs58::encode(wallet.verifying_key().as_bytes()).into_string();
+        Self {
+            base: format!("http://{}", gateway.addr),
+            db,
+            ledger,
+            mock,
+            gateway,
+            wallet,
+            user,
+            proxy_keys,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Credits `tokens` to the wallet the way the indexer does (payment seen, then credit).
+    pub async fn fund(&self, tokens: i64) {
+        fund(&self.ledger, &self.user, tokens).await
+    }
+
+    /// A session token through the real login exchange.
+    pub async fn login(&self) -> String {
+        let nonce: Value = self
+            .http
+            .post(format!("{}/v1/auth/nonce", self.base))
+            .json(&json!({"wallet": self.user}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let signature = self
+            .wallet
+            .sign(nonce["message"].as_str().unwrap().as_bytes());
+        let login = self
+            .http
+            .post(format!("{}/v1/auth/login", self.base))
+            .json(&json!({
+                "wallet": self.user,
+                "nonce": nonce["nonce"],
+                "signature": bs58::encode(signature.to_bytes()).into_string(),
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), 200, "login succeeds");
+        let body: Value = login.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Claims for a delegated key of this wallet, to adjust before signing.
+    pub fn claims(&self) -> Claims {
+        Claims {
+            user: self.user.clone(),
+            id: uuid::Uuid::new_v4().to_string(),
+            models: None,
+            max_tokens: None,
+            budget: 1_000_000,
+            expires_at: indexer::ledger::now() + 600,
+            single_use: false,
+            callback_url: None,
+            rpm: None,
+            tpm: None,
+        }
+    }
+
+    pub fn key(&self, claims: &Claims) -> String {
+        delegated::sign(claims, &self.wallet).unwrap()
+    }
+
+    pub async fn chat(&self, token: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/chat/completions", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until nothing of the wallet's balance is reserved (every request settled).
+    pub async fn settled(&self) -> indexer::ledger::Balance {
+        settled(&self.ledger, &self.user).await
+    }
+
+    /// The debit events queued for the relays.
+    pub async fn debits(&self) -> Vec<Value> {
+        queued_debits(&self.ledger).await
+    }
+
+    pub async fn stop(self) {
+        self.gateway.shutdown().await;
+        self.ledger.close().await;
+        self.db.remove().await;
+    }
+}
+
+pub async fn fund(ledger: &Ledger, user: &str, tokens: i64) {
+    let signature = format!("sig-{}", uuid::Uuid::new_v4().simple());
+    ledger
+        .record_payment(&Payment {
+            signature: signature.clone(),
+            index: 0,
+            user: user.into(),
+            namespace_id: 0,
+            nonce: 0,
+            lamports: 1,
+            slot: 1,
+        })
+        .await
+        .unwrap();
+    let credit = NewEntry::credit(user, tokens, Some(&signature), &signature, "controller");
+    assert_eq!(ledger.apply(&credit).await.unwrap(), Applied::Applied);
+}
+
+pub async fn settled(ledger: &Ledger, user: &str) -> indexer::ledger::Balance {
+    for _ in 0..200 {
+        let balance = ledger.balance(user).await.unwrap();
+        if balance.reserved == 0 {
+            return balance;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "reservations never settled: {:?}",
+        ledger.balance(user).await.unwrap()
+    );
+}
+
+pub async fn queued_debits(ledger: &Ledger) -> Vec<Value> {
+    let queued: Vec<OutboxEvent> = ledger.due_outbox(10_000).await.unwrap();
+    queued
+        .iter()
+        .map(|item| serde_json::from_str::<Value>(&item.event_json).unwrap())
+        .filter(|event| event["kind"] == 1573)
+        .collect()
+}
+
+pub fn rand_bytes() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    for (i, b) in uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .chain(uuid::Uuid::new_v4().as_bytes())
+        .enumerate()
+    {
+        bytes[i] = *b;
+    }
+    bytes
+}
+
+/// A one-message chat body.
+pub fn ask(model: &str, text: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
