@@ -181,6 +181,8 @@ async fn completions(State(stats): State<Arc<MockStats>>, Json(body): Json<Value
         events.push("data: [DONE]\n\n".into());
         for (i, event) in events.into_iter().enumerate() {
             if fail_midway && i == 2 {
+                // Let what was sent reach the client before the connection breaks.
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 let _ = tx
                     .send(Err(std::io::Error::other("mock breaks the stream")))
                     .await;
