@@ -1,6 +1,8 @@
 //! The ledger invariants of DESIGN.md, each on SQLite and on Postgres (a database created and
 //! dropped per test on the local server).
-use indexer::ledger::{testing::TempDatabase, Applied, Ledger, LedgerError, NewEntry, Payment};
+use indexer::ledger::{
+    testing::TempDatabase, Applied, Charge, Hold, KeyLimit, Ledger, LedgerError, NewEntry, Payment,
+};
 use std::{future::Future, panic::AssertUnwindSafe};
 
 /// Runs `body` against a fresh ledger, removes the database, then re-raises any failure.
@@ -453,3 +455,84 @@ async fn unsupported_urls_are_refused() {
         Err(LedgerError::UnsupportedUrl(_))
     ));
 }
+
+/// Holds `count` reservations of `amount` concurrently on one delegated key; returns the ids
+/// that were granted.
+async fn hold_on_key(
+    ledger: &Ledger,
+    key: KeyLimit<'static>,
+    count: usize,
+    amount: i64,
+) -> Vec<String> {
+    let tasks: Vec<_> = (0..count)
+        .map(|i| {
+            let (ledger, key) = (ledger.clone(), key.clone());
+            tokio::spawn(async move {
+                let id = format!("{}-{i}", key.key_id);
+                ledger
+                    .hold(&Hold {
+                        id: &id,
+                        user: USER,
+                        amount,
+                        ttl_seconds: 60,
+                        key: Some(key),
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let mut granted = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(reservation) => granted.push(reservation.id),
+            Err(LedgerError::KeyBudget { remaining, .. }) => assert!(remaining >= 0),
+            Err(LedgerError::KeyUsedUp) => {}
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    granted
+}
+
+on_both_backends!(
+    a_delegated_key_never_reserves_past_its_budget_or_its_single_use,
+    |ledger, url| {
+        fund(&ledger, USER, 100_000, "sig-k").await;
+        let budget = KeyLimit {
+            key_id: "key-budget",
+            budget: 500,
+            max_uses: None,
+        };
+        let held = hold_on_key(&ledger, budget, 50, 100).await;
+        assert_eq!(held.len(), 5, "exactly what the budget covers");
+        let single = KeyLimit {
+            key_id: "key-once",
+            budget: 10_000,
+            max_uses: Some(1),
+        };
+        assert_eq!(hold_on_key(&ledger, single, 10, 100).await.len(), 1);
+
+        // Settling charges at most the key's remaining budget, and frees its hold.
+        let charge = Charge {
+            id: &held[0],
+            user: USER,
+            cost: 10_000,
+            key_id: Some("key-budget"),
+            usage: None,
+        };
+        let settled = ledger.charge(&charge, |_| None).await.unwrap();
+        assert_eq!(
+            settled.charged, 100,
+            "its own hold; the other holds are not its to take"
+        );
+        for id in &held[1..] {
+            assert!(ledger.release(id).await.unwrap());
+        }
+        let key = ledger.key_budget("key-budget").await.unwrap().unwrap();
+        assert_eq!((key.spent, key.reserved, key.remaining), (100, 0, 400));
+        let balance = ledger.balance(USER).await.unwrap();
+        assert_eq!(
+            balance.reserved, 100,
+            "only the single-use key's hold is left"
+        );
+    }
+);
