@@ -5,7 +5,7 @@ use figment::{
     providers::{Env, Format, Serialized, Toml},
     Figment,
 };
-use serde::{Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,6 +86,29 @@ impl Default for Config {
     }
 }
 
+/// `defaults`, then the TOML `file` (if given; it must exist), then environment variables
+/// named `{env_prefix}KEY` with nested keys joined by `__`. Shared by the indexer and the proxy.
+pub fn load_layered<T: Serialize + DeserializeOwned>(
+    defaults: T,
+    file: Option<&Path>,
+    env_prefix: &str,
+) -> Result<T, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(defaults));
+    if let Some(file) = file {
+        if !file.exists() {
+            return Err(ConfigError::Invalid(format!(
+                "{} does not exist",
+                file.display()
+            )));
+        }
+        figment = figment.merge(Toml::file(file));
+    }
+    figment
+        .merge(Env::prefixed(env_prefix).split("__"))
+        .extract()
+        .map_err(|e| ConfigError::Load(Box::new(e)))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration: {0}")]
@@ -97,20 +120,7 @@ pub enum ConfigError {
 impl Config {
     /// Defaults, then `file` (if given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(file) = file {
-            if !file.exists() {
-                return Err(ConfigError::Invalid(format!(
-                    "{} does not exist",
-                    file.display()
-                )));
-            }
-            figment = figment.merge(Toml::file(file));
-        }
-        let config: Config = figment
-            .merge(Env::prefixed("INDEXER_").split("__"))
-            .extract()
-            .map_err(Box::new)?;
+        let config: Config = load_layered(Config::default(), file, "INDEXER_")?;
         config.validate()?;
         Ok(config)
     }

@@ -185,15 +185,25 @@ impl Sandbox {
         Ok(user)
     }
 
-    /// A user's kind-1573 `Request` to redeem `lamports` from their vault: an authorisation for
-    /// `nonce` (the user account's current nonce; 0 for a new user) signed by the wallet, as a
-    /// wallet app would publish it.
+    /// A user's kind-1573 `Request` to redeem `lamports` from their vault, as a wallet app
+    /// would publish it: [`Sandbox::authorization_payload`] wrapped by [`Sandbox::request_event`].
     pub fn authorization_request(
         &self,
         user: &Keypair,
         nonce: u64,
         lamports: u64,
     ) -> anyhow::Result<nostr_sdk::Event> {
+        self.request_event(&self.authorization_payload(user, nonce, lamports)?)
+    }
+
+    /// An authorisation for `nonce` (the user account's current nonce; 0 for a new user) of up
+    /// to `lamports`, signed by the wallet, valid for ten minutes.
+    pub fn authorization_payload(
+        &self,
+        user: &Keypair,
+        nonce: u64,
+        lamports: u64,
+    ) -> anyhow::Result<RequestPayload> {
         let terms = AuthorizationTerms {
             program_id: balance_payment::ID,
             namespace_id: self.namespace_id,
@@ -205,18 +215,22 @@ impl Sandbox {
         };
         let wallet = ed25519_dalek::SigningKey::from_bytes(user.secret_bytes());
         let info = sign_authorization(&wallet, &terms);
-        let payload = RequestPayload {
+        Ok(RequestPayload {
             user: user.pubkey().to_string(),
             nonce,
             recover_info: serde_json::to_string(&RecoverInfoJson::from_recover_info(&info))?,
             amount: Some(lamports),
             namespace_id: Some(self.namespace_id),
-        };
+        })
+    }
+
+    /// The `Request` event carrying `payload`, addressed to the gateway, from a fresh key.
+    pub fn request_event(&self, payload: &RequestPayload) -> anyhow::Result<nostr_sdk::Event> {
         let message = DsProxyMessage::Request {
             to_status: DsProxyStatus::Working,
             reason: DsProxyStatusReason::UserRequest,
             initial_request: "0".repeat(64),
-            payload: serde_json::to_string(&payload)?,
+            payload: serde_json::to_string(payload)?,
         };
         Ok(sign_message(
             &Keys::generate(),

@@ -2,11 +2,7 @@
 //! A user deposits, signs an authorisation and publishes a `Request`; the controller pays on
 //! chain; the credit lands in the ledger exactly once; the audit is clean. Then the ways it
 //! must not go wrong: forged credits, duplicates, restarts, replays, bad signatures.
-use balance_payment::{
-    authorization::AuthorizationTerms,
-    sdk::{authorization::sign_authorization, instructions as ix},
-};
-use ed25519_dalek::SigningKey;
+use balance_payment::sdk::instructions as ix;
 use indexer::{
     chain::Chain,
     ledger::{testing::TempDatabase, Applied},
@@ -15,9 +11,9 @@ use indexer::{
         watcher::{ingest, Ingested, Trust},
     },
     sandbox::{Sandbox, SandboxConfig, SOL},
-    wire::{DsProxyMessage, DsProxyStatus, DsProxyStatusReason, RecoverInfoJson, RequestPayload},
+    wire::{DsProxyMessage, RecoverInfoJson, RequestPayload},
 };
-use nostr_sdk::prelude::{Client, Event, Keys};
+use nostr_sdk::prelude::{Event, Keys};
 use solana_sdk::signature::{Keypair, Signer};
 use std::time::Duration;
 
@@ -39,7 +35,8 @@ async fn sandbox(db: &TempDatabase) -> Sandbox {
     .expect("sandbox starts")
 }
 
-/// The user's request event: an authorisation for the current nonce, signed by the wallet.
+/// The user's request event: an authorisation for the current nonce, signed by the wallet
+/// (with one signature bit flipped when `tamper`).
 async fn request(s: &Sandbox, user: &Keypair, amount: u64, tamper: bool) -> Event {
     let account = s
         .chain
@@ -52,44 +49,17 @@ async fn request(s: &Sandbox, user: &Keypair, amount: u64, tamper: bool) -> Even
             .unwrap()
             .nonce
     };
-    let terms = AuthorizationTerms {
-        program_id: balance_payment::ID,
-        namespace_id: s.namespace_id,
-        user: user.pubkey(),
-        nonce,
-        max_amount: amount,
-        deadline: indexer::ledger::now() + 600,
-        extra_data: [0; 32],
-    };
-    let mut info = sign_authorization(&SigningKey::from_bytes(user.secret_bytes()), &terms);
+    let mut payload = s.authorization_payload(user, nonce, amount).unwrap();
     if tamper {
+        let mut info: RecoverInfoJson = serde_json::from_str(&payload.recover_info).unwrap();
         info.signature[5] ^= 0x40;
+        payload.recover_info = serde_json::to_string(&info).unwrap();
     }
-    let payload = RequestPayload {
-        user: user.pubkey().to_string(),
-        nonce,
-        recover_info: serde_json::to_string(&RecoverInfoJson::from_recover_info(&info)).unwrap(),
-        amount: Some(amount),
-        namespace_id: Some(s.namespace_id),
-    };
-    let message = DsProxyMessage::Request {
-        to_status: DsProxyStatus::Working,
-        reason: DsProxyStatusReason::UserRequest,
-        initial_request: "0".repeat(64),
-        payload: serde_json::to_string(&payload).unwrap(),
-    };
-    sign_message(&Keys::generate(), &s.session, &s.machine, &message).unwrap()
+    s.request_event(&payload).unwrap()
 }
 
 async fn publish(s: &Sandbox, event: &Event) {
-    let client = Client::new(Keys::generate());
-    client.add_relay(s.relay.url()).await.unwrap();
-    client.connect().await;
-    client
-        .send_event(event)
-        .await
-        .expect("relay accepts the event");
-    client.shutdown().await;
+    s.publish(event).await.expect("relay accepts the event");
 }
 
 /// Waits until `user`'s available balance is `expected` (or fails after 20 s).

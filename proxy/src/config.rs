@@ -1,10 +1,8 @@
 //! Typed configuration, loaded once at start: a TOML file, then `PROXY_…` environment variables
 //! (nested keys joined by `__`, e.g. `PROXY_LIMITS__RPM`). Secrets (upstream API keys, the
 //! Nostr key, the token secret) are named by file or environment variable, never inlined.
-use figment::{
-    providers::{Env, Format, Serialized, Toml},
-    Figment,
-};
+use indexer::config::load_layered;
+pub use indexer::config::ConfigError;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -140,31 +138,10 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
-    #[error("configuration: {0}")]
-    Invalid(String),
-}
-
 impl Config {
     /// Defaults, then `file` (if given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(file) = file {
-            if !file.exists() {
-                return Err(ConfigError::Invalid(format!(
-                    "{} does not exist",
-                    file.display()
-                )));
-            }
-            figment = figment.merge(Toml::file(file));
-        }
-        let config: Config = figment
-            .merge(Env::prefixed("PROXY_").split("__"))
-            .extract()
-            .map_err(Box::new)?;
+        let config: Config = load_layered(Config::default(), file, "PROXY_")?;
         config.validate()?;
         Ok(config)
     }

@@ -256,16 +256,7 @@ async fn a_failing_upstream_falls_back_to_the_next() {
 #[tokio::test]
 async fn a_login_signature_cannot_be_replayed_or_forged() {
     let h = Harness::start(TempDatabase::sqlite()).await;
-    let nonce: Value = h
-        .http
-        .post(format!("{}/v1/auth/nonce", h.base))
-        .json(&json!({"wallet": h.user}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let nonce = h.nonce().await;
     use ed25519_dalek::Signer;
     let sign = |key: &ed25519_dalek::SigningKey| {
         bs58::encode(

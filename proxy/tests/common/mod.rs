@@ -133,10 +133,9 @@ impl Harness {
         fund(&self.ledger, &self.user, tokens).await
     }
 
-    /// A session token through the real login exchange.
-    pub async fn login(&self) -> String {
-        let nonce: Value = self
-            .http
+    /// `POST /v1/auth/nonce` for the wallet: `{nonce, message, expires_at}`.
+    pub async fn nonce(&self) -> Value {
+        self.http
             .post(format!("{}/v1/auth/nonce", self.base))
             .json(&json!({"wallet": self.user}))
             .send()
@@ -144,7 +143,12 @@ impl Harness {
             .unwrap()
             .json()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// A session token through the real login exchange.
+    pub async fn login(&self) -> String {
+        let nonce = self.nonce().await;
         let signature = self
             .wallet
             .sign(nonce["message"].as_str().unwrap().as_bytes());
