@@ -536,3 +536,32 @@ on_both_backends!(
         );
     }
 );
+
+/// The writer connection never checkpoints (that stalled every queued request); the ledger's
+/// own checkpointer must copy the WAL into the database file, or the WAL would grow forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wal_is_checkpointed_into_the_database_file() {
+    let db = TempDatabase::sqlite();
+    let ledger = db.ledger().await;
+    let path = db.url.trim_start_matches("sqlite:").to_owned();
+    // Past the checkpoint of the migrations.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let before = std::fs::metadata(&path).unwrap().len();
+    for i in 0..300 {
+        fund(&ledger, &format!("user-{i}"), 1, &format!("sig-wal-{i}")).await;
+    }
+    let mut after = before;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        after = std::fs::metadata(&path).unwrap().len();
+        if after > before {
+            break;
+        }
+    }
+    assert!(
+        after > before,
+        "database file still {before} bytes: nothing checkpointed"
+    );
+    ledger.close().await;
+    db.remove().await;
+}

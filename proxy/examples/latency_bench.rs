@@ -160,27 +160,36 @@ async fn main() -> anyhow::Result<()> {
     }
     to_mock.sort();
     through.sort();
-    let (d50, d99) = (percentile(&to_mock, 0.50), percentile(&to_mock, 0.99));
-    let (g50, g99) = (percentile(&through, 0.50), percentile(&through, 0.99));
+    let (d50, d90, d99) = (
+        percentile(&to_mock, 0.50),
+        percentile(&to_mock, 0.90),
+        percentile(&to_mock, 0.99),
+    );
+    let (g50, g90, g99) = (
+        percentile(&through, 0.50),
+        percentile(&through, 0.90),
+        percentile(&through, 0.99),
+    );
     println!(
         "fixed rate {rate}/s for {seconds}s ({} direct, {} through the gateway)",
         to_mock.len(),
         through.len()
     );
-    println!(
-        "  mock directly:    p50 {:.3} ms  p99 {:.3} ms",
-        ms(d50),
-        ms(d99)
-    );
-    println!(
-        "  through gateway:  p50 {:.3} ms  p99 {:.3} ms",
-        ms(g50),
-        ms(g99)
-    );
-    println!(
-        "  added by gateway: p50 {:.3} ms  p99 {:.3} ms",
-        ms(g50.saturating_sub(d50)),
-        ms(g99.saturating_sub(d99))
+    let line = |name: &str, p50: Duration, p90: Duration, p99: Duration| {
+        println!(
+            "  {name:<17} p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms",
+            ms(p50),
+            ms(p90),
+            ms(p99)
+        )
+    };
+    line("mock directly:", d50, d90, d99);
+    line("through gateway:", g50, g90, g99);
+    line(
+        "added by gateway:",
+        g50.saturating_sub(d50),
+        g90.saturating_sub(d90),
+        g99.saturating_sub(d99),
     );
 
     // 2. Max throughput, closed loop.

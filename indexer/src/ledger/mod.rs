@@ -6,6 +6,7 @@
 //! it with a `CHECK`, and every write that could break it is one conditional statement inside
 //! a write transaction. SQLite (a file, the default) or Postgres (several proxy replicas), by URL.
 mod audit;
+mod checkpoint;
 mod cursors;
 mod entries;
 mod keys;
@@ -75,6 +76,8 @@ pub struct Balance {
 pub struct Ledger {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite file databases: the connection that checkpoints the WAL.
+    checkpointer: Option<AnyPool>,
 }
 
 impl Ledger {
@@ -90,7 +93,8 @@ impl Ledger {
         };
         let pool = match backend {
             // One connection: SQLite has one writer anyway, and queueing in the pool is fair
-            // and async where SQLite's busy handler would sleep-poll.
+            // and async where SQLite's busy handler would sleep-poll. It never checkpoints:
+            // `checkpoint` does that on its own connection.
             Backend::Sqlite => {
                 AnyPoolOptions::new()
                     .max_connections(1)
@@ -98,7 +102,8 @@ impl Ledger {
                         Box::pin(async move {
                             sqlx::query(
                                 "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                                 PRAGMA wal_autocheckpoint = 0;",
                             )
                             .execute(conn)
                             .await
@@ -119,7 +124,17 @@ impl Ledger {
             Backend::Sqlite => sqlx::migrate!("../migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("../migrations/postgres").run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        let checkpointer = match backend {
+            Backend::Sqlite if !url.contains(":memory:") => {
+                Some(checkpoint::start(&sqlite_url_with_create(url)).await?)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            pool,
+            backend,
+            checkpointer,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -128,6 +143,9 @@ impl Ledger {
 
     /// Closes the pool, waiting for in-flight statements.
     pub async fn close(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.close().await;
+        }
         self.pool.close().await
     }
 
