@@ -34,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
             namespace_id: 0,
             nonce: i as u64,
             lamports: 1,
+            tokens: 10,
             slot: 1,
         };
         ledger.record_payment(&payment).await?;

@@ -1,6 +1,6 @@
 //! The `indexer` command: `run`, `sandbox`, `audit`, `status`, `keygen`.
 use crate::{
-    chain::{rpc::RpcChain, Chain},
+    chain::{rpc::RpcChain, watcher::PaymentRule, Chain},
     config::Config,
     controller::{Controller, ControllerConfig},
     ledger::Ledger,
@@ -141,6 +141,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         &config.chain.rpc_url,
         config.chain.ws_url.as_deref(),
         program_id,
+        config.chain.commitment.into(),
     ));
     let embedded = match config.nostr.relays.is_empty() {
         true => Some(EmbeddedRelay::start(config.nostr.embedded_relay_port).await?),
@@ -181,7 +182,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 nostr_keys,
                 session: config.session.clone(),
                 machine,
-                tokens_per_sol: section.tokens_per_sol,
+                tokens_per_sol: config.chain.tokens_per_sol,
                 max_lamports_per_request: section.max_lamports_per_request,
             },
             ledger.clone(),
@@ -202,7 +203,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         },
         session: config.session.clone(),
         recipients: vec![machine],
-        namespace_id: config.chain.namespace_id,
+        payments: PaymentRule {
+            namespace_id: config.chain.namespace_id,
+            tokens_per_sol: config.chain.tokens_per_sol,
+        },
         chain_poll: Duration::from_secs(config.chain.poll_seconds.max(1)),
         credit_grace: config.credit_grace_seconds.map(Duration::from_secs),
         controller,

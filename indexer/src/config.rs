@@ -8,6 +8,10 @@ use figment::{
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// The largest rate at which any lamport amount (up to `u64::MAX`) is still worth an `i64`
+/// of tokens, so that no payment can overflow the ledger.
+pub const MAX_TOKENS_PER_SOL: u64 = 500_000_000;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -46,6 +50,19 @@ pub struct ChainConfig {
     pub program_id: String,
     pub namespace_id: u64,
     pub poll_seconds: u64,
+    /// Ledger tokens per SOL paid: what every payment is worth, and so every credit.
+    pub tokens_per_sol: u64,
+    /// How settled a payment must be before it counts (and so its credit):
+    /// `finalized` (default; cannot be rolled back) or `confirmed` (faster, a small reorg risk).
+    pub commitment: Commitment,
+}
+
+/// The commitment levels a payment may be read at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Commitment {
+    Confirmed,
+    Finalized,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,7 +74,7 @@ pub struct ControllerSection {
     pub nostr_secret_key_file: PathBuf,
     /// The namespace treasury (base58).
     pub treasury: String,
-    pub tokens_per_sol: u64,
+    /// Most lamports one top-up may pay; larger authorisations are refused, not cut.
     pub max_lamports_per_request: u64,
 }
 
@@ -79,6 +96,8 @@ impl Default for Config {
                 program_id: balance_payment::ID.to_string(),
                 namespace_id: 0,
                 poll_seconds: 5,
+                tokens_per_sol: 1_000_000,
+                commitment: Commitment::Finalized,
             },
             controller: None,
             credit_grace_seconds: None,
@@ -161,9 +180,11 @@ impl Config {
                     controller.treasury
                 ));
             }
-            if controller.tokens_per_sol == 0 {
-                return invalid("controller.tokens_per_sol must be positive".into());
-            }
+        }
+        if !(1..=MAX_TOKENS_PER_SOL).contains(&self.chain.tokens_per_sol) {
+            return invalid(format!(
+                "chain.tokens_per_sol must be between 1 and {MAX_TOKENS_PER_SOL}"
+            ));
         }
         Ok(())
     }

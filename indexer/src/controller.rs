@@ -6,23 +6,39 @@
 //! of one authorisation impossible anyway. The credit and the `Status` reply are queued in the
 //! outbox in the same transaction that marks the request paid, so they are published at least
 //! once. A request whose payment outcome is unknown (the chain did not answer) stays claimed and
-//! is retried; if its nonce turns out used, the chain watcher's record of the payment decides.
+//! is retried; if its nonce turns out used, the payment that used it (recorded by the chain
+//! watcher, or looked up on chain when the watcher lags) finishes it: a redeemed authorisation
+//! is never refused.
+//!
+//! What is paid is exactly what the user signed (`max amount`; the program refuses any other
+//! amount), so a copied `Request` with another `amount` cannot change it. Each credit announces
+//! what the payment it references is worth (its lamports × `tokens_per_sol`), never a claim.
+//!
+//! Anything anyone can publish is refused cheaply: shape, namespace, amount, deadline and the
+//! wallet signature are checked in memory, then one chain read (registered? nonce? funds?);
+//! such refusals write nothing and send nothing, so a flood of them costs no ledger write and no
+//! transaction. Only a request that passed them is claimed in the ledger and paid.
 use crate::{
     chain::{Chain, ChainError},
-    ledger::{Ledger, RequestState},
+    ledger::{tokens_for_lamports, Ledger, RequestState},
     nostr::events::sign_message,
     wire::{
         DsProxyMessage, DsProxyStatus, DsProxyStatusReason, RecoverInfoJson, RequestPayload,
         StatusPayload,
     },
 };
+use anchor_lang::AccountDeserialize;
 use balance_payment::{
     errors::BalancePaymentError,
-    sdk::{authorization::verify_signature, instructions::pay_authorized},
+    sdk::{
+        authorization::verify_signature, events::ProgramEvent, instructions::pay_authorized, pda,
+    },
+    state::UserAccount,
 };
 use nostr_sdk::prelude::{Event, JsonUtil, Keys, PublicKey};
 use solana_sdk::{
     pubkey::Pubkey,
+    rent::Rent,
     signature::{Keypair, Signer},
 };
 use std::{str::FromStr, sync::Arc};
@@ -41,7 +57,7 @@ pub struct ControllerConfig {
     pub machine: PublicKey,
     /// Tokens credited per SOL paid.
     pub tokens_per_sol: u64,
-    /// Most lamports one request may pay.
+    /// Most lamports one request may pay: larger authorisations are refused, never cut.
     pub max_lamports_per_request: u64,
 }
 
@@ -52,7 +68,10 @@ pub enum Outcome {
         signature: String,
         tokens: i64,
     },
+    /// Refused after it was claimed: recorded, and the reason sent to the user.
     Refused(String),
+    /// Refused by the cheap checks: nothing written, nothing sent.
+    Ignored(String),
     /// The chain did not answer; the request stays claimed and will be retried.
     Pending,
     /// Already handled before (a replay or a duplicate delivery).
@@ -70,7 +89,14 @@ struct Checked {
     user: Pubkey,
     payload: RequestPayload,
     info: balance_payment::RecoverInfo,
+    /// What `pay` moves: exactly the signed amount.
     amount: u64,
+}
+
+/// A payment found on chain or in the ledger: what finishes a request.
+struct Landed {
+    signature: String,
+    lamports: u64,
 }
 
 impl Controller {
@@ -84,8 +110,7 @@ impl Controller {
 
     /// Tokens for `lamports`, multiplying before dividing; `None` when they overflow the ledger.
     pub fn tokens_for(&self, lamports: u64) -> Option<i64> {
-        let tokens = lamports as u128 * self.config.tokens_per_sol as u128 / 1_000_000_000;
-        i64::try_from(tokens).ok()
+        tokens_for_lamports(lamports, self.config.tokens_per_sol)
     }
 
     /// Handles one `Request` event addressed to this controller.
@@ -93,22 +118,27 @@ impl Controller {
         let request_id = event.id.to_hex();
         let checked = match self.check(event) {
             Ok(checked) => checked,
-            Err(reason) => {
-                // Recorded by request id, so a replay is answered once.
-                let status = self.status(&request_id, None, None, Some(&reason))?;
-                return Ok(
-                    match self
-                        .ledger
-                        .refuse_unclaimed(&request_id, &reason, &[status])
-                        .await?
-                    {
-                        true => Outcome::Refused(reason),
-                        false => Outcome::AlreadyHandled,
-                    },
-                );
-            }
+            Err(reason) => return Ok(self.ignore(&request_id, reason)),
         };
         let user = checked.user.to_string();
+        let c = &self.config;
+        // A copy of an authorisation already redeemed costs one read, no write.
+        if self
+            .ledger
+            .payment_for(&user, c.namespace_id, checked.payload.nonce)
+            .await?
+            .is_some()
+        {
+            return Ok(Outcome::AlreadyHandled);
+        }
+        match self.preflight(&checked).await {
+            Ok(None) => {}
+            Ok(Some(reason)) => return Ok(self.ignore(&request_id, reason)),
+            // No answer is no refusal: claimed, the request is retried until the chain answers.
+            Err(error) => {
+                tracing::warn!(request_id, %error, "controller: cannot run the chain checks")
+            }
+        }
         let event_json = event.as_json();
         let claim = self.ledger.claim_request(
             &request_id,
@@ -125,9 +155,16 @@ impl Controller {
         self.pay(&request_id, &checked).await
     }
 
+    fn ignore(&self, request_id: &str, reason: String) -> Outcome {
+        tracing::info!(request_id, %reason, "controller: request refused by the cheap checks");
+        Outcome::Ignored(reason)
+    }
+
     /// Retries requests whose payment outcome is unknown (after a crash or a chain outage):
-    /// a payment the chain watcher has seen finishes them, otherwise they are paid again (the
-    /// program's nonce makes a double payment impossible).
+    /// a payment of their authorisation (in the ledger, or on chain ahead of the watcher)
+    /// finishes them, otherwise they are paid again (the program's nonce makes a double
+    /// payment impossible). Freshness is checked only before paying again: a redeemed
+    /// authorisation whose deadline has passed is still credited.
     pub async fn resume(&self) -> anyhow::Result<Vec<Outcome>> {
         let mut outcomes = Vec::new();
         for record in self.ledger.unfinished_requests().await? {
@@ -138,27 +175,88 @@ impl Controller {
                 .and_then(|json| Event::from_json(json).map_err(|e| e.to_string()))
                 .and_then(|event| self.parse(&event));
             let outcome = match parsed {
-                Ok(parsed) => {
-                    let landed = self
-                        .ledger
-                        .payment_for(&record.user, self.config.namespace_id, record.nonce)
-                        .await?;
-                    match landed {
-                        Some(payment) => {
-                            self.finish_paid(&record.id, &parsed, &payment.signature)
-                                .await?
-                        }
-                        None => match self.verify(parsed) {
-                            Ok(checked) => self.pay(&record.id, &checked).await?,
-                            Err(reason) => self.refuse(&record.id, None, reason).await?,
-                        },
+                Ok(parsed) => match self.landed(&parsed).await {
+                    Ok(Some(landed)) => self.finish_paid(&record.id, &parsed, &landed).await?,
+                    Ok(None) => match self.verify(parsed) {
+                        Ok(checked) => self.pay(&record.id, &checked).await?,
+                        Err(reason) => self.refuse(&record.id, None, reason).await?,
+                    },
+                    Err(error) => {
+                        tracing::warn!(request_id = record.id, %error, "controller: cannot look the payment up; will retry");
+                        Outcome::Pending
                     }
-                }
+                },
                 Err(reason) => self.refuse(&record.id, None, reason).await?,
             };
             outcomes.push(outcome);
         }
         Ok(outcomes)
+    }
+
+    /// The payment that redeemed this request's authorisation, if there is one: from the
+    /// ledger (the watcher saw it), else from the chain itself (the watcher lags behind).
+    async fn landed(&self, checked: &Checked) -> Result<Option<Landed>, ChainError> {
+        let c = &self.config;
+        let nonce = checked.payload.nonce;
+        let recorded = self
+            .ledger
+            .payment_for(&checked.user.to_string(), c.namespace_id, nonce)
+            .await
+            .map_err(ChainError::unavailable)?;
+        if let Some(payment) = recorded {
+            return Ok(Some(Landed {
+                signature: payment.signature,
+                lamports: payment.lamports,
+            }));
+        }
+        let found = self
+            .chain
+            .find_payment(&checked.user, c.namespace_id, nonce)
+            .await?;
+        Ok(found.and_then(|event| match event.event {
+            ProgramEvent::Paid(paid) => Some(Landed {
+                signature: event.signature,
+                lamports: paid.amount,
+            }),
+            _ => None,
+        }))
+    }
+
+    /// One chain read instead of a transaction: is the wallet registered, does the nonce
+    /// match, does the vault hold the amount? `Some(reason)` refuses. A nonce already past
+    /// this one goes on: the authorisation may be ours, redeemed by an attempt whose outcome
+    /// was lost.
+    async fn preflight(&self, checked: &Checked) -> Result<Option<String>, ChainError> {
+        let Some(data) = self
+            .chain
+            .account_data(&pda::user_account(&checked.user))
+            .await?
+        else {
+            return Ok(Some("wallet is not registered with the program".into()));
+        };
+        let Ok(account) = UserAccount::try_deserialize(&mut data.as_slice()) else {
+            return Ok(Some("wallet's user account is unreadable".into()));
+        };
+        let nonce = checked.payload.nonce;
+        if account.nonce < nonce {
+            return Ok(Some(format!(
+                "nonce {nonce} is ahead of the wallet's next nonce {}",
+                account.nonce
+            )));
+        }
+        if account.nonce > nonce {
+            return Ok(None);
+        }
+        let vault = self.chain.lamports(&pda::vault(&checked.user)).await?;
+        let free = vault
+            .saturating_sub(account.locked_amount)
+            .saturating_sub(Rent::default().minimum_balance(0));
+        Ok((free < checked.amount).then(|| {
+            format!(
+                "vault holds {free} free lamports, {} needed",
+                checked.amount
+            )
+        }))
     }
 
     async fn refuse(
@@ -208,15 +306,18 @@ impl Controller {
         let recover: RecoverInfoJson = serde_json::from_str(&payload.recover_info)
             .map_err(|e| format!("bad recover_info: {e}"))?;
         let info = recover.to_recover_info(payload.nonce)?;
-        let amount = payload
-            .amount
-            .unwrap_or(info.max_amount)
-            .min(self.config.max_lamports_per_request);
+        // Exactly the signed amount: a request naming another one is a copy, or a mistake.
+        if let Some(amount) = payload.amount.filter(|&a| a != info.max_amount) {
+            return Err(format!(
+                "amount {amount} differs from the signed amount {}",
+                info.max_amount
+            ));
+        }
         Ok(Checked {
             user,
             payload,
             info,
-            amount,
+            amount: info.max_amount,
         })
     }
 
@@ -229,14 +330,14 @@ impl Controller {
         if amount == 0 {
             return Err("nothing to pay".into());
         }
+        if amount > self.config.max_lamports_per_request {
+            return Err(format!(
+                "amount {amount} is above this operator's limit of {} lamports per request",
+                self.config.max_lamports_per_request
+            ));
+        }
         if self.tokens_for(amount).is_none() {
             return Err(format!("a credit for {amount} lamports would overflow"));
-        }
-        if amount > info.max_amount {
-            return Err(format!(
-                "amount {amount} is above the signed maximum {}",
-                info.max_amount
-            ));
         }
         if info.deadline < crate::ledger::now() {
             return Err("authorisation expired".into());
@@ -258,18 +359,24 @@ impl Controller {
             checked.amount,
         );
         match self.chain.submit(&instructions, &[&c.bot]).await {
-            Ok(signature) => self.finish_paid(request_id, checked, &signature).await,
+            Ok(signature) => {
+                let landed = Landed {
+                    signature,
+                    lamports: checked.amount,
+                };
+                self.finish_paid(request_id, checked, &landed).await
+            }
             Err(ChainError::Rejected { code, message }) => {
                 if code == Some(u32::from(BalancePaymentError::NonceMismatch)) {
-                    let user = checked.user.to_string();
-                    if let Some(payment) = self
-                        .ledger
-                        .payment_for(&user, c.namespace_id, checked.payload.nonce)
-                        .await?
-                    {
-                        return self
-                            .finish_paid(request_id, checked, &payment.signature)
-                            .await;
+                    match self.landed(checked).await {
+                        Ok(Some(landed)) => {
+                            return self.finish_paid(request_id, checked, &landed).await
+                        }
+                        Ok(None) => {}
+                        Err(error) => {
+                            tracing::warn!(request_id, %error, "controller: cannot look the payment up; will retry");
+                            return Ok(Outcome::Pending);
+                        }
                     }
                 }
                 self.refuse(request_id, Some(checked), refusal_reason(code, &message))
@@ -282,15 +389,18 @@ impl Controller {
         }
     }
 
+    /// Marks the request paid by `landed` and queues its credit (what that payment is worth)
+    /// and the `Status` reply, in one ledger transaction.
     async fn finish_paid(
         &self,
         request_id: &str,
         checked: &Checked,
-        signature: &str,
+        landed: &Landed,
     ) -> anyhow::Result<Outcome> {
+        let signature = landed.signature.as_str();
         let tokens = self
-            .tokens_for(checked.amount)
-            .ok_or_else(|| anyhow::anyhow!("credit for {} lamports overflows", checked.amount))?;
+            .tokens_for(landed.lamports)
+            .ok_or_else(|| anyhow::anyhow!("credit for {} lamports overflows", landed.lamports))?;
         let credit = DsProxyMessage::Transaction {
             user: checked.user.to_string(),
             tokens,

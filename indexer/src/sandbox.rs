@@ -2,7 +2,7 @@
 //! relay, a SQLite ledger, and the indexer's services with a controller, set up with one
 //! operator. `indexer sandbox` runs it; the end-to-end tests drive it.
 use crate::{
-    chain::{bank::BankChain, Chain},
+    chain::{bank::BankChain, watcher::PaymentRule, Chain},
     controller::{Controller, ControllerConfig},
     ledger::Ledger,
     nostr::{relay::EmbeddedRelay, watcher::Trust},
@@ -107,19 +107,10 @@ impl Sandbox {
         Ok(sandbox)
     }
 
-    /// The indexer's services with a fresh relay connection, as a new process would start them.
-    async fn spawn_services(&self) -> anyhow::Result<(Services, [Client; 2])> {
-        let connect = |keys: Keys| async {
-            let client = Client::new(keys);
-            client.add_relay(self.relay.url()).await?;
-            client.connect().await;
-            anyhow::Ok(client)
-        };
-        let (publisher, listener) = (
-            connect(self.controller_keys.clone()).await?,
-            connect(Keys::generate()).await?,
-        );
-        let controller = Controller::new(
+    /// A controller for this stack's namespace, as the services run it: tests drive it
+    /// directly to see each request's outcome.
+    pub fn controller(&self) -> Controller {
+        Controller::new(
             ControllerConfig {
                 bot: self.bot.insecure_clone(),
                 namespace_id: self.namespace_id,
@@ -132,7 +123,22 @@ impl Sandbox {
             },
             self.ledger.clone(),
             self.chain.clone(),
+        )
+    }
+
+    /// The indexer's services with a fresh relay connection, as a new process would start them.
+    async fn spawn_services(&self) -> anyhow::Result<(Services, [Client; 2])> {
+        let connect = |keys: Keys| async {
+            let client = Client::new(keys);
+            client.add_relay(self.relay.url()).await?;
+            client.connect().await;
+            anyhow::Ok(client)
+        };
+        let (publisher, listener) = (
+            connect(self.controller_keys.clone()).await?,
+            connect(Keys::generate()).await?,
         );
+        let controller = self.controller();
         let trust = Trust {
             controllers: [self.controller_keys.public_key()].into(),
             proxies: self.proxy_keys.iter().map(Keys::public_key).collect(),
@@ -145,7 +151,10 @@ impl Sandbox {
             trust,
             session: self.session.clone(),
             recipients: vec![self.machine],
-            namespace_id: self.namespace_id,
+            payments: PaymentRule {
+                namespace_id: self.namespace_id,
+                tokens_per_sol: self.tokens_per_sol,
+            },
             chain_poll: Duration::from_secs(1),
             credit_grace: None,
             controller: Some(controller),

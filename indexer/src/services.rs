@@ -26,7 +26,8 @@ pub struct Components {
     pub trust: watcher::Trust,
     pub session: String,
     pub recipients: Vec<PublicKey>,
-    pub namespace_id: u64,
+    /// Which on-chain payments count, and what they are worth.
+    pub payments: chain::watcher::PaymentRule,
     pub chain_poll: Duration,
     /// Apply credits whose payment is still unseen after this long (default: never).
     pub credit_grace: Option<Duration>,
@@ -55,7 +56,7 @@ impl Services {
         tasks.push(tokio::spawn(chain::watcher::run(
             c.chain.clone(),
             c.ledger.clone(),
-            c.namespace_id,
+            c.payments,
             c.chain_poll,
             stopped.clone(),
         )));

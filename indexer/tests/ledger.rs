@@ -1,9 +1,17 @@
 //! The ledger invariants of DESIGN.md, each on SQLite and on Postgres (a database created and
 //! dropped per test on the local server).
 use indexer::ledger::{
-    testing::TempDatabase, Applied, Charge, Hold, KeyLimit, Ledger, LedgerError, NewEntry, Payment,
+    testing::TempDatabase, Applied, Charge, Clock, Hold, KeyLimit, Ledger, LedgerError, NewEntry,
+    Payment,
 };
-use std::{future::Future, panic::AssertUnwindSafe};
+use std::{
+    future::Future,
+    panic::AssertUnwindSafe,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+};
 
 /// Runs `body` against a fresh ledger, removes the database, then re-raises any failure.
 async fn run<F, Fut>(db: TempDatabase, body: F)
@@ -59,7 +67,7 @@ const USER: &str = "UserWallet1111111111111111111111111111111111";
 /// Credits `tokens` to `user` the way the indexer does: a payment on chain, then its credit.
 async fn fund(ledger: &Ledger, user: &str, tokens: i64, signature: &str) {
     ledger
-        .record_payment(&payment(user, signature))
+        .record_payment(&payment(user, signature, tokens))
         .await
         .unwrap();
     let credit = NewEntry::credit(
@@ -72,7 +80,8 @@ async fn fund(ledger: &Ledger, user: &str, tokens: i64, signature: &str) {
     assert_eq!(ledger.apply(&credit).await.unwrap(), Applied::Applied);
 }
 
-fn payment(user: &str, signature: &str) -> Payment {
+/// A payment of `user` in transaction `signature`, worth `tokens`.
+fn payment(user: &str, signature: &str, tokens: i64) -> Payment {
     Payment {
         signature: signature.into(),
         index: 0,
@@ -80,6 +89,7 @@ fn payment(user: &str, signature: &str) -> Payment {
         namespace_id: 0,
         nonce: 0,
         lamports: 1_000,
+        tokens,
         slot: 1,
     }
 }
@@ -313,12 +323,12 @@ on_both_backends!(credits_wait_for_their_payment, |ledger, url| {
     assert!(!audit.is_clean());
 
     assert!(ledger
-        .record_payment(&payment(USER, "sig-late"))
+        .record_payment(&payment(USER, "sig-late", 5_000))
         .await
         .unwrap());
     assert!(
         !ledger
-            .record_payment(&payment(USER, "sig-late"))
+            .record_payment(&payment(USER, "sig-late", 5_000))
             .await
             .unwrap(),
         "payments recorded once"
@@ -327,11 +337,137 @@ on_both_backends!(credits_wait_for_their_payment, |ledger, url| {
     assert!(ledger.audit().await.unwrap().is_clean());
 });
 
+// Invariant 7: a credit is worth exactly its payment. One that claims more or less is refused,
+// whichever arrives first, and the audit reports it; the right one still applies.
+on_both_backends!(
+    a_credit_must_announce_what_its_payment_is_worth,
+    |ledger, url| {
+        // Payment first, then a credit claiming more.
+        ledger
+            .record_payment(&payment(USER, "sig-a", 1_000))
+            .await
+            .unwrap();
+        let inflated = NewEntry::credit(USER, 50_000, Some("sig-a"), "ev-a", "controller");
+        assert!(matches!(
+            ledger.apply(&inflated).await.unwrap(),
+            Applied::Rejected(reason) if reason.contains("worth 1000")
+        ));
+        // Credit first (pending), then its payment, worth less than it claims.
+        let early = NewEntry::credit(USER, 7_000, Some("sig-b"), "ev-b", "controller");
+        assert_eq!(ledger.apply(&early).await.unwrap(), Applied::Pending);
+        ledger
+            .record_payment(&payment(USER, "sig-b", 700))
+            .await
+            .unwrap();
+        assert_eq!(ledger.balance(USER).await.unwrap().credited, 0);
+        let audit = ledger.audit().await.unwrap();
+        assert_eq!(
+            audit.credits_disagreeing,
+            vec!["credit:sig-a".to_string(), "credit:sig-b".to_string()]
+        );
+        assert!(!audit.is_clean());
+        // The same payment announced at its worth is one credit, once.
+        let honest = NewEntry::credit(USER, 700, Some("sig-c"), "ev-c", "controller");
+        ledger
+            .record_payment(&payment(USER, "sig-c", 700))
+            .await
+            .unwrap();
+        assert_eq!(ledger.apply(&honest).await.unwrap(), Applied::Applied);
+        assert_eq!(ledger.apply(&honest).await.unwrap(), Applied::Duplicate);
+        assert_eq!(ledger.balance(USER).await.unwrap().credited, 700);
+    }
+);
+
+// Invariant 4 under concurrency: a credit and its payment arriving at the same moment (the
+// normal flow right after `pay`) always meet, on Postgres's READ COMMITTED too.
+on_both_backends!(
+    credits_and_payments_arriving_together_always_meet,
+    |ledger, url| {
+        const PAIRS: usize = 300;
+        let users: Vec<String> = (0..10).map(|u| format!("Wallet{u}")).collect();
+        let mut tasks = Vec::new();
+        for i in 0..PAIRS {
+            let user = users[i % users.len()].clone();
+            let signature = format!("sig-{i}");
+            let (l1, l2) = (ledger.clone(), ledger.clone());
+            let (u1, s1) = (user.clone(), signature.clone());
+            tasks.push(tokio::spawn(async move {
+                let credit = NewEntry::credit(&u1, 10 + i as i64, Some(&s1), &s1, "controller");
+                l1.apply(&credit).await.map(|_| ())
+            }));
+            tasks.push(tokio::spawn(async move {
+                l2.record_payment(&payment(&user, &signature, 10 + i as i64))
+                    .await
+                    .map(|_| ())
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let audit = ledger.audit().await.unwrap();
+        assert!(audit.is_clean(), "{audit:?}");
+        let total: i64 = audit.users.iter().map(|u| u.credited).sum();
+        assert_eq!(total, (0..PAIRS as i64).map(|i| 10 + i).sum::<i64>());
+    }
+);
+
+// The grace-period sweep and a late payment racing for the same pending credit apply it once.
+on_both_backends!(
+    the_overdue_sweep_and_a_late_payment_credit_once,
+    |ledger, url| {
+        const CREDITS: usize = 200;
+        for i in 0..CREDITS {
+            let credit = NewEntry::credit(
+                &format!("Wallet{}", i % 10),
+                100,
+                Some(&format!("sig-{i}")),
+                &format!("ev-{i}"),
+                "controller",
+            );
+            assert_eq!(ledger.apply(&credit).await.unwrap(), Applied::Pending);
+        }
+        let sweeps: Vec<_> = (0..4)
+            .map(|_| {
+                let ledger = ledger.clone();
+                tokio::spawn(async move { ledger.apply_overdue_credits(-1).await })
+            })
+            .collect();
+        let payments: Vec<_> = (0..CREDITS)
+            .map(|i| {
+                let ledger = ledger.clone();
+                tokio::spawn(async move {
+                    ledger
+                        .record_payment(&payment(
+                            &format!("Wallet{}", i % 10),
+                            &format!("sig-{i}"),
+                            100,
+                        ))
+                        .await
+                })
+            })
+            .collect();
+        for task in payments {
+            task.await.unwrap().unwrap();
+        }
+        for task in sweeps {
+            task.await.unwrap().unwrap();
+        }
+        let audit = ledger.audit().await.unwrap();
+        assert!(audit.is_clean(), "{audit:?}");
+        let total: i64 = audit.users.iter().map(|u| u.credited).sum();
+        assert_eq!(
+            total,
+            100 * CREDITS as i64,
+            "each credit applied exactly once"
+        );
+    }
+);
+
 on_both_backends!(
     a_payment_for_another_user_does_not_back_a_credit,
     |ledger, url| {
         ledger
-            .record_payment(&payment("SomeoneElse", "sig-x"))
+            .record_payment(&payment("SomeoneElse", "sig-x", 5_000))
             .await
             .unwrap();
         let credit = NewEntry::credit(USER, 5_000, Some("sig-x"), "ev", "controller");
@@ -423,8 +559,11 @@ on_both_backends!(cursors_survive_a_reconnect, |ledger, url| {
     reopened.close().await;
 });
 
-// Invariant 6: what must reach the relay waits in the outbox until published.
+// Invariant 6: what must reach the relay waits in the outbox until published. The ledger's
+// clock is moved by hand, so the back-off is checked without racing the wall clock.
 on_both_backends!(outbox_retries_until_published, |ledger, url| {
+    let seconds = Arc::new(AtomicI64::new(indexer::ledger::now() + 10));
+    let ledger = ledger.with_clock(Clock::manual(seconds.clone()));
     ledger
         .enqueue("event-1", "{\"id\":\"event-1\"}")
         .await
@@ -443,6 +582,21 @@ on_both_backends!(outbox_retries_until_published, |ledger, url| {
         ledger.due_outbox(10).await.unwrap().is_empty(),
         "backs off after a failure"
     );
+    seconds.fetch_add(1, Ordering::SeqCst);
+    let retried = ledger.due_outbox(10).await.unwrap();
+    assert_eq!(retried.len(), 1, "due again once the back-off is over");
+    assert_eq!(retried[0].attempts, 1);
+    ledger
+        .mark_failed(retried[0].id, retried[0].attempts, "relay unreachable")
+        .await
+        .unwrap();
+    seconds.fetch_add(1, Ordering::SeqCst);
+    assert!(
+        ledger.due_outbox(10).await.unwrap().is_empty(),
+        "the second back-off is longer"
+    );
+    seconds.fetch_add(1, Ordering::SeqCst);
+    assert_eq!(ledger.due_outbox(10).await.unwrap().len(), 1);
     assert_eq!(ledger.outbox_backlog().await.unwrap(), 1);
     ledger.mark_published(due[0].id).await.unwrap();
     assert_eq!(ledger.outbox_backlog().await.unwrap(), 0);

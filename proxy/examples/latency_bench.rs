@@ -89,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
             namespace_id: 0,
             nonce: 0,
             lamports: 1,
+            tokens: i64::MAX / 4,
             slot: 1,
         })
         .await?;

@@ -160,10 +160,21 @@ async fn a_paid_wallet_spends_through_the_gateway_and_the_debit_is_relayed_once(
         .unwrap();
     assert_eq!(echo["prompt_price"], 1_000_000);
     assert_eq!(catalog["tokens_per_sol"], 1_000_000);
-    // The indexer has read it back by now (give its watcher a moment): still one debit.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Top up once more and wait for that credit: the indexer reads the relay's events in
+    // order, so by then it has read the gateway's debit back too. Still one debit.
+    let again = stack.authorization_request(&wallet, 1, SOL / 100).unwrap();
+    stack.publish(&again).await.unwrap();
+    for _ in 0..200 {
+        if stack.ledger.balance(&user).await.unwrap().credited == 20_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let balance = stack.ledger.balance(&user).await.unwrap();
-    assert_eq!((balance.debited, balance.available), (cost, 10_000 - cost));
+    assert_eq!(
+        (balance.credited, balance.debited, balance.available),
+        (20_000, cost, 20_000 - cost)
+    );
     let audit = stack.ledger.audit().await.unwrap();
     assert!(audit.is_clean(), "{audit:?}");
 

@@ -58,28 +58,6 @@ impl BankChain {
             solana_system_interface::instruction::transfer(&self.payer.pubkey(), to, lamports);
         self.submit(&[transfer], &[&self.payer]).await
     }
-
-    pub async fn lamports(&self, address: &Pubkey) -> Result<u64, ChainError> {
-        let state = self.state.lock().await;
-        state
-            .ctx
-            .banks_client
-            .get_balance(*address)
-            .await
-            .map_err(ChainError::unavailable)
-    }
-
-    /// Raw data of `address`, if the account exists.
-    pub async fn account_data(&self, address: &Pubkey) -> Result<Option<Vec<u8>>, ChainError> {
-        let state = self.state.lock().await;
-        let account = state
-            .ctx
-            .banks_client
-            .get_account(*address)
-            .await
-            .map_err(ChainError::unavailable)?;
-        Ok(account.map(|account| account.data))
-    }
 }
 
 #[async_trait]
@@ -177,6 +155,42 @@ impl Chain for BankChain {
             events: state.events[start..].to_vec(),
             cursor: Some(state.events.len().to_string()),
         })
+    }
+
+    async fn lamports(&self, address: &Pubkey) -> Result<u64, ChainError> {
+        let state = self.state.lock().await;
+        state
+            .ctx
+            .banks_client
+            .get_balance(*address)
+            .await
+            .map_err(ChainError::unavailable)
+    }
+
+    /// Raw data of `address`, if the account exists.
+    async fn account_data(&self, address: &Pubkey) -> Result<Option<Vec<u8>>, ChainError> {
+        let state = self.state.lock().await;
+        let account = state
+            .ctx
+            .banks_client
+            .get_account(*address)
+            .await
+            .map_err(ChainError::unavailable)?;
+        Ok(account.map(|account| account.data))
+    }
+
+    async fn find_payment(
+        &self,
+        user: &Pubkey,
+        namespace_id: u64,
+        nonce: u64,
+    ) -> Result<Option<ChainEvent>, ChainError> {
+        let state = self.state.lock().await;
+        Ok(state
+            .events
+            .iter()
+            .find(|event| event.pays(user, namespace_id, nonce))
+            .cloned())
     }
 
     async fn wait_for_activity(&self, timeout: std::time::Duration) {

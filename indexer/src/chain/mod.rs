@@ -8,7 +8,7 @@ pub mod watcher;
 
 use async_trait::async_trait;
 use balance_payment::sdk::events::ProgramEvent;
-use solana_sdk::{instruction::Instruction, signature::Keypair};
+use solana_sdk::{instruction::Instruction, pubkey::Pubkey, signature::Keypair};
 
 /// One program event and where it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +54,23 @@ pub trait Chain: Send + Sync + 'static {
     /// The program's events after `cursor` (from the beginning when `None`), oldest first.
     async fn events_after(&self, cursor: Option<&str>) -> Result<EventBatch, ChainError>;
 
+    /// Raw data of `address`, if the account exists.
+    async fn account_data(&self, address: &Pubkey) -> Result<Option<Vec<u8>>, ChainError>;
+
+    /// Lamports held by `address` (0 when it does not exist).
+    async fn lamports(&self, address: &Pubkey) -> Result<u64, ChainError>;
+
+    /// The `Paid` event that redeemed `user`'s authorisation number `nonce` in `namespace_id`,
+    /// if the chain has one (at `confirmed`, ahead of the event watcher): how the controller
+    /// learns that a `pay` whose outcome it lost did land, before the watcher has seen it.
+    /// `Ok(None)` is a definite "no"; a search that could not be complete is `Unavailable`.
+    async fn find_payment(
+        &self,
+        user: &Pubkey,
+        namespace_id: u64,
+        nonce: u64,
+    ) -> Result<Option<ChainEvent>, ChainError>;
+
     /// Returns when new events may be there, or after `timeout` at the latest.
     async fn wait_for_activity(&self, timeout: std::time::Duration) {
         tokio::time::sleep(timeout).await
@@ -76,5 +93,13 @@ impl ChainError {
 
     pub fn unavailable(error: impl std::fmt::Display) -> Self {
         ChainError::Unavailable(error.to_string())
+    }
+}
+
+impl ChainEvent {
+    /// Whether this is the `Paid` event of `user`'s authorisation `nonce` in `namespace_id`.
+    pub fn pays(&self, user: &Pubkey, namespace_id: u64, nonce: u64) -> bool {
+        matches!(&self.event, ProgramEvent::Paid(paid)
+            if paid.user == *user && paid.namespace_id == namespace_id && paid.nonce == nonce)
     }
 }

@@ -23,16 +23,37 @@ use tokio::sync::Notify;
 /// Signatures fetched per `getSignaturesForAddress` page (the RPC maximum).
 const PAGE: usize = 1_000;
 
+/// How many of a user's newest transactions are searched for a lost payment: far more than a
+/// user makes while the controller retries one request.
+const PAYMENT_LOOKUP_DEPTH: usize = 100;
+
 pub struct RpcChain {
     client: RpcClient,
     program_id: Pubkey,
+    /// What events (and so payments) are read at: `finalized` unless configured otherwise.
+    events_commitment: CommitmentConfig,
     activity: Arc<Notify>,
+}
+
+impl From<crate::config::Commitment> for CommitmentConfig {
+    fn from(level: crate::config::Commitment) -> Self {
+        match level {
+            crate::config::Commitment::Confirmed => CommitmentConfig::confirmed(),
+            crate::config::Commitment::Finalized => CommitmentConfig::finalized(),
+        }
+    }
 }
 
 impl RpcChain {
     /// Talks to `rpc_url`; when `ws_url` is given, subscribes to the program's logs there so
-    /// new events are read as soon as they land (else every poll interval).
-    pub fn new(rpc_url: &str, ws_url: Option<&str>, program_id: Pubkey) -> Self {
+    /// new events are read as soon as they land (else every poll interval). Transactions are
+    /// confirmed at `confirmed`; events count once they reach `events_commitment`.
+    pub fn new(
+        rpc_url: &str,
+        ws_url: Option<&str>,
+        program_id: Pubkey,
+        events_commitment: CommitmentConfig,
+    ) -> Self {
         let activity = Arc::new(Notify::new());
         if let Some(ws_url) = ws_url {
             tokio::spawn(subscribe_logs(
@@ -47,6 +68,7 @@ impl RpcChain {
                 CommitmentConfig::confirmed(),
             ),
             program_id,
+            events_commitment,
             activity,
         }
     }
@@ -66,7 +88,7 @@ impl RpcChain {
                         before,
                         until,
                         limit: Some(PAGE),
-                        commitment: Some(CommitmentConfig::confirmed()),
+                        commitment: Some(self.events_commitment),
                     },
                 )
                 .await
@@ -86,6 +108,38 @@ impl RpcChain {
         }
         newest_first.reverse();
         Ok(newest_first)
+    }
+
+    /// This program's events in transaction `signature`, read at `commitment`.
+    async fn events_of(
+        &self,
+        signature: &str,
+        slot: u64,
+        commitment: CommitmentConfig,
+    ) -> Result<Vec<ChainEvent>, ChainError> {
+        let parsed = Signature::from_str(signature).map_err(ChainError::unavailable)?;
+        let tx = self
+            .client
+            .get_transaction_with_config(
+                &parsed,
+                RpcTransactionConfig {
+                    encoding: Some(UiTransactionEncoding::Json),
+                    commitment: Some(commitment),
+                    max_supported_transaction_version: Some(0),
+                },
+            )
+            .await
+            .map_err(ChainError::unavailable)?;
+        Ok(events_in_transaction(&tx, &self.program_id.to_string())
+            .into_iter()
+            .enumerate()
+            .map(|(index, event)| ChainEvent {
+                signature: signature.to_owned(),
+                index: index as u32,
+                slot,
+                event,
+            })
+            .collect())
     }
 }
 
@@ -123,36 +177,83 @@ impl Chain for RpcChain {
     async fn events_after(&self, cursor: Option<&str>) -> Result<EventBatch, ChainError> {
         let until = cursor.and_then(|c| Signature::from_str(c).ok());
         let signatures = self.signatures_after(until).await?;
-        let program = self.program_id.to_string();
         let mut events = Vec::new();
         for (signature, slot) in &signatures {
-            let parsed = Signature::from_str(signature).map_err(ChainError::unavailable)?;
-            let tx = self
-                .client
-                .get_transaction_with_config(
-                    &parsed,
-                    RpcTransactionConfig {
-                        encoding: Some(UiTransactionEncoding::Json),
-                        commitment: Some(CommitmentConfig::confirmed()),
-                        max_supported_transaction_version: Some(0),
-                    },
-                )
-                .await
-                .map_err(ChainError::unavailable)?;
-            for (index, event) in events_in_transaction(&tx, &program).into_iter().enumerate() {
-                events.push(ChainEvent {
-                    signature: signature.clone(),
-                    index: index as u32,
-                    slot: *slot,
-                    event,
-                });
-            }
+            events.extend(
+                self.events_of(signature, *slot, self.events_commitment)
+                    .await?,
+            );
         }
         let cursor = signatures
             .last()
             .map(|(s, _)| s.clone())
             .or_else(|| cursor.map(str::to_owned));
         Ok(EventBatch { events, cursor })
+    }
+
+    async fn account_data(&self, address: &Pubkey) -> Result<Option<Vec<u8>>, ChainError> {
+        let account = self
+            .client
+            .get_account_with_commitment(address, CommitmentConfig::confirmed())
+            .await
+            .map_err(ChainError::unavailable)?;
+        Ok(account.value.map(|account| account.data))
+    }
+
+    async fn lamports(&self, address: &Pubkey) -> Result<u64, ChainError> {
+        self.client
+            .get_balance_with_commitment(address, CommitmentConfig::confirmed())
+            .await
+            .map(|balance| balance.value)
+            .map_err(ChainError::unavailable)
+    }
+
+    /// Looks through the newest transactions that touched the user's account (a `pay` always
+    /// does), newest first, at `confirmed`. "None" only when that is the account's whole
+    /// history; otherwise the caller is told to ask again (by then the watcher has it).
+    async fn find_payment(
+        &self,
+        user: &Pubkey,
+        namespace_id: u64,
+        nonce: u64,
+    ) -> Result<Option<ChainEvent>, ChainError> {
+        let account = balance_payment::sdk::pda::user_account(user);
+        let recent = self
+            .client
+            .get_signatures_for_address_with_config(
+                &account,
+                GetConfirmedSignaturesForAddress2Config {
+                    before: None,
+                    until: None,
+                    limit: Some(PAYMENT_LOOKUP_DEPTH),
+                    commitment: Some(CommitmentConfig::confirmed()),
+                },
+            )
+            .await
+            .map_err(ChainError::unavailable)?;
+        let complete = recent.len() < PAYMENT_LOOKUP_DEPTH;
+        for status in recent.into_iter().filter(|s| s.err.is_none()) {
+            let events = self
+                .events_of(
+                    &status.signature,
+                    status.slot,
+                    CommitmentConfig::confirmed(),
+                )
+                .await?;
+            if let Some(event) = events
+                .into_iter()
+                .find(|event| event.pays(user, namespace_id, nonce))
+            {
+                return Ok(Some(event));
+            }
+        }
+        match complete {
+            true => Ok(None),
+            // Not found among the newest, but older ones exist: no "no" can be given yet.
+            false => Err(ChainError::unavailable(format!(
+                "no payment among the user's newest {PAYMENT_LOOKUP_DEPTH} transactions"
+            ))),
+        }
     }
 
     async fn wait_for_activity(&self, timeout: Duration) {

@@ -1,8 +1,9 @@
 //! Reads the program's events from the chain into the ledger: every `Paid` of the operator's
-//! namespace becomes a payment (the proof a credit waits for). The cursor is saved after each
-//! batch; payments are keyed by signature and index, so a batch read twice counts once.
+//! namespace becomes a payment (the proof a credit waits for), worth its lamports at the
+//! deployment's rate. The cursor is saved after each batch; payments are keyed by signature
+//! and index, so a batch read twice counts once.
 use super::{Chain, ChainEvent};
-use crate::ledger::{Ledger, Payment};
+use crate::ledger::{tokens_for_lamports, Ledger, Payment};
 use balance_payment::sdk::events::ProgramEvent;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::watch;
@@ -10,21 +11,32 @@ use tokio::sync::watch;
 /// Cursor name in the ledger.
 pub const CURSOR: &str = "chain";
 
-/// Reads one batch; returns how many payments were new.
+/// Which payments count and what they are worth.
+#[derive(Debug, Clone, Copy)]
+pub struct PaymentRule {
+    pub namespace_id: u64,
+    /// Ledger tokens per SOL paid.
+    pub tokens_per_sol: u64,
+}
+
+/// Reads one batch; returns how many payments were new. The payments of one transaction are
+/// recorded together, since a credit announces their sum.
 pub async fn sync_once(
     chain: &dyn Chain,
     ledger: &Ledger,
-    namespace_id: u64,
+    rule: PaymentRule,
 ) -> anyhow::Result<usize> {
     let cursor = ledger.cursor(CURSOR).await?;
     let batch = chain.events_after(cursor.as_deref()).await?;
-    let mut recorded = 0;
+    let mut payments = Vec::new();
     for event in &batch.events {
-        if let Some(payment) = payment_of(event, namespace_id) {
-            if ledger.record_payment(&payment).await? {
-                recorded += 1;
-            }
+        if let Some(payment) = payment_of(event, rule)? {
+            payments.push(payment);
         }
+    }
+    let mut recorded = 0;
+    for transaction in payments.chunk_by(|a, b| a.signature == b.signature) {
+        recorded += ledger.record_payments(transaction).await?;
     }
     if let Some(cursor) = batch.cursor {
         ledger.set_cursor(CURSOR, &cursor).await?;
@@ -32,31 +44,34 @@ pub async fn sync_once(
     Ok(recorded)
 }
 
-fn payment_of(event: &ChainEvent, namespace_id: u64) -> Option<Payment> {
-    match &event.event {
-        ProgramEvent::Paid(paid) if paid.namespace_id == namespace_id => Some(Payment {
+fn payment_of(event: &ChainEvent, rule: PaymentRule) -> anyhow::Result<Option<Payment>> {
+    Ok(match &event.event {
+        ProgramEvent::Paid(paid) if paid.namespace_id == rule.namespace_id => Some(Payment {
             signature: event.signature.clone(),
             index: event.index,
             user: paid.user.to_string(),
             namespace_id: paid.namespace_id,
             nonce: paid.nonce,
             lamports: paid.amount,
+            tokens: tokens_for_lamports(paid.amount, rule.tokens_per_sol).ok_or_else(|| {
+                anyhow::anyhow!("payment {} overflows the ledger", event.signature)
+            })?,
             slot: event.slot,
         }),
         _ => None,
-    }
+    })
 }
 
 /// Syncs until `shutdown`, waking on chain activity or every `poll`.
 pub async fn run(
     chain: Arc<dyn Chain>,
     ledger: Ledger,
-    namespace_id: u64,
+    rule: PaymentRule,
     poll: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        match sync_once(chain.as_ref(), &ledger, namespace_id).await {
+        match sync_once(chain.as_ref(), &ledger, rule).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "chain: payments recorded"),
             Err(error) => tracing::warn!(%error, "chain: sync failed; retrying"),

@@ -19,6 +19,9 @@ pub struct UserTotals {
 pub struct AuditReport {
     /// Credit entry ids whose on-chain payment was never seen (pending or applied on grace).
     pub credits_without_payment: Vec<String>,
+    /// Credit entry ids whose amount is not what their payment is worth (refused by the
+    /// ledger, or applied on grace before a payment of another value landed).
+    pub credits_disagreeing: Vec<String>,
     /// Payment ids (signature:index) that no credit references.
     pub payments_without_credit: Vec<String>,
     /// Debit entry ids with no request id, or refused for lack of balance.
@@ -32,6 +35,7 @@ impl AuditReport {
     /// True when everything reconciles.
     pub fn is_clean(&self) -> bool {
         self.credits_without_payment.is_empty()
+            && self.credits_disagreeing.is_empty()
             && self.payments_without_credit.is_empty()
             && self.debits_without_request.is_empty()
             && self.mismatched_users.is_empty()
@@ -49,6 +53,16 @@ impl Ledger {
             sqlx::query(
                 "SELECT e.id FROM entries e WHERE e.kind = 'credit' AND e.status <> 'rejected'
                  AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.signature = e.reference AND p.user_key = e.user_key)
+                 ORDER BY e.id",
+            )
+            .fetch_all(&self.pool)
+            .await?,
+        )?;
+        let credits_disagreeing = strings(
+            sqlx::query(
+                "SELECT e.id FROM entries e WHERE e.kind = 'credit'
+                 AND EXISTS (SELECT 1 FROM payments p WHERE p.signature = e.reference AND p.user_key = e.user_key)
+                 AND e.tokens <> (SELECT SUM(p.tokens) FROM payments p WHERE p.signature = e.reference AND p.user_key = e.user_key)
                  ORDER BY e.id",
             )
             .fetch_all(&self.pool)
@@ -99,6 +113,7 @@ impl Ledger {
         }
         Ok(AuditReport {
             credits_without_payment,
+            credits_disagreeing,
             payments_without_credit,
             debits_without_request,
             mismatched_users,

@@ -1,9 +1,11 @@
 //! Credits and debits, each applied once by its unique id.
 //!
 //! A credit counts only once the on-chain payment it references is in `payments` (until then
-//! it is `pending`); a debit applies only while the balance covers it (otherwise `rejected`,
-//! and the audit lists it). Re-applying an id is a no-op.
-use super::{ensure_user, now, Ledger, LedgerError, Result};
+//! it is `pending`), and only for exactly what that payment is worth (otherwise `rejected`:
+//! a credit is a function of its payment, never of what an announcement claims); a debit
+//! applies only while the balance covers it (otherwise `rejected`, and the audit lists it).
+//! Re-applying an id is a no-op.
+use super::{ensure_user, lock_user, now, payments::payment_value, Ledger, LedgerError, Result};
 use sqlx::Row;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +130,10 @@ impl Ledger {
     pub async fn apply(&self, entry: &NewEntry) -> Result<Applied> {
         let mut tx = self.begin().await?;
         ensure_user(&mut tx, &entry.user).await?;
+        if entry.kind == EntryKind::Credit {
+            // Serialises with `record_payments` for this user: see the payments module.
+            lock_user(&mut tx, &entry.user).await?;
+        }
         let inserted = sqlx::query(
             "INSERT INTO entries (id, user_key, tokens, kind, status, reference, event_id, author, created_at)
              VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
@@ -152,22 +158,20 @@ impl Ledger {
         } else {
             match entry.kind {
                 EntryKind::Credit => {
-                    let paid = match &entry.reference {
-                        Some(signature) => sqlx::query(
-                            "SELECT 1 AS one FROM payments WHERE signature = $1 AND user_key = $2",
-                        )
-                        .bind(signature)
-                        .bind(&entry.user)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .is_some(),
-                        None => false,
+                    let worth = match &entry.reference {
+                        Some(signature) => payment_value(&mut tx, signature, &entry.user).await?,
+                        None => None,
                     };
-                    if paid {
-                        credit(&mut tx, &entry.user, entry.tokens).await?;
-                        Applied::Applied
-                    } else {
-                        Applied::Pending
+                    match worth {
+                        Some(worth) if worth == entry.tokens => {
+                            credit(&mut tx, &entry.user, entry.tokens).await?;
+                            Applied::Applied
+                        }
+                        Some(worth) => Applied::Rejected(format!(
+                            "credit of {} tokens disagrees with its payment, worth {worth}",
+                            entry.tokens
+                        )),
+                        None => Applied::Pending,
                     }
                 }
                 EntryKind::Debit => {
@@ -200,26 +204,33 @@ impl Ledger {
 
     /// Applies credits still pending after `grace_seconds` without their payment (for
     /// operators who trust their controller over a lagging chain watcher). Returns how many.
+    /// Each credit is claimed with a conditional update under its user's lock, so a payment
+    /// recorded at the same moment never applies it a second time.
     pub async fn apply_overdue_credits(&self, grace_seconds: i64) -> Result<u64> {
         let mut tx = self.begin().await?;
         let overdue = sqlx::query(
             "SELECT id, user_key, tokens FROM entries
-             WHERE kind = 'credit' AND status = 'pending' AND created_at <= $1",
+             WHERE kind = 'credit' AND status = 'pending' AND created_at <= $1
+             ORDER BY user_key, id",
         )
-        .bind(now() - grace_seconds)
+        .bind(self.now() - grace_seconds)
         .fetch_all(&mut *tx)
         .await?;
+        let mut applied = 0;
         for row in &overdue {
             let (id, user, tokens): (String, String, i64) = (
                 row.try_get("id")?,
                 row.try_get("user_key")?,
                 row.try_get("tokens")?,
             );
-            credit(&mut tx, &user, tokens).await?;
-            set_status(&mut tx, &id, "applied").await?;
+            lock_user(&mut tx, &user).await?;
+            if claim_pending_credit(&mut tx, &id, "applied").await? {
+                credit(&mut tx, &user, tokens).await?;
+                applied += 1;
+            }
         }
         tx.commit().await?;
-        Ok(overdue.len() as u64)
+        Ok(applied)
     }
 }
 
@@ -240,7 +251,26 @@ pub(super) async fn credit(tx: &mut sqlx::AnyConnection, user: &str, tokens: i64
     Ok(())
 }
 
-pub(super) async fn set_status(tx: &mut sqlx::AnyConnection, id: &str, status: &str) -> Result<()> {
+/// Moves a pending credit to `status`; false when someone else already did (the caller then
+/// must not apply it).
+pub(super) async fn claim_pending_credit(
+    tx: &mut sqlx::AnyConnection,
+    id: &str,
+    status: &str,
+) -> Result<bool> {
+    let claimed = sqlx::query(
+        "UPDATE entries SET status = $1, applied_at = $2 WHERE id = $3 AND status = 'pending'",
+    )
+    .bind(status)
+    .bind(now())
+    .bind(id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(claimed == 1)
+}
+
+async fn set_status(tx: &mut sqlx::AnyConnection, id: &str, status: &str) -> Result<()> {
     sqlx::query("UPDATE entries SET status = $1, applied_at = $2 WHERE id = $3")
         .bind(status)
         .bind(now())

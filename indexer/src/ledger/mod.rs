@@ -7,6 +7,7 @@
 //! a write transaction. SQLite (a file, the default) or Postgres (several proxy replicas), by URL.
 mod audit;
 mod checkpoint;
+mod clock;
 mod cursors;
 mod entries;
 mod keys;
@@ -19,10 +20,11 @@ pub mod testing;
 mod usage;
 
 pub use audit::{AuditReport, UserTotals};
+pub use clock::Clock;
 pub use entries::{Applied, EntryKind, NewEntry};
 pub use keys::{KeyBudget, KeyLimit};
 pub use outbox::OutboxEvent;
-pub use payments::Payment;
+pub use payments::{tokens_for_lamports, Payment};
 pub use requests::{RequestRecord, RequestState};
 pub use reservations::{Charge, Hold, Reservation, Settlement};
 pub use usage::{UsageRecord, UsageRow};
@@ -78,6 +80,8 @@ pub struct Ledger {
     backend: Backend,
     /// SQLite file databases: the connection that checkpoints the WAL.
     checkpointer: Option<AnyPool>,
+    /// "Now" for back-offs and grace periods.
+    clock: Clock,
 }
 
 impl Ledger {
@@ -134,7 +138,18 @@ impl Ledger {
             pool,
             backend,
             checkpointer,
+            clock: Clock::system(),
         })
+    }
+
+    /// The same ledger reading time from `clock` (tests move it by hand).
+    pub fn with_clock(self, clock: Clock) -> Self {
+        Self { clock, ..self }
+    }
+
+    /// Unix seconds now, by this ledger's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     pub fn backend(&self) -> Backend {
@@ -217,6 +232,16 @@ pub fn to_i64(amount: u64) -> Result<i64> {
 /// Makes sure `user` has a row, so conditional updates have something to update.
 async fn ensure_user(tx: &mut sqlx::AnyConnection, user: &str) -> Result<()> {
     sqlx::query("INSERT INTO balances (user_key) VALUES ($1) ON CONFLICT (user_key) DO NOTHING")
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Takes `user`'s balance row lock for the rest of the transaction (a no-op update): writers
+/// that must see each other's rows (a credit and its payment) serialise on it.
+async fn lock_user(tx: &mut sqlx::AnyConnection, user: &str) -> Result<()> {
+    sqlx::query("UPDATE balances SET credited = credited WHERE user_key = $1")
         .bind(user)
         .execute(&mut *tx)
         .await?;

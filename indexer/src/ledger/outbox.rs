@@ -26,7 +26,7 @@ impl Ledger {
             "SELECT id, dedupe_key, event_json, attempts FROM outbox
              WHERE published_at IS NULL AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
         )
-        .bind(now())
+        .bind(self.now())
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -44,7 +44,7 @@ impl Ledger {
 
     pub async fn mark_published(&self, id: i64) -> Result<()> {
         sqlx::query("UPDATE outbox SET published_at = $1, attempts = attempts + 1 WHERE id = $2")
-            .bind(now())
+            .bind(self.now())
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -57,7 +57,7 @@ impl Ledger {
         sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id = $3",
         )
-        .bind(now() + backoff)
+        .bind(self.now() + backoff)
         .bind(error)
         .bind(id)
         .execute(&self.pool)

@@ -81,34 +81,6 @@ impl Ledger {
         row.map(|row| record(&row)).transpose()
     }
 
-    /// Records request `id` as refused before any claim (it failed the off-chain checks) and
-    /// queues its reply. Returns false when the request was seen before.
-    pub async fn refuse_unclaimed(
-        &self,
-        id: &str,
-        reason: &str,
-        events: &[(String, String)],
-    ) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO requests (id, user_key, nonce, amount, state, reason, created_at, updated_at)
-             VALUES ($1, '', 0, 0, 'refused', $2, $3, $3) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(reason)
-        .bind(now())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 1 {
-            for (dedupe_key, json) in events {
-                enqueue_in(&mut tx, dedupe_key, json).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(inserted == 1)
-    }
-
     /// Requests claimed but not finished: to resume after a crash.
     pub async fn unfinished_requests(&self) -> Result<Vec<RequestRecord>> {
         let rows = sqlx::query("SELECT * FROM requests WHERE state = 'paying' ORDER BY created_at")

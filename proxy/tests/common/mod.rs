@@ -225,6 +225,7 @@ pub async fn fund(ledger: &Ledger, user: &str, tokens: i64) {
             namespace_id: 0,
             nonce: 0,
             lamports: 1,
+            tokens,
             slot: 1,
         })
         .await
