@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 pub struct BankChain {
     state: Mutex<State>,
     payer: Keypair,
+    genesis_hash: [u8; 32],
     activity: tokio::sync::Notify,
 }
 
@@ -37,14 +38,21 @@ impl BankChain {
         );
         let ctx = program_test.start_with_context().await;
         let payer = ctx.payer.insecure_clone();
+        let genesis_hash = ctx.genesis_config().hash().to_bytes();
         Self {
             state: Mutex::new(State {
                 ctx,
                 events: Vec::new(),
             }),
             payer,
+            genesis_hash,
             activity: tokio::sync::Notify::new(),
         }
+    }
+
+    /// This bank's genesis hash: the cluster tag to `initialize` the program with here.
+    pub fn genesis_hash(&self) -> [u8; 32] {
+        self.genesis_hash
     }
 
     /// The bank's pre-funded genesis account: use it to fund others.
@@ -67,18 +75,6 @@ impl BankChain {
             .get_balance(*address)
             .await
             .map_err(ChainError::unavailable)
-    }
-
-    /// Raw data of `address`, if the account exists.
-    pub async fn account_data(&self, address: &Pubkey) -> Result<Option<Vec<u8>>, ChainError> {
-        let state = self.state.lock().await;
-        let account = state
-            .ctx
-            .banks_client
-            .get_account(*address)
-            .await
-            .map_err(ChainError::unavailable)?;
-        Ok(account.map(|account| account.data))
     }
 }
 
@@ -177,6 +173,17 @@ impl Chain for BankChain {
             events: state.events[start..].to_vec(),
             cursor: Some(state.events.len().to_string()),
         })
+    }
+
+    async fn account_data(&self, address: &Pubkey) -> Result<Option<Vec<u8>>, ChainError> {
+        let state = self.state.lock().await;
+        let account = state
+            .ctx
+            .banks_client
+            .get_account(*address)
+            .await
+            .map_err(ChainError::unavailable)?;
+        Ok(account.map(|account| account.data))
     }
 
     async fn wait_for_activity(&self, timeout: std::time::Duration) {

@@ -1,14 +1,15 @@
-//! The chain behind one trait: submit transactions, and read the program's events from a
-//! cursor. Two implementations: [`rpc::RpcChain`] for a real cluster and [`bank::BankChain`],
+//! The chain behind one trait: submit transactions, read the program's events from a cursor,
+//! and read an account (the deployment's cluster tag, [`cluster`]). Two implementations: [`rpc::RpcChain`] for a real cluster and [`bank::BankChain`],
 //! an in-process bank running the program natively, for the local stack and tests.
 pub mod bank;
+pub mod cluster;
 pub mod decode;
 pub mod rpc;
 pub mod watcher;
 
 use async_trait::async_trait;
 use balance_payment::sdk::events::ProgramEvent;
-use solana_sdk::{instruction::Instruction, signature::Keypair};
+use solana_sdk::{instruction::Instruction, pubkey::Pubkey, signature::Keypair};
 
 /// One program event and where it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +54,10 @@ pub trait Chain: Send + Sync + 'static {
 
     /// The program's events after `cursor` (from the beginning when `None`), oldest first.
     async fn events_after(&self, cursor: Option<&str>) -> Result<EventBatch, ChainError>;
+
+    /// The data of the account at `address` (`None` when it does not exist): how services read
+    /// the program's settings, e.g. the cluster tag in `Global`.
+    async fn account_data(&self, address: &Pubkey) -> Result<Option<Vec<u8>>, ChainError>;
 
     /// Returns when new events may be there, or after `timeout` at the latest.
     async fn wait_for_activity(&self, timeout: std::time::Duration) {
