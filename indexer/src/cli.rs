@@ -1,6 +1,6 @@
 //! The `indexer` command: `run`, `sandbox`, `audit`, `status`, `keygen`.
 use crate::{
-    chain::{rpc::RpcChain, watcher::PaymentRule, Chain},
+    chain::{cluster::cluster_tag, rpc::RpcChain, watcher::PaymentRule, Chain},
     config::Config,
     controller::{Controller, ControllerConfig},
     ledger::Ledger,
@@ -174,6 +174,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let controller = match (&config.controller, controller_keys) {
         (Some(section), Some(nostr_keys)) => Some(Controller::new(
             ControllerConfig {
+                cluster: cluster_tag(chain.as_ref())
+                    .await
+                    .context("reading the cluster tag from the program's Global account")?,
                 bot: read_keypair_file(&section.bot_keypair).map_err(|e| {
                     anyhow::anyhow!("bot keypair {}: {e}", section.bot_keypair.display())
                 })?,

@@ -48,6 +48,9 @@ pub struct ControllerConfig {
     /// The namespace's bot key: signs `pay`.
     pub bot: Keypair,
     pub namespace_id: u64,
+    /// The deployment's cluster tag (`Global::cluster`, read with `chain::cluster::cluster_tag`):
+    /// authorisations signed for another cluster are refused.
+    pub cluster: [u8; 32],
     pub treasury: Pubkey,
     /// Signs the controller's Nostr events (credits and statuses).
     pub nostr_keys: Keys,
@@ -342,7 +345,7 @@ impl Controller {
         if info.deadline < crate::ledger::now() {
             return Err("authorisation expired".into());
         }
-        if !verify_signature(self.config.namespace_id, user, &info) {
+        if !verify_signature(self.config.cluster, self.config.namespace_id, user, &info) {
             return Err("signature does not match the authorisation".into());
         }
         Ok(checked)
@@ -351,6 +354,7 @@ impl Controller {
     async fn pay(&self, request_id: &str, checked: &Checked) -> anyhow::Result<Outcome> {
         let c = &self.config;
         let instructions = pay_authorized(
+            c.cluster,
             c.bot.pubkey(),
             c.namespace_id,
             c.treasury,

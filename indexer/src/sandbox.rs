@@ -2,7 +2,7 @@
 //! relay, a SQLite ledger, and the indexer's services with a controller, set up with one
 //! operator. `indexer sandbox` runs it; the end-to-end tests drive it.
 use crate::{
-    chain::{bank::BankChain, watcher::PaymentRule, Chain},
+    chain::{bank::BankChain, cluster::cluster_tag, watcher::PaymentRule, Chain},
     controller::{Controller, ControllerConfig},
     ledger::Ledger,
     nostr::{relay::EmbeddedRelay, watcher::Trust},
@@ -47,6 +47,8 @@ pub struct Sandbox {
     pub bot: Keypair,
     pub treasury: Pubkey,
     pub namespace_id: u64,
+    /// The deployment's cluster tag (`Global::cluster`): the bank's genesis hash.
+    pub cluster: [u8; 32],
     /// The controller's Nostr identity: signs credits and statuses.
     pub controller_keys: Keys,
     /// The gateway's Nostr address: every session event is `p`-tagged with it. Distinct from
@@ -66,7 +68,10 @@ impl Sandbox {
         chain.airdrop(&bot.pubkey(), 10 * SOL).await?;
         chain.airdrop(&treasury, SOL).await?;
         chain
-            .submit(&[ix::initialize(authority.pubkey())], &[&authority])
+            .submit(
+                &[ix::initialize(authority.pubkey(), chain.genesis_hash())],
+                &[&authority],
+            )
             .await?;
         let args = CreateNamespaceArgs {
             name: "sandbox".into(),
@@ -79,6 +84,9 @@ impl Sandbox {
                 &[&authority],
             )
             .await?;
+
+        // Read back from the chain, as the indexer binary does.
+        let cluster = cluster_tag(chain.as_ref()).await?;
 
         let relay = EmbeddedRelay::start(config.relay_port).await?;
         let ledger = Ledger::connect(&config.database_url).await?;
@@ -96,6 +104,7 @@ impl Sandbox {
             bot,
             treasury,
             namespace_id: 0,
+            cluster,
             controller_keys,
             machine: Keys::generate().public_key(),
             proxy_keys,
@@ -114,6 +123,7 @@ impl Sandbox {
             ControllerConfig {
                 bot: self.bot.insecure_clone(),
                 namespace_id: self.namespace_id,
+                cluster: self.cluster,
                 treasury: self.treasury,
                 nostr_keys: self.controller_keys.clone(),
                 session: self.session.clone(),
@@ -215,6 +225,7 @@ impl Sandbox {
     ) -> anyhow::Result<RequestPayload> {
         let terms = AuthorizationTerms {
             program_id: balance_payment::ID,
+            cluster: self.cluster,
             namespace_id: self.namespace_id,
             user: user.pubkey(),
             nonce,

@@ -161,7 +161,15 @@ async fn a_payment_the_watcher_has_not_seen_yet_finishes_its_resumed_request() {
         .claim_request(&event.id.to_hex(), &u, payload.nonce, PAY, &event.as_json())
         .await
         .unwrap();
-    let pay = ix::pay_authorized(s.bot.pubkey(), 0, s.treasury, user.pubkey(), info, PAY);
+    let pay = ix::pay_authorized(
+        s.cluster,
+        s.bot.pubkey(),
+        0,
+        s.treasury,
+        user.pubkey(),
+        info,
+        PAY,
+    );
     let signature = s.chain.submit(&pay, &[&s.bot]).await.unwrap();
     assert_eq!(
         s.ledger.payment_for(&u, 0, payload.nonce).await.unwrap(),

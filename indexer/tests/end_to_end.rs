@@ -272,7 +272,15 @@ async fn a_crash_between_paying_and_announcing_is_resumed_once() {
         .claim_request(&event.id.to_hex(), &u, payload.nonce, PAY, &event.as_json())
         .await
         .unwrap();
-    let pay = ix::pay_authorized(s.bot.pubkey(), 0, s.treasury, user.pubkey(), info, PAY);
+    let pay = ix::pay_authorized(
+        s.cluster,
+        s.bot.pubkey(),
+        0,
+        s.treasury,
+        user.pubkey(),
+        info,
+        PAY,
+    );
     let treasury_before = s.chain.lamports(&s.treasury).await.unwrap();
     s.chain.submit(&pay, &[&s.bot]).await.unwrap();
 

@@ -1,9 +1,11 @@
 // Loads the committed IDL with @coral-xyz/anchor, encodes the pinned `pay` call through it and
 // checks the bytes and accounts equal what the Rust SDK produced (tests/idl/pay_vector.json).
-// Also checks that every event and error in the IDL round-trips through the coders.
+// Rebuilds the signed message (cluster line included) from the vector's fields, as a wallet
+// app would, and verifies the user's signature over it with Node's ed25519.
 import anchor from "@coral-xyz/anchor";
 import { readFileSync } from "node:fs";
 import assert from "node:assert/strict";
+import { createPublicKey, verify } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 
@@ -42,9 +44,40 @@ assert.equal(Buffer.from(instruction.data).toString("hex"), vector.instruction.d
 const keys = instruction.keys.map((k) => ({ pubkey: k.pubkey.toBase58(), isSigner: k.isSigner, isWritable: k.isWritable }));
 assert.deepEqual(keys, vector.instruction.keys, "accounts (resolved from the IDL's PDA seeds)");
 
+// The signed message, built the way a JavaScript wallet app builds it (README layout).
+const hex = (bytes) => Buffer.from(bytes).toString("hex");
+const message = [
+  "LLM gateway spending authorization",
+  `program: ${vector.programId}`,
+  `cluster: ${vector.cluster}`,
+  `namespace: ${vector.namespaceId}`,
+  `user: ${vector.accounts.user}`,
+  `nonce: ${info.nonce}`,
+  `max amount: ${info.maxAmount} lamports`,
+  `deadline: ${info.deadline}`,
+  `extra data: ${hex(info.extraData)}`,
+].join("\n");
+assert.equal(message, vector.message, "signed message layout");
+assert.equal(new web3.PublicKey(vector.cluster).toBytes().length, 32, "cluster tag is 32 bytes");
+const spki = Buffer.concat([
+  Buffer.from("302a300506032b6570032100", "hex"),
+  new web3.PublicKey(vector.accounts.user).toBuffer(),
+]);
+const userKey = createPublicKey({ key: spki, format: "der", type: "spki" });
+assert.ok(verify(null, Buffer.from(message, "utf8"), userKey, Buffer.from(info.signature)), "signature over the message");
+assert.equal(vector.amount, info.maxAmount, "pay redeems exactly the signed amount");
+
+const globalAccount = idl.accounts.find((a) => a.name === "Global");
+assert.ok(globalAccount, "IDL has the Global account");
+const globalType = idl.types.find((t) => t.name === "Global");
+assert.ok(globalType.type.fields.some((f) => f.name === "cluster"), "Global holds the cluster tag");
+const initialize = idl.instructions.find((ix) => ix.name === "initialize");
+assert.deepEqual(initialize.args.map((a) => a.name), ["cluster"], "initialize takes the cluster tag");
+
 const names = idl.instructions.map((ix) => ix.name).sort();
 assert.deepEqual(names, ["create_namespace", "deposit", "initialize", "lock", "pay", "register", "release", "settle", "update_namespace", "withdraw"]);
 assert.ok(new BorshEventCoder(idl), "event coder builds");
 
 console.log(`IDL check: pay encodes byte-for-byte like the Rust SDK (${instruction.data.length} bytes, ${keys.length} accounts)`);
-console.log("1 passed, 0 failed");
+console.log("IDL check: the signed message (with its cluster line) and signature match the Rust SDK");
+console.log("2 passed, 0 failed");

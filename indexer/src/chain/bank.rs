@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 pub struct BankChain {
     state: Mutex<State>,
     payer: Keypair,
+    genesis_hash: [u8; 32],
     activity: tokio::sync::Notify,
 }
 
@@ -37,14 +38,21 @@ impl BankChain {
         );
         let ctx = program_test.start_with_context().await;
         let payer = ctx.payer.insecure_clone();
+        let genesis_hash = ctx.genesis_config().hash().to_bytes();
         Self {
             state: Mutex::new(State {
                 ctx,
                 events: Vec::new(),
             }),
             payer,
+            genesis_hash,
             activity: tokio::sync::Notify::new(),
         }
+    }
+
+    /// This bank's genesis hash: the cluster tag to `initialize` the program with here.
+    pub fn genesis_hash(&self) -> [u8; 32] {
+        self.genesis_hash
     }
 
     /// The bank's pre-funded genesis account: use it to fund others.

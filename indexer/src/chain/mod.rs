@@ -1,7 +1,8 @@
-//! The chain behind one trait: submit transactions, and read the program's events from a
-//! cursor. Two implementations: [`rpc::RpcChain`] for a real cluster and [`bank::BankChain`],
+//! The chain behind one trait: submit transactions, read the program's events from a cursor,
+//! and read an account (the deployment's cluster tag, [`cluster`]). Two implementations: [`rpc::RpcChain`] for a real cluster and [`bank::BankChain`],
 //! an in-process bank running the program natively, for the local stack and tests.
 pub mod bank;
+pub mod cluster;
 pub mod decode;
 pub mod rpc;
 pub mod watcher;

@@ -7,8 +7,9 @@ use solana_commitment_config::CommitmentConfig;
 use solana_rpc_client::{
     nonblocking::rpc_client::RpcClient, rpc_client::GetConfirmedSignaturesForAddress2Config,
 };
-use solana_rpc_client_types::config::{
-    RpcTransactionConfig, RpcTransactionLogsConfig, RpcTransactionLogsFilter,
+use solana_rpc_client_types::{
+    config::{RpcTransactionConfig, RpcTransactionLogsConfig, RpcTransactionLogsFilter},
+    request::RpcRequest,
 };
 use solana_sdk::{
     instruction::Instruction,
@@ -191,15 +192,6 @@ impl Chain for RpcChain {
         Ok(EventBatch { events, cursor })
     }
 
-    async fn account_data(&self, address: &Pubkey) -> Result<Option<Vec<u8>>, ChainError> {
-        let account = self
-            .client
-            .get_account_with_commitment(address, CommitmentConfig::confirmed())
-            .await
-            .map_err(ChainError::unavailable)?;
-        Ok(account.value.map(|account| account.data))
-    }
-
     async fn lamports(&self, address: &Pubkey) -> Result<u64, ChainError> {
         self.client
             .get_balance_with_commitment(address, CommitmentConfig::confirmed())
@@ -256,8 +248,48 @@ impl Chain for RpcChain {
         }
     }
 
+    /// `getAccountInfo` with `base64` data, decoded here: the client's own helper panics on
+    /// an answer it cannot decode, and a node's answer is input.
+    async fn account_data(&self, address: &Pubkey) -> Result<Option<Vec<u8>>, ChainError> {
+        let params = serde_json::json!([
+            address.to_string(),
+            { "encoding": "base64", "commitment": "confirmed" }
+        ]);
+        let response: serde_json::Value = self
+            .client
+            .send(RpcRequest::GetAccountInfo, params)
+            .await
+            .map_err(ChainError::unavailable)?;
+        account_data_in(&response)
+    }
+
     async fn wait_for_activity(&self, timeout: Duration) {
         let _ = tokio::time::timeout(timeout, self.activity.notified()).await;
+    }
+}
+
+/// The account data in a `getAccountInfo` result (`{context, value}`), `None` when the
+/// account does not exist; anything else than base64 data is an error.
+fn account_data_in(result: &serde_json::Value) -> Result<Option<Vec<u8>>, ChainError> {
+    use base64::Engine;
+    let malformed = || ChainError::unavailable("getAccountInfo answered without base64 data");
+    let value = result.get("value").ok_or_else(malformed)?;
+    if value.is_null() {
+        return Ok(None);
+    }
+    match value
+        .get("data")
+        .and_then(|data| data.as_array())
+        .map(Vec::as_slice)
+    {
+        Some([data, encoding]) if encoding == "base64" => {
+            let data = data.as_str().ok_or_else(malformed)?;
+            base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map(Some)
+                .map_err(|_| malformed())
+        }
+        _ => Err(malformed()),
     }
 }
 

@@ -8,6 +8,7 @@
 //! ```text
 //! LLM gateway spending authorization
 //! program: <program id, base58>
+//! cluster: <cluster genesis hash, base58>
 //! namespace: <namespace id, decimal>
 //! user: <user wallet, base58>
 //! nonce: <user nonce, decimal>
@@ -16,9 +17,12 @@
 //! extra data: <32 bytes, lowercase hex>
 //! ```
 //!
-//! Binding the program id, namespace, user and nonce makes a signature valid for exactly one
-//! redemption by one operator of one deployment; binding the maximum means the operator can
-//! never take more than the user agreed to; the deadline bounds how long it is live. The
+//! Binding the program id, cluster, namespace, user and nonce makes a signature valid for
+//! exactly one redemption by one operator of one deployment on one cluster (the program id
+//! alone is the same on every cluster; the cluster tag, the genesis hash stored in `Global` by
+//! `initialize`, is not). Binding the amount means the operator can never take more than the
+//! user agreed to: `pay` moves exactly the signed amount, `lock` holds at most it (see
+//! [`AmountRule`]); the deadline bounds how long it is live. The
 //! namespace's name and treasury are deliberately not part of it: its authority controls
 //! both, and renaming must not invalidate signatures.
 //!
@@ -58,6 +62,8 @@ pub struct RecoverInfo {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AuthorizationTerms {
     pub program_id: Pubkey,
+    /// The cluster's genesis hash, as stored in `Global::cluster` of the deployment.
+    pub cluster: [u8; 32],
     pub namespace_id: u64,
     pub user: Pubkey,
     pub nonce: u64,
@@ -69,8 +75,9 @@ pub struct AuthorizationTerms {
 /// The bytes the user's wallet signs for `terms` (layout in the module docs).
 pub fn authorization_message(terms: &AuthorizationTerms) -> Vec<u8> {
     format!(
-        "{AUTHORIZATION_HEADER}\nprogram: {}\nnamespace: {}\nuser: {}\nnonce: {}\nmax amount: {} lamports\ndeadline: {}\nextra data: {}",
+        "{AUTHORIZATION_HEADER}\nprogram: {}\ncluster: {}\nnamespace: {}\nuser: {}\nnonce: {}\nmax amount: {} lamports\ndeadline: {}\nextra data: {}",
         terms.program_id,
+        Pubkey::new_from_array(terms.cluster),
         terms.namespace_id,
         terms.user,
         terms.nonce,
@@ -184,21 +191,61 @@ impl<'a> VerifiedSignature<'a> {
     }
 }
 
-/// Checks that `info`, verified in the preceding instruction, lets `namespace_id`'s bot move
-/// `amount` out of `user`'s vault now; then consumes it by bumping the user's nonce.
-/// Shared by `pay` and `lock`, so both refuse exactly the same things.
+/// How the amount an operator redeems must relate to the amount the user signed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AmountRule {
+    /// `pay`: exactly the signed amount. Requests travel on public relays, so anyone can copy
+    /// an authorisation into a request for another amount; only the user's figure is paid.
+    Exact,
+    /// `lock`: at most the signed maximum; `settle` later takes what was really used.
+    AtMost,
+}
+
+impl AmountRule {
+    /// Refuses `amount` when this rule does not allow it for a signed `max_amount`.
+    pub fn check(self, amount: u64, max_amount: u64) -> Result<()> {
+        match self {
+            AmountRule::Exact => {
+                require!(amount == max_amount, BalancePaymentError::AmountNotSigned)
+            }
+            AmountRule::AtMost => require!(
+                amount <= max_amount,
+                BalancePaymentError::AmountExceedsSignedMax
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// What a `pay` or `lock` asks to redeem, besides the authorisation itself.
+pub struct Redemption<'a> {
+    /// The deployment's settings: the cluster the signature must name.
+    pub global: &'a crate::state::Global,
+    /// The namespace whose bot redeems; the signature must name it.
+    pub namespace_id: u64,
+    /// Lamports to pay or lock.
+    pub amount: u64,
+    /// How `amount` must relate to the signed amount: `Exact` for `pay`, `AtMost` for `lock`.
+    pub rule: AmountRule,
+}
+
+/// Checks that `info`, verified in the preceding instruction, lets the namespace's bot move
+/// the redemption's amount out of `user`'s vault now, on this cluster; then consumes it by
+/// bumping the user's nonce. Shared by `pay` and `lock`, so both refuse the same things.
 pub fn redeem_authorization(
     instructions_sysvar: &AccountInfo,
-    namespace_id: u64,
+    redemption: Redemption<'_>,
     user: &mut crate::state::UserAccount,
     info: &RecoverInfo,
-    amount: u64,
 ) -> Result<()> {
+    let Redemption {
+        global,
+        namespace_id,
+        amount,
+        rule,
+    } = redemption;
     require!(amount > 0, BalancePaymentError::ZeroAmount);
-    require!(
-        amount <= info.max_amount,
-        BalancePaymentError::AmountExceedsSignedMax
-    );
+    rule.check(amount, info.max_amount)?;
     require!(
         Clock::get()?.unix_timestamp <= info.deadline,
         BalancePaymentError::AuthorizationExpired
@@ -206,6 +253,7 @@ pub fn redeem_authorization(
     require!(info.nonce == user.nonce, BalancePaymentError::NonceMismatch);
     let terms = AuthorizationTerms {
         program_id: crate::ID,
+        cluster: global.cluster,
         namespace_id,
         user: user.owner,
         nonce: info.nonce,

@@ -21,7 +21,7 @@ pub enum BalancePaymentError {
     SignerMismatch,
     #[msg("The verified signature is not the one in the authorisation")]
     SignatureMismatch,
-    #[msg("The signed message does not match this program, namespace, user, nonce, maximum, deadline and extra data")]
+    #[msg("The signed message does not match this program, cluster, namespace, user, nonce, maximum, deadline and extra data")]
     SignedMessageMismatch,
     #[msg("The signature is not in canonical form")]
     NonCanonicalSignature,
@@ -49,4 +49,6 @@ pub enum BalancePaymentError {
     LockNotExpired,
     #[msg("Arithmetic overflow")]
     ArithmeticOverflow,
+    #[msg("Pay must redeem exactly the amount the user signed")]
+    AmountNotSigned,
 }

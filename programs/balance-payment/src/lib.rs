@@ -2,7 +2,7 @@
 //!
 //! Users keep SOL in a vault PDA they alone can withdraw from. An operator ("namespace") can
 //! only move it with the user's signed authorisation ([`authorization`]), which binds this
-//! program, the namespace, the user, a one-time nonce, a maximum amount and a deadline.
+//! program, the cluster, the namespace, the user, a one-time nonce, an amount and a deadline.
 //! Every state change is emitted as an event through `emit_cpi!` for indexers.
 #![allow(unexpected_cfgs)]
 
@@ -30,9 +30,10 @@ declare_id!("BrupoAJZ6RfKk5SrdABrLDbZgLJ4fhcv6ChY6ZrryLgA");
 pub mod balance_payment {
     use super::*;
 
-    /// Creates the namespace counter; once per deployment.
-    pub fn initialize(ctx: Context<Initialize>) -> Result<()> {
-        Initialize::initialize(ctx)
+    /// Creates the namespace counter and records the cluster tag (the cluster's genesis
+    /// hash) that every authorisation must name; once per deployment.
+    pub fn initialize(ctx: Context<Initialize>, cluster: [u8; 32]) -> Result<()> {
+        Initialize::initialize(ctx, cluster)
     }
 
     /// Registers an operator; the signer becomes its authority.
@@ -86,7 +87,7 @@ pub mod balance_payment {
         Release::release(ctx)
     }
 
-    /// Moves up to the signed maximum from the user's vault to the treasury; bot only.
+    /// Moves exactly the signed amount from the user's vault to the treasury; bot only.
     pub fn pay(
         ctx: Context<Pay>,
         namespace_id: u64,

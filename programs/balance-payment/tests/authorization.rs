@@ -6,12 +6,17 @@ use balance_payment::{
 };
 use ed25519_dalek::SigningKey;
 use solana_sdk::pubkey::Pubkey;
+use std::str::FromStr;
+
+/// Devnet's genesis hash (`solana genesis-hash -u devnet`): the vector's cluster tag.
+const DEVNET: &str = "EtWTRABZaYq6iMfeYKouRu166VU2xqa1wcaWoxPkrZBG";
 
 /// The README's test vector: wallet secret key = 32 bytes of 0x01.
 fn vector_terms() -> (SigningKey, AuthorizationTerms) {
     let key = SigningKey::from_bytes(&[1; 32]);
     let terms = AuthorizationTerms {
         program_id: balance_payment::ID,
+        cluster: Pubkey::from_str(DEVNET).expect("base58").to_bytes(),
         namespace_id: 7,
         user: Pubkey::new_from_array(key.verifying_key().to_bytes()),
         nonce: 3,
@@ -24,6 +29,7 @@ fn vector_terms() -> (SigningKey, AuthorizationTerms) {
 
 const VECTOR_MESSAGE: &str = "LLM gateway spending authorization
 program: BrupoAJZ6RfKk5SrdABrLDbZgLJ4fhcv6ChY6ZrryLgA
+cluster: EtWTRABZaYq6iMfeYKouRu166VU2xqa1wcaWoxPkrZBG
 namespace: 7
 user: AKnL4NNf3DGWZJS6cPknBuEGnVsV4A4m5tgebLHaRSZ9
 nonce: 3
@@ -31,7 +37,8 @@ max amount: 5000000 lamports
 deadline: 1767225600
 extra data: abababababababababababababababababababababababababababababababab";
 
-const VECTOR_SIGNATURE: &str = "9f40936c30a4f9dd9de41d4d03e197129d03b456393a4fb52a5d10439a8ad1087f70487fa464cc31c428e601828cfd467e2cbfabaf691399bc705549f6c69a03";
+/// Checked against Python's `cryptography` (Ed25519PrivateKey.from_private_bytes).
+const VECTOR_SIGNATURE: &str = "410c71c6e77047c0575d468be3a3e01427c422c6e6c55915db22dc8a76fda6ce27b105d580cd76a4d5e448564849cbacb30590bc6a2d101cb73a2234dcf27d09";
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -65,6 +72,10 @@ fn every_field_changes_the_message() {
             ..terms
         },
         AuthorizationTerms {
+            cluster: [0; 32],
+            ..terms
+        },
+        AuthorizationTerms {
             namespace_id: 8,
             ..terms
         },
@@ -95,21 +106,32 @@ fn every_field_changes_the_message() {
 fn off_chain_verification_accepts_the_wallet_and_nothing_else() {
     let (key, terms) = vector_terms();
     let info = sign_authorization(&key, &terms);
-    assert!(verify_signature(7, terms.user, &info));
-    assert!(!verify_signature(8, terms.user, &info), "another namespace");
+    let cluster = terms.cluster;
+    assert!(verify_signature(cluster, 7, terms.user, &info));
     assert!(
-        !verify_signature(7, Pubkey::new_unique(), &info),
+        !verify_signature([0; 32], 7, terms.user, &info),
+        "another cluster"
+    );
+    assert!(
+        !verify_signature(cluster, 8, terms.user, &info),
+        "another namespace"
+    );
+    assert!(
+        !verify_signature(cluster, 7, Pubkey::new_unique(), &info),
         "another user"
     );
     let mut larger = info;
     larger.max_amount += 1;
     assert!(
-        !verify_signature(7, terms.user, &larger),
+        !verify_signature(cluster, 7, terms.user, &larger),
         "a larger maximum"
     );
     let mut flipped = info;
     flipped.signature[0] ^= 1;
-    assert!(!verify_signature(7, terms.user, &flipped), "a flipped bit");
+    assert!(
+        !verify_signature(cluster, 7, terms.user, &flipped),
+        "a flipped bit"
+    );
 }
 
 #[test]

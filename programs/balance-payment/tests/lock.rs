@@ -68,7 +68,8 @@ async fn lock_checks_the_authorisation_like_pay() {
         E::AmountExceedsSignedMax,
     );
     let intruder = Keypair::new();
-    let instructions = ix::lock_authorized(intruder.pubkey(), 0, user.pubkey(), info, LOCKED);
+    let instructions =
+        ix::lock_authorized(h.cluster, intruder.pubkey(), 0, user.pubkey(), info, LOCKED);
     h.airdrop(&intruder.pubkey(), SOL).await;
     assert_program_error(
         h.send(&instructions, &[&intruder]).await,
@@ -92,8 +93,13 @@ async fn lock_rejects_replay_and_more_than_the_free_balance() {
     let first = h.authorize(&user, LOCKED).await;
     h.lock_funds(&user.pubkey(), first, LOCKED).await.unwrap();
     let before = h.snapshot(&user.pubkey()).await;
-    // Replaying the nonce-0 authorisation: its lock account already exists, and the nonce moved on.
-    assert!(h.lock_funds(&user.pubkey(), first, LOCKED).await.is_err());
+    // Replaying the nonce-0 authorisation: its lock account (addressed by the nonce) already
+    // exists, so creating it again fails before the program even looks at the nonce.
+    assert_instruction_error(
+        h.lock_funds(&user.pubkey(), first, LOCKED).await,
+        1,
+        ACCOUNT_EXISTS,
+    );
 
     let info = h.authorize(&user, u64::MAX).await;
     let free = DEPOSIT - LOCKED - h.rent_minimum;

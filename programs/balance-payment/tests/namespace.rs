@@ -14,10 +14,24 @@ use solana_sdk::{
 };
 
 #[tokio::test]
+async fn initialize_records_the_cluster_tag() {
+    let mut h = Harness::new().await;
+    let genesis = h.ctx.genesis_config().hash().to_bytes();
+    assert_eq!(h.global().await.cluster, genesis);
+    let mut other = Harness::with_cluster([9; 32]).await;
+    assert_eq!(other.global().await.cluster, [9; 32]);
+}
+
+/// A second `initialize` can neither reset the namespace counter nor move the deployment to
+/// another cluster.
+#[tokio::test]
 async fn initialize_runs_once() {
     let mut h = Harness::new().await;
     let payer = h.ctx.payer.pubkey();
-    assert!(h.send(&[ix::initialize(payer)], &[]).await.is_err());
+    let before = h.global().await;
+    let result = h.send(&[ix::initialize(payer, [9; 32])], &[]).await;
+    assert_instruction_error(result, 0, ACCOUNT_EXISTS);
+    assert_eq!(h.global().await, before);
     assert_eq!(h.global_namespace_count().await, 1);
 }
 

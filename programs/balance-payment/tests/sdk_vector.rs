@@ -2,14 +2,17 @@
 //! The Node check (`tests/idl/check.mjs`) encodes the same call from the committed IDL with
 //! `@coral-xyz/anchor` and must produce these exact bytes and accounts, so wallets that
 //! integrate through the IDL and services that use this SDK agree byte for byte.
+//! The vector also carries the signed message, which the Node check rebuilds from the fields and
+//! verifies the signature over, so a wallet app written in JavaScript signs the same bytes.
 //! `UPDATE_VECTORS=1` rewrites the file after an intended change.
 use balance_payment::{
-    authorization::AuthorizationTerms,
+    authorization::{authorization_message, AuthorizationTerms},
     sdk::{authorization::sign_authorization, instructions as ix},
 };
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
 use solana_sdk::pubkey::Pubkey;
+use std::str::FromStr;
 
 const VECTOR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -23,8 +26,11 @@ fn vector() -> Value {
         Pubkey::new_from_array([2; 32]),
         Pubkey::new_from_array([3; 32]),
     );
+    // Devnet's genesis hash, as in the README's vector.
+    let cluster = Pubkey::from_str("EtWTRABZaYq6iMfeYKouRu166VU2xqa1wcaWoxPkrZBG").expect("base58");
     let terms = AuthorizationTerms {
         program_id: balance_payment::ID,
+        cluster: cluster.to_bytes(),
         namespace_id: 7,
         user,
         nonce: 3,
@@ -33,11 +39,14 @@ fn vector() -> Value {
         extra_data: [0xab; 32],
     };
     let info = sign_authorization(&key, &terms);
-    let pay = ix::pay(bot, 7, treasury, user, info, 4_000_000);
+    // `pay` redeems exactly the signed amount.
+    let pay = ix::pay(bot, 7, treasury, user, info, 5_000_000);
     json!({
         "programId": pay.program_id.to_string(),
+        "cluster": cluster.to_string(),
         "namespaceId": 7,
-        "amount": 4_000_000,
+        "amount": 5_000_000,
+        "message": String::from_utf8(authorization_message(&terms)).expect("UTF-8"),
         "recoverInfo": {
             "nonce": info.nonce,
             "maxAmount": info.max_amount,

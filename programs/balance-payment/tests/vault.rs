@@ -29,10 +29,14 @@ async fn register_creates_the_user_account_once() {
             vault: pda::vault(&wallet.pubkey()),
         })]
     );
-    assert!(h
-        .send(&[ix::register(wallet.pubkey())], &[&wallet.keypair])
-        .await
-        .is_err());
+    let before = h.snapshot(&wallet.pubkey()).await;
+    assert_instruction_error(
+        h.send(&[ix::register(wallet.pubkey())], &[&wallet.keypair])
+            .await,
+        0,
+        ACCOUNT_EXISTS,
+    );
+    assert_eq!(h.snapshot(&wallet.pubkey()).await, before);
 }
 
 #[tokio::test]

@@ -1,10 +1,10 @@
 use crate::{
-    authorization::{redeem_authorization, RecoverInfo},
+    authorization::{redeem_authorization, AmountRule, RecoverInfo, Redemption},
     errors::BalancePaymentError,
     events::Locked,
     state::{
-        seeds::{LOCK_SEED, NAMESPACE_SEED, USER_SEED, VAULT_SEED},
-        Lock, Namespace, UserAccount,
+        seeds::{GLOBAL_SEED, LOCK_SEED, NAMESPACE_SEED, USER_SEED, VAULT_SEED},
+        Global, Lock, Namespace, UserAccount,
     },
     vault::spendable,
 };
@@ -27,6 +27,9 @@ pub struct LockFunds<'info> {
         has_one = bot @ BalancePaymentError::UnauthorizedBot
     )]
     pub namespace: Account<'info, Namespace>,
+    /// The deployment's settings, by address: the cluster tag the signed message must name.
+    #[account(seeds = [GLOBAL_SEED], bump = global.bump)]
+    pub global: Account<'info, Global>,
     /// CHECK: only a seed; the authorisation is verified against `user_account.owner`.
     pub user: UncheckedAccount<'info>,
     #[account(mut, seeds = [USER_SEED, user.key().as_ref()], bump = user_account.bump)]
@@ -58,10 +61,14 @@ impl LockFunds<'_> {
         let accounts = &mut *ctx.accounts;
         redeem_authorization(
             &accounts.instructions,
-            namespace_id,
+            Redemption {
+                global: &accounts.global,
+                namespace_id,
+                amount,
+                rule: AmountRule::AtMost,
+            },
             &mut accounts.user_account,
             &recover_info,
-            amount,
         )?;
         let free = spendable(
             accounts.vault.lamports(),

@@ -1,18 +1,18 @@
 use crate::{
-    authorization::{redeem_authorization, RecoverInfo},
+    authorization::{redeem_authorization, AmountRule, RecoverInfo, Redemption},
     errors::BalancePaymentError,
     events::Paid,
     state::{
-        seeds::{NAMESPACE_SEED, USER_SEED, VAULT_SEED},
-        Namespace, UserAccount,
+        seeds::{GLOBAL_SEED, NAMESPACE_SEED, USER_SEED, VAULT_SEED},
+        Global, Namespace, UserAccount,
     },
     vault::{spendable, transfer_from_vault},
 };
 use anchor_lang::prelude::*;
 use solana_instructions_sysvar as instructions_sysvar;
 
-/// Redeems a user's signed authorisation: moves `amount` (at most what the user signed) from
-/// the user's vault to the namespace treasury. The operator's controller calls this, then
+/// Redeems a user's signed authorisation: moves `amount`, which must be exactly what the user
+/// signed, from the user's vault to the namespace treasury. The operator's controller calls this, then
 /// credits the user off-chain.
 #[event_cpi]
 #[derive(Accounts)]
@@ -27,6 +27,9 @@ pub struct Pay<'info> {
         has_one = treasury @ BalancePaymentError::WrongTreasury
     )]
     pub namespace: Account<'info, Namespace>,
+    /// The deployment's settings, by address: the cluster tag the signed message must name.
+    #[account(seeds = [GLOBAL_SEED], bump = global.bump)]
+    pub global: Account<'info, Global>,
     /// CHECK: only a seed; the authorisation is verified against `user_account.owner`.
     pub user: UncheckedAccount<'info>,
     #[account(mut, seeds = [USER_SEED, user.key().as_ref()], bump = user_account.bump)]
@@ -52,10 +55,14 @@ impl Pay<'_> {
         let accounts = &mut *ctx.accounts;
         redeem_authorization(
             &accounts.instructions,
-            namespace_id,
+            Redemption {
+                global: &accounts.global,
+                namespace_id,
+                amount,
+                rule: AmountRule::Exact,
+            },
             &mut accounts.user_account,
             &recover_info,
-            amount,
         )?;
         let free = spendable(
             accounts.vault.lamports(),

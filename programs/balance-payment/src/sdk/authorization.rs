@@ -26,15 +26,18 @@ pub fn verify_instruction(terms: &AuthorizationTerms, info: &RecoverInfo) -> Ins
     )
 }
 
-/// The terms `info` claims for `user` in `namespace_id` of this program, for re-checking a
-/// received authorisation off-chain.
+/// The terms `info` claims for `user` in `namespace_id` of this program's deployment on
+/// `cluster` (its genesis hash, `Global::cluster`), for re-checking a received authorisation
+/// off-chain and for building the Ed25519 check.
 pub fn terms_of(
+    cluster: [u8; 32],
     namespace_id: u64,
     user: anchor_lang::prelude::Pubkey,
     info: &RecoverInfo,
 ) -> AuthorizationTerms {
     AuthorizationTerms {
         program_id: crate::ID,
+        cluster,
         namespace_id,
         user,
         nonce: info.nonce,
@@ -44,9 +47,10 @@ pub fn terms_of(
     }
 }
 
-/// Checks `info`'s signature off-chain, as the program will (including canonical form), so a
-/// controller can refuse a bad authorisation before paying fees for it.
+/// Checks `info`'s signature off-chain, as the program will (including canonical form and the
+/// cluster tag), so a controller can refuse a bad authorisation before paying fees for it.
 pub fn verify_signature(
+    cluster: [u8; 32],
     namespace_id: u64,
     user: anchor_lang::prelude::Pubkey,
     info: &RecoverInfo,
@@ -58,7 +62,7 @@ pub fn verify_signature(
     crate::authorization::is_canonical_signature(&info.signature)
         && key
             .verify_strict(
-                &authorization_message(&terms_of(namespace_id, user, info)),
+                &authorization_message(&terms_of(cluster, namespace_id, user, info)),
                 &signature,
             )
             .is_ok()

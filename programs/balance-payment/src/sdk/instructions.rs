@@ -15,15 +15,16 @@ fn build(accounts: impl ToAccountMetas, data: impl InstructionData) -> Instructi
     }
 }
 
-/// Creates the namespace counter (once per deployment).
-pub fn initialize(payer: Pubkey) -> Instruction {
+/// Creates the deployment's `Global` account (once per deployment). `cluster` is the
+/// cluster's genesis hash (`solana genesis-hash`, `getGenesisHash`): authorisations must name it.
+pub fn initialize(payer: Pubkey, cluster: [u8; 32]) -> Instruction {
     build(
         accounts::Initialize {
             payer,
             global: pda::global(),
             system_program: system_program::ID,
         },
-        instruction::Initialize {},
+        instruction::Initialize { cluster },
     )
 }
 
@@ -120,6 +121,7 @@ pub fn pay(
         accounts::Pay {
             bot,
             namespace: pda::namespace(namespace_id),
+            global: pda::global(),
             user,
             user_account: pda::user_account(&user),
             vault: pda::vault(&user),
@@ -138,7 +140,9 @@ pub fn pay(
 }
 
 /// The Ed25519 check followed by `pay`: what a controller sends to redeem an authorisation.
+/// `cluster` is the deployment's `Global::cluster`; `amount` must equal the signed amount.
 pub fn pay_authorized(
+    cluster: [u8; 32],
     bot: Pubkey,
     namespace_id: u64,
     treasury: Pubkey,
@@ -146,7 +150,7 @@ pub fn pay_authorized(
     recover_info: RecoverInfo,
     amount: u64,
 ) -> [Instruction; 2] {
-    let terms = authorization::terms_of(namespace_id, user, &recover_info);
+    let terms = authorization::terms_of(cluster, namespace_id, user, &recover_info);
     [
         authorization::verify_instruction(&terms, &recover_info),
         pay(bot, namespace_id, treasury, user, recover_info, amount),
@@ -166,6 +170,7 @@ pub fn lock(
         accounts::LockFunds {
             bot,
             namespace: pda::namespace(namespace_id),
+            global: pda::global(),
             user,
             user_account: pda::user_account(&user),
             vault: pda::vault(&user),
@@ -183,15 +188,16 @@ pub fn lock(
     )
 }
 
-/// The Ed25519 check followed by `lock`.
+/// The Ed25519 check followed by `lock`; `cluster` is the deployment's `Global::cluster`.
 pub fn lock_authorized(
+    cluster: [u8; 32],
     bot: Pubkey,
     namespace_id: u64,
     user: Pubkey,
     recover_info: RecoverInfo,
     amount: u64,
 ) -> [Instruction; 2] {
-    let terms = authorization::terms_of(namespace_id, user, &recover_info);
+    let terms = authorization::terms_of(cluster, namespace_id, user, &recover_info);
     [
         authorization::verify_instruction(&terms, &recover_info),
         lock(bot, namespace_id, user, recover_info, amount),

@@ -1,11 +1,12 @@
 //! Off-chain helpers for controllers, indexers, CLIs and tests (feature `sdk`).
 //!
-//! - [`pda`]: every account address the program uses.
+//! - [`pda`]: every account address the program uses; [`accounts`]: decode their data.
 //! - [`instructions`]: one builder per instruction, with all accounts filled in.
 //! - [`authorization`]: sign a user's spending authorisation and build the Ed25519 check that
 //!   must precede `pay` / `lock`.
 //! - [`events`]: decode the program's `emit_cpi!` events from inner-instruction data.
 //! - [`native`]: run the program natively inside `solana-program-test`.
+pub mod accounts;
 pub mod authorization;
 pub mod events;
 pub mod instructions;

@@ -6,7 +6,7 @@ fn find(seeds: &[&[u8]]) -> Pubkey {
     Pubkey::find_program_address(seeds, &crate::ID).0
 }
 
-/// The namespace counter.
+/// The deployment's settings: the namespace counter and the cluster tag.
 pub fn global() -> Pubkey {
     find(&[GLOBAL_SEED])
 }

@@ -2,24 +2,27 @@
 //! send transactions, read accounts, move the clock and decode the emitted events.
 #![allow(dead_code)]
 
+mod errors;
+mod wallet;
+pub use errors::*;
+pub use wallet::Wallet;
+
 use anchor_lang::solana_program::system_instruction;
-use anchor_lang::{AccountDeserialize, AnchorSerialize};
+use anchor_lang::{AccountDeserialize, AccountSerialize};
 use balance_payment::{
     authorization::{AuthorizationTerms, RecoverInfo},
-    errors::BalancePaymentError,
     sdk::{
         authorization::sign_authorization,
         events::{decode_event, ProgramEvent},
         instructions as ix, native, pda,
     },
-    state::{Lock, Namespace, UserAccount},
+    state::{Global, Lock, Namespace, UserAccount},
     CreateNamespaceArgs,
 };
-use ed25519_dalek::SigningKey;
 use solana_program_test::{processor, ProgramTest, ProgramTestContext};
 use solana_sdk::{
     clock::Clock,
-    instruction::{Instruction, InstructionError},
+    instruction::Instruction,
     pubkey::Pubkey,
     rent::Rent,
     signature::{Keypair, Signer},
@@ -27,27 +30,6 @@ use solana_sdk::{
 };
 
 pub const SOL: u64 = 1_000_000_000;
-
-/// A wallet: the Solana keypair and the same key as an ed25519 signer for `signMessage`.
-pub struct Wallet {
-    pub keypair: Keypair,
-    pub signing_key: SigningKey,
-}
-
-impl Wallet {
-    pub fn new() -> Self {
-        let keypair = Keypair::new();
-        let signing_key = SigningKey::from_bytes(keypair.secret_bytes());
-        Self {
-            keypair,
-            signing_key,
-        }
-    }
-
-    pub fn pubkey(&self) -> Pubkey {
-        self.keypair.pubkey()
-    }
-}
 
 /// What a rejected transaction must leave untouched.
 #[derive(Debug, PartialEq, Eq)]
@@ -65,11 +47,24 @@ pub struct Harness {
     pub treasury: Pubkey,
     pub namespace_id: u64,
     pub rent_minimum: u64,
+    /// The cluster tag this deployment was initialised with (`Global::cluster`).
+    pub cluster: [u8; 32],
 }
 
 impl Harness {
-    /// A bank with the program, `initialize` done and namespace 0 created.
+    /// A bank with the program, `initialize` done for the bank's own genesis hash and
+    /// namespace 0 created.
     pub async fn new() -> Self {
+        Self::start(None).await
+    }
+
+    /// Like [`Harness::new`], but the deployment is initialised with `cluster` as its tag: a
+    /// stand-in for the same program deployed on another cluster.
+    pub async fn with_cluster(cluster: [u8; 32]) -> Self {
+        Self::start(Some(cluster)).await
+    }
+
+    async fn start(cluster: Option<[u8; 32]>) -> Self {
         let mut program_test = ProgramTest::default();
         program_test.prefer_bpf(false);
         program_test.add_program(
@@ -79,6 +74,7 @@ impl Harness {
         );
         let ctx = program_test.start_with_context().await;
         let rent_minimum = Rent::default().minimum_balance(0);
+        let cluster = cluster.unwrap_or_else(|| ctx.genesis_config().hash().to_bytes());
         let mut harness = Self {
             ctx,
             authority: Keypair::new(),
@@ -86,6 +82,7 @@ impl Harness {
             treasury: Pubkey::new_unique(),
             namespace_id: 0,
             rent_minimum,
+            cluster,
         };
         let (authority, bot) = (harness.authority.pubkey(), harness.bot.pubkey());
         harness.airdrop(&authority, 10 * SOL).await;
@@ -95,7 +92,7 @@ impl Harness {
         harness.airdrop(&treasury, rent_minimum).await;
         let payer = harness.ctx.payer.pubkey();
         harness
-            .send(&[ix::initialize(payer)], &[])
+            .send(&[ix::initialize(payer, cluster)], &[])
             .await
             .expect("initialize");
         let authority_kp = harness.authority.insecure_clone();
@@ -172,6 +169,12 @@ impl Harness {
     /// A funded wallet with a registered user account and `deposit` lamports in its vault.
     pub async fn user_with_deposit(&mut self, deposit: u64) -> Wallet {
         let wallet = Wallet::new();
+        self.register_with_deposit(&wallet, deposit).await;
+        wallet
+    }
+
+    /// Funds and registers `wallet` in this deployment and deposits `deposit` into its vault.
+    pub async fn register_with_deposit(&mut self, wallet: &Wallet, deposit: u64) {
         self.airdrop(&wallet.pubkey(), 100 * SOL).await;
         self.send(&[ix::register(wallet.pubkey())], &[&wallet.keypair])
             .await
@@ -184,7 +187,6 @@ impl Harness {
             .await
             .expect("deposit");
         }
-        wallet
     }
 
     /// Creates another namespace with its own authority, bot and treasury; returns its id.
@@ -265,11 +267,27 @@ impl Harness {
         self.decode(&pda::lock(user, nonce)).await
     }
 
+    pub async fn global(&mut self) -> Global {
+        self.decode(&pda::global()).await.expect("global")
+    }
+
     pub async fn global_namespace_count(&mut self) -> u64 {
-        self.decode::<balance_payment::state::Global>(&pda::global())
-            .await
-            .expect("global")
-            .namespace_count
+        self.global().await.namespace_count
+    }
+
+    /// Writes a program-owned account holding `global` at `address`: what an attacker who
+    /// could pass any account would forge (a `Global` naming the cluster they want).
+    pub fn forge_global(&mut self, address: &Pubkey, global: &Global) {
+        let mut data = Vec::new();
+        global.try_serialize(&mut data).expect("serialize");
+        let account = solana_account::Account {
+            lamports: Rent::default().minimum_balance(data.len()),
+            data,
+            owner: balance_payment::ID,
+            executable: false,
+            rent_epoch: 0,
+        };
+        self.ctx.set_account(address, &account.into());
     }
 
     pub async fn vault_balance(&mut self, user: &Pubkey) -> u64 {
@@ -293,6 +311,7 @@ impl Harness {
         let deadline = self.now().await + 60;
         AuthorizationTerms {
             program_id: balance_payment::ID,
+            cluster: self.cluster,
             namespace_id: self.namespace_id,
             user: *user,
             nonce,
@@ -317,6 +336,7 @@ impl Harness {
     ) -> Result<Vec<ProgramEvent>, TransactionError> {
         let bot = self.bot.insecure_clone();
         let instructions = ix::pay_authorized(
+            self.cluster,
             bot.pubkey(),
             self.namespace_id,
             self.treasury,
@@ -335,8 +355,14 @@ impl Harness {
         amount: u64,
     ) -> Result<Vec<ProgramEvent>, TransactionError> {
         let bot = self.bot.insecure_clone();
-        let instructions =
-            ix::lock_authorized(bot.pubkey(), self.namespace_id, *user, info, amount);
+        let instructions = ix::lock_authorized(
+            self.cluster,
+            bot.pubkey(),
+            self.namespace_id,
+            *user,
+            info,
+            amount,
+        );
         self.send(&instructions, &[&bot]).await
     }
 
@@ -359,41 +385,4 @@ impl Harness {
         );
         self.send(&[instruction], &[&bot]).await
     }
-}
-
-/// The custom error code the program returns for `error`.
-pub fn code(error: impl Into<u32>) -> u32 {
-    error.into()
-}
-
-/// Asserts that `result` failed in instruction `index` with `error`.
-#[track_caller]
-pub fn assert_error<T: std::fmt::Debug>(
-    result: Result<T, TransactionError>,
-    index: u8,
-    error: impl Into<u32>,
-) {
-    let expected = error.into();
-    match result {
-        Err(TransactionError::InstructionError(at, InstructionError::Custom(got)))
-            if at == index && got == expected => {}
-        other => panic!("expected custom error {expected} in instruction {index}, got {other:?}"),
-    }
-}
-
-/// Asserts a program error in the single-instruction (or last of `pay_authorized`) case.
-#[track_caller]
-pub fn assert_program_error<T: std::fmt::Debug>(
-    result: Result<T, TransactionError>,
-    index: u8,
-    error: BalancePaymentError,
-) {
-    assert_error(result, index, error)
-}
-
-/// Serialises an account-args struct the way the program reads it (for hand-built attacks).
-pub fn borsh<T: AnchorSerialize>(value: &T) -> Vec<u8> {
-    let mut out = Vec::new();
-    value.serialize(&mut out).expect("serialize");
-    out
 }
