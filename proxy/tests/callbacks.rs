@@ -91,13 +91,22 @@ async fn a_loopback_callback_is_refused_unless_allow_listed() {
 
     let h = Harness::start_with(TempDatabase::sqlite(), |c| {
         c.auth.callbacks = true;
-        c.auth.callback_allow = vec!["127.0.0.0/8".into()];
+        c.auth.callback_allow = vec!["127.0.0.0/8".into(), "localhost".into()];
     })
     .await;
     let request_id = request_with_callback(&h, &target.url).await;
     outcome(&h, "delivered").await;
     let report = target.last.lock().unwrap().clone().unwrap();
     assert_eq!(report["request_id"], request_id);
+    // An allow-listed name is delivered to the addresses it was checked at.
+    let request_id = request_with_callback(&h, &by_name).await;
+    eventually("delivered by name", || async {
+        h.gateway.state.metrics.callbacks_with("delivered") == 2
+    })
+    .await;
+    let report = target.last.lock().unwrap().clone().unwrap();
+    assert_eq!(report["request_id"], request_id);
+    assert_eq!(target.hits.load(Ordering::SeqCst), 2);
     h.stop().await;
 }
 
