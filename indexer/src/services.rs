@@ -154,7 +154,8 @@ async fn housekeeping(
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        match ledger.expire_reservations().await {
+        // Served reservations are left to a proxy's sweep, which signs their debits.
+        match ledger.release_expired_unserved(crate::ledger::now()).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "ledger: expired reservations released"),
             Err(error) => tracing::warn!(%error, "ledger: expiring reservations failed"),

@@ -284,12 +284,84 @@ on_both_backends!(
         );
         ledger.reserve(USER, "r2", 70, -1).await.unwrap();
         assert_eq!(ledger.balance(USER).await.unwrap().available, 30);
-        assert_eq!(ledger.expire_reservations().await.unwrap(), 1);
+        let expiry = ledger
+            .expire_reservations(indexer::ledger::now(), |_| None)
+            .await
+            .unwrap();
+        assert_eq!((expiry.released, expiry.charged.len()), (1, 0));
         assert_eq!(ledger.balance(USER).await.unwrap().available, 100);
         // A settlement after expiry still bills the request from what is available.
         let settled = ledger.settle("r2", USER, 40, |_| None).await.unwrap();
         assert_eq!(settled.charged, 40);
         assert_eq!(ledger.balance(USER).await.unwrap().available, 60);
+    }
+);
+
+// A served reservation (the upstream answered) whose settlement never came is charged at
+// expiry, as a debit with the request id, announced; an unserved one is released.
+on_both_backends!(
+    at_expiry_a_served_reservation_is_charged_and_an_unserved_one_released,
+    |ledger, url| {
+        fund(&ledger, USER, 1_000, "sig-a").await;
+        let start = indexer::ledger::now();
+        let on_key = KeyLimit {
+            key_id: "key-served",
+            budget: 500,
+            max_uses: None,
+        };
+        for (id, amount, key) in [("served", 300, Some(on_key)), ("unserved", 200, None)] {
+            let hold = Hold {
+                id,
+                user: USER,
+                amount,
+                ttl_seconds: 60,
+                key,
+            };
+            ledger.hold(&hold).await.unwrap();
+        }
+        assert!(ledger.mark_served("served", start).await.unwrap());
+        assert!(!ledger.mark_served("gone", start).await.unwrap());
+
+        // Not yet expired at `start`: nothing moves.
+        let early = ledger.expire_reservations(start, |_| None).await.unwrap();
+        assert_eq!((early.released, early.charged.len()), (0, 0));
+        assert_eq!(ledger.balance(USER).await.unwrap().reserved, 500);
+
+        // The indexer's sweep releases the unserved one and leaves the served one to a proxy.
+        let later = start + 61;
+        assert_eq!(ledger.release_expired_unserved(later).await.unwrap(), 1);
+        assert_eq!(ledger.balance(USER).await.unwrap().reserved, 300);
+
+        let mut announced = vec![];
+        let expiry = ledger
+            .expire_reservations(later, |charge| {
+                announced.push((charge.id.clone(), charge.charged));
+                Some((
+                    format!("debit:{}", charge.id),
+                    format!("{{\"tokens\":{}}}", -charge.charged),
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(expiry.released, 0);
+        assert_eq!(announced, vec![("served".to_owned(), 300)]);
+        let balance = ledger.balance(USER).await.unwrap();
+        assert_eq!(
+            (balance.debited, balance.reserved, balance.available),
+            (300, 0, 700)
+        );
+        let key = ledger.key_budget("key-served").await.unwrap().unwrap();
+        assert_eq!((key.spent, key.reserved), (300, 0));
+        let queued = ledger.due_outbox(10).await.unwrap();
+        assert_eq!(queued.len(), 1, "the debit is announced");
+        assert_eq!(queued[0].event_json, "{\"tokens\":-300}");
+        let audit = ledger.audit().await.unwrap();
+        assert!(audit.is_clean(), "a debit with its request id: {audit:?}");
+
+        // A settlement arriving after the sweep charges nothing more.
+        let late = ledger.settle("served", USER, 50, |_| None).await.unwrap();
+        assert_eq!((late.charged, late.newly_settled), (0, false));
+        assert_eq!(ledger.balance(USER).await.unwrap().debited, 300);
     }
 );
 

@@ -57,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
                 model: Some("echo".into()),
                 api_key_env: None,
                 api_key_file: None,
+                bound_field: Default::default(),
             }],
         }],
         ..Config::default()

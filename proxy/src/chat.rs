@@ -1,14 +1,16 @@
-//! `POST /v1/chat/completions`: authenticate, price the worst case, reserve it, call the
-//! upstreams, relay the answer, and leave the settlement to the meter.
+//! `POST /v1/chat/completions`: authenticate, bound the output, price the worst case, reserve
+//! it, call the upstreams, relay the answer, and leave the settlement to the meter. A
+//! non-streamed call runs as a task of its own, so a client leaving does not cancel its charge.
 use crate::{
     auth::{Auth, Caller},
     error::{ApiError, ApiJson},
     meter::Meter,
     metrics::{ModelLabel, RequestLabels},
     ratelimit::Limits,
+    request::ChatRequest,
     state::{AppState, Model},
     stream::{relay, response_text, usage_of, RelayOptions},
-    tokens, upstream,
+    upstream,
 };
 use axum::{
     body::Body,
@@ -16,6 +18,7 @@ use axum::{
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
+use bytes::Bytes;
 use futures_util::StreamExt;
 use indexer::ledger::{Hold, KeyLimit};
 use serde_json::{Map, Value};
@@ -23,9 +26,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-/// Most choices (`n`) one request may ask for.
-const MAX_CHOICES: u64 = 16;
-
+/// The handler: runs the request in its span and counts it in the metrics.
 pub async fn completions(
     State(state): State<Arc<AppState>>,
     Auth(caller): Auth,
@@ -67,19 +68,16 @@ pub async fn completions(
 async fn serve(
     state: Arc<AppState>,
     caller: Arc<Caller>,
-    mut body: Map<String, Value>,
+    body: Map<String, Value>,
     request_id: String,
     started: Instant,
 ) -> Result<Response, ApiError> {
-    let model_name = body
-        .get("model")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::BadRequest("`model` is required".into()))?;
+    let request = ChatRequest::parse(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let model = state
         .models
-        .get(model_name)
+        .get(&request.model)
         .cloned()
-        .ok_or_else(|| ApiError::UnknownModel(model_name.to_owned()))?;
+        .ok_or_else(|| ApiError::UnknownModel(request.model.clone()))?;
     if let Some(key) = &caller.key {
         if !key.allows_model(&model.id) {
             return Err(ApiError::Forbidden(format!(
@@ -88,108 +86,53 @@ async fn serve(
             )));
         }
     }
-    match body.get("messages") {
-        Some(Value::Array(messages)) if !messages.is_empty() => {}
-        _ => {
-            return Err(ApiError::BadRequest(
-                "`messages` must be a non-empty array".into(),
-            ))
-        }
-    }
-    let stream = match body.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(stream)) => *stream,
-        Some(_) => return Err(ApiError::BadRequest("`stream` must be a boolean".into())),
-    };
-    let choices = match body.get("n") {
-        None | Some(Value::Null) => 1,
-        Some(n) => n
-            .as_u64()
-            .filter(|n| (1..=MAX_CHOICES).contains(n))
-            .ok_or_else(|| ApiError::BadRequest(format!("`n` must be 1 to {MAX_CHOICES}")))?,
-    };
     let limits = caller.key.as_ref().map(|key| Limits {
         rpm: key.claims.rpm,
         tpm: key.claims.tpm,
     });
     state.limiter.admit(caller.limit_key(), limits)?;
 
-    let prompt = tokens::estimate_prompt(&body);
-    let max_tokens = completion_cap(&state, &caller, &model, &mut body, prompt, choices).await?;
-    let amount = model.price.cost(prompt, max_tokens.saturating_mul(choices));
+    let prompt = request.estimate_prompt();
+    let sequences = request.sequences();
+    let bound = output_bound(&state, &caller, &model, &request, prompt).await?;
+    let amount = model.price.cost(prompt, bound.saturating_mul(sequences));
     reserve(&state, &caller, &request_id, amount).await?;
-    let mut meter = Meter::new(
+    let meter = Meter::new(
         state.clone(),
         request_id.clone(),
         caller.clone(),
         model.clone(),
         prompt,
     );
-
-    let client_asked_usage = body
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    if stream {
-        body.insert(
-            "stream_options".into(),
-            serde_json::json!({"include_usage": true}),
-        );
-    }
-    let before_upstream = started.elapsed();
-    let answer = tokio::select! {
-        _ = state.cut_streams.cancelled() => return Err(ApiError::Unavailable),
-        answer = upstream::send(&state, &model, &mut body) => answer?,
+    let call = Call {
+        state: state.clone(),
+        model,
+        request,
+        bound,
+        meter,
+        deadline: started + Duration::from_secs(state.config.limits.request_timeout_seconds),
     };
-    let waited = answer.waited;
-    let overhead = |state: &AppState| {
+    let before_upstream = started.elapsed();
+    let overhead = |waited: Duration| {
         let outside = started.elapsed().saturating_sub(waited);
         state
             .metrics
             .overhead
             .observe(outside.max(before_upstream).as_secs_f64());
     };
-    let deadline = started + Duration::from_secs(state.config.limits.request_timeout_seconds);
-    if stream {
-        let options = RelayOptions {
-            hide_usage_chunk: !client_asked_usage,
-            idle_timeout: Duration::from_secs(state.config.limits.first_byte_timeout_seconds),
-            deadline,
-            cut: state.cut_streams.clone(),
-        };
-        let body = relay(answer.response.bytes_stream().boxed(), meter, options);
-        overhead(&state);
-        let mut response = Response::new(Body::from_stream(body));
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if call.request.stream {
+        let (response, waited) = call.stream().await?;
+        overhead(waited);
         return Ok(response);
     }
-    let read = tokio::select! {
-        _ = state.cut_streams.cancelled() => return Err(ApiError::Unavailable),
-        read = tokio::time::timeout_at(deadline, answer.response.bytes()) => read,
-    };
-    let bytes = read
-        .map_err(|_| {
-            ApiError::UpstreamTimeout(format!("{} did not finish in time", answer.upstream.name))
-        })?
-        .map_err(|e| {
-            ApiError::Upstream(format!("{}: {}", answer.upstream.name, e.without_url()))
-        })?;
-    meter.started();
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(response) => match usage_of(&response) {
-            Some(usage) => meter.usage(usage),
-            None => meter.delivered(&response_text(&response)),
-        },
-        Err(_) => meter.delivered(&String::from_utf8_lossy(&bytes)),
-    }
-    drop(meter);
-    overhead(&state);
+    // The upstream call and its settlement run as a task of their own: a client that leaves
+    // drops this handler, not the call, which is charged for what the upstream did.
+    let (bytes, waited) = state
+        .settlements
+        .spawn(call.complete())
+        .await
+        .map_err(|e| ApiError::Internal(format!("the upstream call failed: {e}")))??;
+    overhead(waited);
     let mut response = (StatusCode::OK, bytes).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -198,16 +141,94 @@ async fn serve(
     Ok(response)
 }
 
-/// The completion tokens to reserve for, written into the forwarded request. A client's own
-/// `max_tokens` (or `max_completion_tokens`) must fit the key's and the model's caps; without
-/// one, the cap is what the balance affords.
-async fn completion_cap(
+/// One reserved upstream call, owning the meter that settles it.
+struct Call {
+    state: Arc<AppState>,
+    model: Arc<Model>,
+    request: ChatRequest,
+    bound: u64,
+    meter: Meter,
+    deadline: Instant,
+}
+
+impl Call {
+    /// Calls the upstreams; the answer's body relays the stream, the meter inside it.
+    async fn stream(self) -> Result<(Response, Duration), ApiError> {
+        let Call {
+            state,
+            model,
+            request,
+            bound,
+            meter,
+            deadline,
+        } = self;
+        let answer = tokio::select! {
+            _ = state.cut_streams.cancelled() => return Err(ApiError::Unavailable),
+            answer = upstream::send(&state, &model, &request, bound) => answer?,
+        };
+        meter.served();
+        let options = RelayOptions {
+            hide_usage_chunk: !request.include_usage,
+            idle_timeout: Duration::from_secs(state.config.limits.first_byte_timeout_seconds),
+            deadline,
+            cut: state.cut_streams.clone(),
+        };
+        let body = relay(answer.response.bytes_stream().boxed(), meter, options);
+        let mut response = Response::new(Body::from_stream(body));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        Ok((response, answer.waited))
+    }
+
+    /// Calls the upstreams, reads the whole answer and settles it (when the meter drops).
+    async fn complete(self) -> Result<(Bytes, Duration), ApiError> {
+        let Call {
+            state,
+            model,
+            request,
+            bound,
+            mut meter,
+            deadline,
+        } = self;
+        let answer = tokio::select! {
+            _ = state.cut_streams.cancelled() => return Err(ApiError::Unavailable),
+            answer = upstream::send(&state, &model, &request, bound) => answer?,
+        };
+        meter.served();
+        let read = tokio::select! {
+            _ = state.cut_streams.cancelled() => return Err(ApiError::Unavailable),
+            read = tokio::time::timeout_at(deadline, answer.response.bytes()) => read,
+        };
+        let name = &answer.upstream.name;
+        let bytes = read
+            .map_err(|_| ApiError::UpstreamTimeout(format!("{name} did not finish in time")))?
+            .map_err(|e| ApiError::Upstream(format!("{name}: {}", e.without_url())))?;
+        meter.started();
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(response) => match usage_of(&response) {
+                Some(usage) => meter.usage(usage),
+                None => meter.delivered(&response_text(&response)),
+            },
+            Err(_) => meter.delivered(&String::from_utf8_lossy(&bytes)),
+        }
+        Ok((bytes, answer.waited))
+    }
+}
+
+/// The one completion-token bound per sequence: reserved for, and the only bound sent upstream.
+/// A client's own bound (the smallest of every field it used) must fit the key's and the
+/// model's caps, else 400, and is then held against the balance (402 if it does not cover it);
+/// without one, the bound is what the balance (and the key's budget) affords, within the caps.
+async fn output_bound(
     state: &AppState,
     caller: &Caller,
     model: &Model,
-    body: &mut Map<String, Value>,
+    request: &ChatRequest,
     prompt: u64,
-    choices: u64,
 ) -> Result<u64, ApiError> {
     let cap = caller
         .key
@@ -216,19 +237,7 @@ async fn completion_cap(
         .map_or(model.max_output_tokens, |key_cap| {
             key_cap.min(model.max_output_tokens)
         });
-    let mut requested = None;
-    for field in ["max_tokens", "max_completion_tokens"] {
-        match body.get(field) {
-            None | Some(Value::Null) => {}
-            Some(value) => {
-                let tokens = value.as_u64().filter(|t| *t > 0).ok_or_else(|| {
-                    ApiError::BadRequest(format!("`{field}` must be a positive integer"))
-                })?;
-                requested = Some(requested.map_or(tokens, |r: u64| r.min(tokens)));
-            }
-        }
-    }
-    if let Some(tokens) = requested {
+    if let Some(tokens) = request.max_output {
         if tokens > cap {
             return Err(ApiError::BadRequest(format!(
                 "max_tokens {tokens} exceeds this {} limit of {cap}",
@@ -241,23 +250,24 @@ async fn completion_cap(
         }
         return Ok(tokens);
     }
+    let sequences = request.sequences();
     let available = state.ledger.balance(&caller.user).await?.available;
-    let mut affordable = model.price.affordable_completion(available, prompt) / choices;
+    let mut affordable = model.price.affordable_completion(available, prompt) / sequences;
     if let Some(key) = &caller.key {
         let remaining = match state.ledger.key_budget(&key.key_id).await? {
             Some(budget) => budget.remaining,
             None => i64::try_from(key.claims.budget).unwrap_or(i64::MAX),
         };
-        affordable = affordable.min(model.price.affordable_completion(remaining, prompt) / choices);
+        affordable =
+            affordable.min(model.price.affordable_completion(remaining, prompt) / sequences);
     }
     let tokens = affordable.min(cap);
     if tokens == 0 {
         return Err(ApiError::Insufficient {
-            needed: model.price.cost(prompt, choices),
+            needed: model.price.cost(prompt, sequences),
             available,
         });
     }
-    body.insert("max_tokens".into(), Value::from(tokens));
     Ok(tokens)
 }
 

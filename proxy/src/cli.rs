@@ -116,6 +116,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
                     .is_ok()
                     .then_some(upstream_key_env),
                 api_key_file: None,
+                bound_field: Default::default(),
             });
             sandbox::run(SandboxOptions {
                 listen,

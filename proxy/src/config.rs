@@ -52,8 +52,12 @@ pub struct AuthConfig {
     pub nonce_ttl_seconds: i64,
     /// How many verified credentials are cached (each verdict also keeps its own expiry).
     pub cache_entries: usize,
-    /// Call delegated keys' usage callbacks.
+    /// Call delegated keys' usage callbacks (off by default: the URL is the key signer's choice).
     pub callbacks: bool,
+    /// Callback hosts (names, addresses or CIDRs) allowed although they are loopback, private
+    /// or link-local; public addresses need no entry.
+    #[serde(default)]
+    pub callback_allow: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,6 +104,30 @@ pub struct UpstreamConfig {
     pub api_key_env: Option<String>,
     /// File holding the API key.
     pub api_key_file: Option<PathBuf>,
+    /// The field this upstream reads the output bound from (`max_tokens`, the default, read
+    /// by vLLM, Ollama, llama.cpp and most servers; or `max_completion_tokens`, which OpenAI's
+    /// reasoning models require). The gateway sends the bound in this field only.
+    #[serde(default)]
+    pub bound_field: BoundField,
+}
+
+/// Where an upstream reads the completion-token bound from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoundField {
+    #[default]
+    MaxTokens,
+    MaxCompletionTokens,
+}
+
+impl BoundField {
+    /// The JSON field name.
+    pub fn name(self) -> &'static str {
+        match self {
+            BoundField::MaxTokens => "max_tokens",
+            BoundField::MaxCompletionTokens => "max_completion_tokens",
+        }
+    }
 }
 
 impl Default for Config {
@@ -123,7 +151,8 @@ impl Default for Config {
                 token_ttl_seconds: 24 * 3600,
                 nonce_ttl_seconds: 300,
                 cache_entries: 100_000,
-                callbacks: true,
+                callbacks: false,
+                callback_allow: vec![],
             },
             limits: LimitsConfig {
                 max_body_bytes: 1 << 20,
@@ -183,6 +212,7 @@ impl Config {
                 }
             }
         }
+        crate::callback::CallbackPolicy::new(&self.auth)?;
         if self.limits.rpm == 0 || self.limits.tpm == 0 || self.limits.max_body_bytes == 0 {
             return invalid(
                 "limits.rpm, limits.tpm and limits.max_body_bytes must be positive".into(),

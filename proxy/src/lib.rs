@@ -2,12 +2,14 @@
 //! balance covers it.
 //!
 //! - [`auth`]: wallet login (nonce → signature → bearer token) and delegated keys.
-//! - [`chat`]: the chat completions handler; [`stream`]: SSE relay; [`meter`]: settlement guard.
+//! - [`chat`]: the chat completions handler; [`request`]: its typed body and output bound;
+//!   [`stream`]: SSE relay; [`meter`]: settlement guard; [`callback`]: usage webhooks.
 //! - [`pricing`]: costs and the kind-30078 catalog; [`tokens`]: tiktoken estimates.
 //! - [`upstream`]: calling upstreams with fallback; [`ratelimit`]; [`metrics`].
 //! - [`routes`]: the router and small endpoints; [`server`]: start and graceful shutdown.
 //! - [`config`], [`error`], [`state`]; [`cli`], [`sandbox`]; [`mock_upstream`] for tests.
 pub mod auth;
+pub mod callback;
 pub mod chat;
 pub mod cli;
 pub mod config;
@@ -17,6 +19,7 @@ pub mod metrics;
 pub mod mock_upstream;
 pub mod pricing;
 pub mod ratelimit;
+pub mod request;
 pub mod routes;
 pub mod sandbox;
 pub mod server;

@@ -3,7 +3,12 @@
 //! settles it: released in full if the upstream never produced a byte, otherwise charged for
 //! the usage the upstream reported or, failing that, for what was delivered (counted with
 //! tiktoken). Settling runs as a tracked task, so shutdown waits for it.
-use crate::{auth::Caller, state::AppState, state::Model, tokens};
+use crate::{
+    auth::Caller,
+    callback::CallbackError,
+    state::{AppState, Model, NostrIdentity},
+    tokens,
+};
 use indexer::{
     ledger::{Charge, UsageRecord},
     nostr::events::sign_message,
@@ -62,6 +67,19 @@ impl Meter {
         if let Some(pending) = &mut self.pending {
             pending.started = true;
         }
+    }
+
+    /// The upstream answered: marks the reservation served in the ledger (in the background,
+    /// off the response's path), so that if this settlement never lands the expiry sweep
+    /// charges the reservation instead of releasing it.
+    pub fn served(&self) {
+        let Some(pending) = &self.pending else { return };
+        let (ledger, id) = (pending.state.ledger.clone(), pending.request_id.clone());
+        pending.state.settlements.spawn(async move {
+            if let Err(error) = ledger.mark_served(&id, indexer::ledger::now()).await {
+                tracing::warn!(request_id = %id, %error, "marking the reservation served failed");
+            }
+        });
     }
 
     /// Text delivered to the client (counted only if the upstream reports no usage).
@@ -130,7 +148,15 @@ impl Pending {
         let mut attempt = 0;
         let settlement = loop {
             match ledger
-                .charge(&charge, |charged| self.debit_event(charged))
+                .charge(&charge, |charged| {
+                    debit_event(
+                        &self.state.nostr,
+                        &self.caller.user,
+                        &self.request_id,
+                        Some(&self.model.id),
+                        charged,
+                    )
+                })
                 .await
             {
                 Ok(settlement) => break settlement,
@@ -141,7 +167,7 @@ impl Pending {
                 }
                 Err(error) => {
                     tracing::error!(request_id = %self.request_id, %error,
-                        "settling failed; the reservation will expire uncharged");
+                        "settling failed; the served reservation will be charged when it expires");
                     return;
                 }
             }
@@ -174,28 +200,7 @@ impl Pending {
         self.call_back(usage, settlement.charged);
     }
 
-    /// The signed debit `Transaction{user, -charged}`, to queue in the settling transaction.
-    fn debit_event(&self, charged: i64) -> Option<(String, String)> {
-        if charged <= 0 {
-            return None;
-        }
-        let nostr = &self.state.nostr;
-        let message = DsProxyMessage::Transaction {
-            user: self.caller.user.clone(),
-            tokens: -charged,
-            reference: Some(self.request_id.clone()),
-            model: Some(self.model.id.clone()),
-        };
-        match sign_message(&nostr.keys, &nostr.session, &nostr.machine, &message) {
-            Ok(event) => Some((format!("debit:{}", self.request_id), event.as_json())),
-            Err(error) => {
-                tracing::error!(request_id = %self.request_id, %error, "cannot sign the debit event");
-                None
-            }
-        }
-    }
-
-    /// The delegated key's usage callback, fire and forget.
+    /// The delegated key's usage callback, fire and forget, within the operator's policy.
     fn call_back(&self, usage: Usage, charged: i64) {
         let Some(url) = self
             .caller
@@ -205,7 +210,8 @@ impl Pending {
         else {
             return;
         };
-        if !self.state.config.auth.callbacks {
+        if !self.state.callbacks.enabled() {
+            self.state.metrics.callback("disabled");
             return;
         }
         let body = serde_json::json!({
@@ -219,18 +225,49 @@ impl Pending {
             "cost": charged,
             "user": self.caller.user,
         });
-        let http = self.state.http.clone();
+        let state = self.state.clone();
         let request_id = self.request_id.clone();
         self.state.settlements.spawn(async move {
-            let sent = http
-                .post(&url)
-                .timeout(Duration::from_secs(10))
-                .json(&body)
-                .send()
-                .await;
-            if let Err(error) = sent {
-                tracing::warn!(%request_id, error = %error.without_url(), "usage callback failed");
-            }
+            let outcome = match state.callbacks.deliver(&url, &body).await {
+                Ok(()) => "delivered",
+                Err(error @ (CallbackError::Refused { .. } | CallbackError::Url(_))) => {
+                    tracing::warn!(%request_id, %error, "usage callback refused");
+                    "refused"
+                }
+                Err(error) => {
+                    tracing::warn!(%request_id, %error, "usage callback failed");
+                    "failed"
+                }
+            };
+            state.metrics.callback(outcome);
         });
+    }
+}
+
+/// The signed debit `Transaction{user, -charged}` for request `request_id`, as `(dedupe key,
+/// JSON)` to queue with the charge; `None` when nothing is charged. Settlement and the expiry
+/// sweep announce debits through this one function.
+pub fn debit_event(
+    nostr: &NostrIdentity,
+    user: &str,
+    request_id: &str,
+    model: Option<&str>,
+    charged: i64,
+) -> Option<(String, String)> {
+    if charged <= 0 {
+        return None;
+    }
+    let message = DsProxyMessage::Transaction {
+        user: user.to_owned(),
+        tokens: -charged,
+        reference: Some(request_id.to_owned()),
+        model: model.map(str::to_owned),
+    };
+    match sign_message(&nostr.keys, &nostr.session, &nostr.machine, &message) {
+        Ok(event) => Some((format!("debit:{request_id}"), event.as_json())),
+        Err(error) => {
+            tracing::error!(%request_id, %error, "cannot sign the debit event");
+            None
+        }
     }
 }

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub tokens: Family<TokenLabels, Counter>,
     pub reservations: Family<OutcomeLabel, Counter>,
     pub upstream_errors: Family<UpstreamLabels, Counter>,
+    /// Usage callbacks by outcome, so an operator sees refused or failing webhooks.
+    pub callbacks: Family<OutcomeLabel, Counter>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -59,6 +61,7 @@ impl Default for Metrics {
         let tokens = Family::<TokenLabels, Counter>::default();
         let reservations = Family::<OutcomeLabel, Counter>::default();
         let upstream_errors = Family::<UpstreamLabels, Counter>::default();
+        let callbacks = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "requests",
             "Chat requests by model and status",
@@ -85,6 +88,11 @@ impl Default for Metrics {
             reservations.clone(),
         );
         registry.register(
+            "callbacks",
+            "Usage callbacks by outcome (disabled, refused, delivered, failed)",
+            callbacks.clone(),
+        );
+        registry.register(
             "upstream_errors",
             "Upstream failures by upstream and kind",
             upstream_errors.clone(),
@@ -97,6 +105,7 @@ impl Default for Metrics {
             tokens,
             reservations,
             upstream_errors,
+            callbacks,
         }
     }
 }
@@ -106,6 +115,20 @@ impl Metrics {
         self.reservations
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
+    }
+
+    /// Counts one usage callback's outcome.
+    pub fn callback(&self, outcome: &'static str) {
+        self.callbacks
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// How many usage callbacks ended with `outcome` (for tests and the doctor).
+    pub fn callbacks_with(&self, outcome: &'static str) -> u64 {
+        self.callbacks
+            .get_or_create(&OutcomeLabel { outcome })
+            .get()
     }
 
     /// The text exposition format.

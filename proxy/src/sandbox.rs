@@ -54,6 +54,7 @@ pub async fn run(options: SandboxOptions) -> anyhow::Result<()> {
             model: Some("echo".into()),
             api_key_env: None,
             api_key_file: None,
+            bound_field: Default::default(),
         }],
     }];
     if let Some(upstream) = options.upstream.clone() {

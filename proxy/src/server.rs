@@ -1,10 +1,15 @@
 //! Starting and stopping the gateway: the HTTP server (TCP_NODELAY on every connection), the
-//! catalog announcement, the outbox publisher and reservation housekeeping; and a shutdown that
+//! catalog announcement, the outbox publisher and the expiry sweep; and a shutdown that
 //! stops accepting, lets in-flight requests finish for a grace period, cuts what is left, and
 //! waits until every reservation is settled or released.
-use crate::{config::Config, pricing, routes, state::AppState, state::NostrIdentity, tokens};
+use crate::{
+    config::Config, meter, pricing, routes, state::AppState, state::NostrIdentity, tokens,
+};
 use axum::serve::ListenerExt;
-use indexer::{ledger::Ledger, nostr::publisher};
+use indexer::{
+    ledger::{Expiry, Ledger, LedgerError},
+    nostr::publisher,
+};
 use nostr_sdk::{prelude::Client, JsonUtil};
 use std::{net::SocketAddr, sync::atomic::Ordering, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
@@ -46,10 +51,7 @@ impl Gateway {
         announce_catalog(&state).await?;
 
         let (stop_background, stopped) = watch::channel(false);
-        let mut background = vec![tokio::spawn(housekeeping(
-            state.ledger.clone(),
-            stopped.clone(),
-        ))];
+        let mut background = vec![tokio::spawn(housekeeping(state.clone(), stopped.clone()))];
         if let (Some(client), true) = (parts.relay, state.config.nostr.publish) {
             background.push(tokio::spawn(publisher::run(
                 client,
@@ -127,18 +129,43 @@ async fn announce_catalog(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Frees reservations whose proxy died before settling them.
-async fn housekeeping(ledger: Ledger, mut stop: watch::Receiver<bool>) {
+/// Sweeps expired reservations every 30 s (see [`sweep_expired`]).
+async fn housekeeping(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        match ledger.expire_reservations().await {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(count, "expired reservations released"),
-            Err(error) => tracing::warn!(%error, "expiring reservations failed"),
+        if let Err(error) = sweep_expired(&state, indexer::ledger::now()).await {
+            tracing::warn!(%error, "expiring reservations failed");
         }
     }
+}
+
+/// Settles the reservations expired at `now` whose proxy died or whose settlement kept
+/// failing: an unserved one is released; a served one (the upstream answered) is charged its
+/// reserved amount, and its signed debit queued for the relays like any settlement's.
+pub async fn sweep_expired(state: &AppState, now: i64) -> Result<Expiry, LedgerError> {
+    let expiry = state
+        .ledger
+        .expire_reservations(now, |charge| {
+            meter::debit_event(&state.nostr, &charge.user, &charge.id, None, charge.charged)
+        })
+        .await?;
+    if expiry.released > 0 {
+        tracing::info!(count = expiry.released, "expired reservations released");
+        for _ in 0..expiry.released {
+            state.metrics.reservation("expired");
+        }
+    }
+    for charge in &expiry.charged {
+        tracing::warn!(request_id = %charge.id, charged = charge.charged,
+            "an expired, served reservation was charged (its settlement never came)");
+        state.metrics.reservation("charged_at_expiry");
+    }
+    if !expiry.charged.is_empty() {
+        state.outbox_wake.notify_one();
+    }
+    Ok(expiry)
 }

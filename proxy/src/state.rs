@@ -2,7 +2,8 @@
 //! ledger, the HTTP client, the authenticator, limits, metrics and the settlement tracker.
 use crate::{
     auth::{session::TokenSigner, Authenticator},
-    config::{Config, ConfigError},
+    callback::CallbackPolicy,
+    config::{BoundField, Config, ConfigError},
     metrics::Metrics,
     pricing::Price,
     ratelimit::RateLimiter,
@@ -32,6 +33,8 @@ pub struct Upstream {
     /// The model name upstream.
     pub model: String,
     pub api_key: Option<String>,
+    /// The field it reads the output bound from.
+    pub bound_field: BoundField,
 }
 
 /// The proxy's Nostr identity: signs debits, addressed to the gateway's machine.
@@ -61,6 +64,8 @@ pub struct AppState {
     pub cut_streams: CancellationToken,
     /// Rung after a settlement queues a debit, so the publisher sends it at once.
     pub outbox_wake: Arc<Notify>,
+    /// Whether and where usage callbacks may go.
+    pub callbacks: CallbackPolicy,
 }
 
 impl AppState {
@@ -89,6 +94,7 @@ impl AppState {
                         .unwrap_or_else(|| base.to_owned()),
                     model: upstream.model.clone().unwrap_or_else(|| model.id.clone()),
                     api_key: upstream.api_key()?,
+                    bound_field: upstream.bound_field,
                 });
             }
             models.insert(
@@ -111,6 +117,7 @@ impl AppState {
             .build()
             .map_err(|e| ConfigError::Invalid(format!("HTTP client: {e}")))?;
         Ok(Self {
+            callbacks: CallbackPolicy::new(&config.auth)?,
             auth: Authenticator::new(TokenSigner::new(token_secret), config.auth.cache_entries),
             limiter: RateLimiter::new(config.limits.rpm, config.limits.tpm),
             config,

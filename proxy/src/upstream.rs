@@ -3,10 +3,10 @@
 use crate::{
     error::ApiError,
     metrics::UpstreamLabels,
+    request::ChatRequest,
     state::{AppState, Model, Upstream},
 };
 use axum::http::header::CONTENT_TYPE;
-use serde_json::{Map, Value};
 use std::time::{Duration, Instant};
 
 /// The first upstream that answered, and how long it took to.
@@ -16,18 +16,20 @@ pub struct Answer<'a> {
     pub waited: Duration,
 }
 
-/// Sends `body` (its `model` rewritten per upstream) to the model's upstreams in order.
+/// Sends `request` to the model's upstreams in order, each with its own model name and the
+/// output `bound` in the field it reads.
 pub async fn send<'a>(
     state: &AppState,
     model: &'a Model,
-    body: &mut Map<String, Value>,
+    request: &ChatRequest,
+    bound: u64,
 ) -> Result<Answer<'a>, ApiError> {
     let timeout = Duration::from_secs(state.config.limits.first_byte_timeout_seconds);
     let started = Instant::now();
     let mut last = ApiError::Upstream("no upstream configured".into());
     for upstream in &model.upstreams {
-        body.insert("model".into(), Value::String(upstream.model.clone()));
-        let payload = serde_json::to_vec(body)
+        let body = request.upstream_body(&upstream.model, upstream.bound_field, bound);
+        let payload = serde_json::to_vec(&body)
             .map_err(|e| ApiError::Internal(format!("serialising the request: {e}")))?;
         let mut request = state
             .http

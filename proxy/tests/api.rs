@@ -375,7 +375,11 @@ async fn a_delegated_key_reports_usage_to_its_callback() {
     let callback = format!("http://{}/usage", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let h = Harness::start(TempDatabase::sqlite()).await;
+    let h = Harness::start_with(TempDatabase::sqlite(), |c| {
+        c.auth.callbacks = true;
+        c.auth.callback_allow = vec!["127.0.0.1".into()];
+    })
+    .await;
     h.fund(1_000).await;
     let mut claims = h.claims();
     claims.callback_url = Some(callback);

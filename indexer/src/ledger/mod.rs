@@ -26,7 +26,7 @@ pub use keys::{KeyBudget, KeyLimit};
 pub use outbox::OutboxEvent;
 pub use payments::{tokens_for_lamports, Payment};
 pub use requests::{RequestRecord, RequestState};
-pub use reservations::{Charge, Hold, Reservation, Settlement};
+pub use reservations::{Charge, ExpiredCharge, Expiry, Hold, Reservation, Settlement};
 pub use usage::{UsageRecord, UsageRow};
 
 use sqlx::{

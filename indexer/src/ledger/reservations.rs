@@ -5,7 +5,9 @@
 //! A delegated key's budget is held the same way, in the same transaction. `settle` replaces the
 //! reservation with the actual cost (never more than the reservation plus what is still
 //! available, nor more than the key's budget), records the debit and the usage, and queues the
-//! debit's Nostr event, in one transaction.
+//! debit's Nostr event, in one transaction. A reservation is marked served when the upstream
+//! answers; the expiry sweep charges a served one whose settlement never came (the work was
+//! done) and releases an unserved one.
 use super::{
     ensure_user,
     entries::debit_id,
@@ -34,6 +36,24 @@ pub struct Settlement {
     pub shortfall: i64,
     /// False when this request was settled before (nothing changed).
     pub newly_settled: bool,
+}
+
+/// What an expiry sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expiry {
+    /// Unserved reservations given back.
+    pub released: u64,
+    /// Served reservations charged, so the caller can report them.
+    pub charged: Vec<ExpiredCharge>,
+}
+
+/// A served reservation the expiry sweep charged: the request's debit, to announce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredCharge {
+    /// The request id (the debit's reference).
+    pub id: String,
+    pub user: String,
+    pub charged: i64,
 }
 
 /// What to hold before an upstream call.
@@ -244,13 +264,101 @@ impl Ledger {
         Ok(true)
     }
 
-    /// Releases every reservation past its expiry (a crashed proxy's leftovers). Returns how many.
-    pub async fn expire_reservations(&self) -> Result<u64> {
+    /// Marks reservation `id` served: the upstream answered, so from `now` on the request owes
+    /// for the work even if its settlement never comes (see [`Ledger::expire_reservations`]).
+    /// Returns false when the reservation is already gone (settled or released).
+    pub async fn mark_served(&self, id: &str, now: i64) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let marked = sqlx::query(
+            "UPDATE reservations SET served_at = $1 WHERE id = $2 AND served_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(marked == 1)
+    }
+
+    /// The sweep for reservations past their expiry at `now` (a crashed proxy's leftovers, or a
+    /// settlement that kept failing). An unserved one is released; a served one (the upstream
+    /// answered) is charged its reserved amount as the request's debit entry, within the key's
+    /// budget, and `announce` gives the signed debit event to queue with it, as `settle` does.
+    pub async fn expire_reservations(
+        &self,
+        now: i64,
+        mut announce: impl FnMut(&ExpiredCharge) -> Option<(String, String)>,
+    ) -> Result<Expiry> {
         let mut tx = self.begin().await?;
         let expired = sqlx::query(
-            "DELETE FROM reservations WHERE expires_at < $1 RETURNING user_key, amount, key_id",
+            "DELETE FROM reservations WHERE expires_at < $1
+             RETURNING id, user_key, amount, key_id, served_at",
         )
-        .bind(now())
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut expiry = Expiry::default();
+        for row in &expired {
+            if row.try_get::<Option<i64>, _>("served_at")?.is_none() {
+                give_back(&mut tx, row).await?;
+                expiry.released += 1;
+                continue;
+            }
+            let id: String = row.try_get("id")?;
+            let user: String = row.try_get("user_key")?;
+            let amount: i64 = row.try_get("amount")?;
+            let entry = sqlx::query(
+                "INSERT INTO entries (id, user_key, tokens, kind, status, reference, created_at, applied_at)
+                 VALUES ($1, $2, 0, 'debit', 'applied', $3, $4, $4) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(debit_id(&id))
+            .bind(&user)
+            .bind(&id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if entry == 0 {
+                // Debited before (a late settlement won): only the hold is left to give back.
+                give_back(&mut tx, row).await?;
+                continue;
+            }
+            unreserve(&mut tx, &user, amount).await?;
+            let mut charged = amount;
+            if let Some(key_id) = row.try_get::<Option<String>, _>("key_id")? {
+                charged = settle_key(&mut tx, &key_id, amount, amount).await?;
+            }
+            sqlx::query("UPDATE balances SET debited = debited + $1 WHERE user_key = $2")
+                .bind(charged)
+                .bind(&user)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE entries SET tokens = $1 WHERE id = $2")
+                .bind(-charged)
+                .bind(debit_id(&id))
+                .execute(&mut *tx)
+                .await?;
+            let expired = ExpiredCharge { id, user, charged };
+            if let Some((dedupe_key, event_json)) = announce(&expired).filter(|_| charged > 0) {
+                enqueue_in(&mut tx, &dedupe_key, &event_json).await?;
+            }
+            expiry.charged.push(expired);
+        }
+        tx.commit().await?;
+        Ok(expiry)
+    }
+
+    /// The sweep for a process that cannot sign debits (the indexer): releases the unserved
+    /// reservations past their expiry at `now` and leaves the served ones to a proxy's
+    /// [`Ledger::expire_reservations`]. Returns how many it released.
+    pub async fn release_expired_unserved(&self, now: i64) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let expired = sqlx::query(
+            "DELETE FROM reservations WHERE expires_at < $1 AND served_at IS NULL
+             RETURNING user_key, amount, key_id",
+        )
+        .bind(now)
         .fetch_all(&mut *tx)
         .await?;
         for row in &expired {

@@ -44,6 +44,7 @@ pub fn model(id: &str, upstreams: &[&str], mock: &MockUpstream) -> ModelConfig {
                 model: Some(behaviour.to_string()),
                 api_key_env: None,
                 api_key_file: None,
+                bound_field: Default::default(),
             })
             .collect(),
     }
@@ -62,6 +63,7 @@ pub fn config(mock: &MockUpstream, database_url: &str) -> Config {
             model("midstream", &["fail-midstream"], mock),
             model("slow", &["echo+slow"], mock),
             model("delayed", &["echo-no-usage+delay=300"], mock),
+            model("echo-delayed", &["echo+delay=300"], mock),
         ],
         ..Config::default()
     };
@@ -268,6 +270,21 @@ pub fn rand_bytes() -> [u8; 32] {
         bytes[i] = *b;
     }
     bytes
+}
+
+/// Waits (up to 10 s) until `check` holds, polling every 10 ms; panics naming `what`.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1_000 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never happened: {what}");
 }
 
 /// A one-message chat body.

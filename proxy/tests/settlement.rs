@@ -1,0 +1,97 @@
+//! Settlement that survives what happens around it: a non-streamed request whose client leaves
+//! once the upstream has it is still charged, and a served reservation whose settlement never
+//! came is charged by the expiry sweep (its debit signed and queued), an unserved one released.
+mod common;
+
+use common::{ask, eventually, Harness};
+use indexer::ledger::{testing::TempDatabase, Hold};
+use serde_json::Value;
+use std::sync::atomic::Ordering;
+
+#[tokio::test]
+async fn a_non_streamed_request_whose_client_leaves_is_charged_what_the_upstream_did() {
+    let h = Harness::start(TempDatabase::sqlite()).await;
+    h.fund(1_000).await;
+    let token = h.login().await;
+    let request = {
+        let (http, base) = (h.http.clone(), h.base.clone());
+        tokio::spawn(async move {
+            http.post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(token)
+                .json(&ask("echo-delayed", "one two three"))
+                .send()
+                .await
+        })
+    };
+    // The upstream has the request (it answers 300 ms later); then the client goes away.
+    eventually("the upstream received the request", || async {
+        h.mock.stats.requests.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    request.abort();
+    assert!(request.await.is_err_and(|e| e.is_cancelled()));
+    // echo: 3 prompt words and a 4-word reply, as the upstream reported.
+    eventually("the request is charged", || async {
+        h.ledger.balance(&h.user).await.unwrap().debited == 7
+    })
+    .await;
+    let balance = h.settled().await;
+    assert_eq!((balance.debited, balance.available), (7, 993));
+    assert_eq!(h.debits().await.len(), 1, "its debit is announced");
+    h.stop().await;
+}
+
+async fn served_reservations_are_charged_at_expiry(db: TempDatabase) {
+    let h = Harness::start(db).await;
+    h.fund(1_000).await;
+    let now = indexer::ledger::now();
+    for (id, amount) in [("req_served", 300), ("req_unserved", 200)] {
+        let hold = Hold {
+            id,
+            user: &h.user,
+            amount,
+            ttl_seconds: 60,
+            key: None,
+        };
+        h.ledger.hold(&hold).await.unwrap();
+    }
+    assert!(h.ledger.mark_served("req_served", now).await.unwrap());
+
+    let state = &h.gateway.state;
+    let early = proxy::server::sweep_expired(state, now).await.unwrap();
+    assert_eq!(
+        (early.released, early.charged.len()),
+        (0, 0),
+        "not expired yet"
+    );
+    let expiry = proxy::server::sweep_expired(state, now + 61).await.unwrap();
+    assert_eq!(expiry.released, 1, "the unserved one is released");
+    assert_eq!(expiry.charged.len(), 1, "the served one is charged");
+    let balance = h.ledger.balance(&h.user).await.unwrap();
+    assert_eq!(
+        (balance.debited, balance.reserved, balance.available),
+        (300, 0, 700)
+    );
+
+    let debits = h.debits().await;
+    assert_eq!(debits.len(), 1);
+    assert_eq!(debits[0]["pubkey"], h.proxy_keys.public_key().to_hex());
+    let content: Value = serde_json::from_str(debits[0]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(content["Transaction"]["tokens"], -300);
+    assert_eq!(content["Transaction"]["reference"], "req_served");
+    assert!(h.ledger.audit().await.unwrap().is_clean());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn sqlite_served_reservations_are_charged_at_expiry_and_unserved_released() {
+    served_reservations_are_charged_at_expiry(TempDatabase::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgres_served_reservations_are_charged_at_expiry_and_unserved_released() {
+    let db = TempDatabase::postgres()
+        .await
+        .expect("create Postgres test database");
+    served_reservations_are_charged_at_expiry(db).await;
+}
