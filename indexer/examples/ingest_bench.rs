@@ -70,15 +70,17 @@ async fn main() -> anyhow::Result<()> {
     };
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     let started = Instant::now();
-    tokio::spawn(watcher::run(
-        listener,
-        ledger.clone(),
+    let nostr_watcher = watcher::Watcher {
+        client: listener,
+        ledger: ledger.clone(),
         trust,
-        DEFAULT_SESSION.into(),
-        vec![machine],
-        None,
-        stopped,
-    ));
+        session: DEFAULT_SESSION.into(),
+        recipients: vec![machine],
+        requests: None,
+        settings: Default::default(),
+        metrics: Default::default(),
+    };
+    tokio::spawn(async move { nostr_watcher.run(Default::default(), stopped).await });
     let expected = (n as i64) * 10;
     loop {
         let mut credited = 0;

@@ -26,7 +26,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the watchers (and the controller, if configured) until Ctrl-C.
+    /// Run the watchers (and the controller, if configured) until Ctrl-C or SIGTERM; exits
+    /// non-zero when a service cannot recover.
     Run {
         /// TOML config file; `INDEXER_…` environment variables override it.
         #[arg(long, short)]
@@ -135,7 +136,16 @@ fn pubkeys(keys: &[String]) -> anyhow::Result<Vec<PublicKey>> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    let mut signals = crate::shutdown::StopSignals::install()?;
     let ledger = Ledger::connect(&config.database_url).await?;
+    let health_listener = match &config.health_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("health_listen {addr}"))?,
+        ),
+        None => None,
+    };
     let program_id = config.chain.program_id.parse()?;
     let chain: Arc<dyn Chain> = Arc::new(RpcChain::new(
         &config.chain.rpc_url,
@@ -193,7 +203,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         )),
         _ => None,
     };
-    let services = Services::spawn(Components {
+    let mut services = Services::spawn(Components {
         ledger: ledger.clone(),
         chain,
         publisher,
@@ -213,16 +223,27 @@ async fn run(config: Config) -> anyhow::Result<()> {
         chain_poll: Duration::from_secs(config.chain.poll_seconds.max(1)),
         credit_grace: config.credit_grace_seconds.map(Duration::from_secs),
         controller,
+        settings: config.service.settings(),
+        health_listener,
     });
-    tracing::info!(relays = ?relays, "indexer running; Ctrl-C to stop");
-    tokio::signal::ctrl_c().await?;
-    tracing::info!("shutting down");
+    tracing::info!(relays = ?relays, health = ?config.health_listen, "indexer running; Ctrl-C or SIGTERM to stop");
+    let outcome = tokio::select! {
+        signal = signals.recv() => {
+            tracing::info!(signal = signal?, "shutting down");
+            Ok(())
+        }
+        failure = services.failed() => Err(failure),
+    };
     services.shutdown().await;
     ledger.close().await;
-    Ok(())
+    if let Some(relay) = embedded {
+        relay.shutdown();
+    }
+    Ok(outcome?)
 }
 
 async fn sandbox(database_url: String, relay_port: u16, tokens_per_sol: u64) -> anyhow::Result<()> {
+    let mut signals = crate::shutdown::StopSignals::install()?;
     let mut sandbox = Sandbox::start(SandboxConfig {
         database_url: database_url.clone(),
         relay_port,
@@ -247,7 +268,7 @@ async fn sandbox(database_url: String, relay_port: u16, tokens_per_sol: u64) -> 
     );
     println!("  session (s):  {}", sandbox.session);
     println!("Publish kind-1573 Request events to the relay (see README); Ctrl-C to stop.");
-    tokio::signal::ctrl_c().await?;
+    signals.recv().await?;
     sandbox.stop().await;
     Ok(())
 }

@@ -25,6 +25,75 @@ pub struct Config {
     pub controller: Option<ControllerSection>,
     /// Apply a credit whose payment is still unseen after this many seconds (default: never).
     pub credit_grace_seconds: Option<u64>,
+    /// Where `/health` and `/metrics` are served (`host:port`; omit to serve neither).
+    pub health_listen: Option<String>,
+    /// Restarts, ingestion limits and the request queue.
+    #[serde(default)]
+    pub service: ServiceConfig,
+}
+
+/// How services restart and when they are given up, and the watcher's limits. "Cannot
+/// recover" = `max_failures` failures in a row (no progress in between) within
+/// `failure_window_seconds`; the process then exits non-zero for its supervisor to restart it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// First wait before restarting a failed service; doubled per failure.
+    pub restart_backoff_ms: u64,
+    /// Longest wait between restarts.
+    pub restart_backoff_max_seconds: u64,
+    pub max_failures: u32,
+    pub failure_window_seconds: u64,
+    /// How far in the future a trusted event may be dated and still move the Nostr cursor.
+    pub max_clock_skew_seconds: u64,
+    /// Events per back-fill query (relays commonly cap queries at 500).
+    pub backfill_page: usize,
+    /// Requests waiting for the controller at most; more are dropped (and logged).
+    pub request_queue: usize,
+    /// Requests of one Nostr key waiting or being handled at most.
+    pub requests_per_author: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        let (restart, ingest) = (
+            crate::supervisor::RestartPolicy::default(),
+            crate::nostr::watcher::IngestSettings::default(),
+        );
+        Self {
+            restart_backoff_ms: restart.initial_backoff.as_millis() as u64,
+            restart_backoff_max_seconds: restart.max_backoff.as_secs(),
+            max_failures: restart.max_failures,
+            failure_window_seconds: restart.failure_window.as_secs(),
+            max_clock_skew_seconds: ingest.max_clock_skew,
+            backfill_page: ingest.backfill_page,
+            request_queue: ingest.request_queue,
+            requests_per_author: ingest.requests_per_author,
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// The services' settings, on the wall clock.
+    pub fn settings(&self) -> crate::services::ServiceSettings {
+        use std::time::Duration;
+        crate::services::ServiceSettings {
+            restart: crate::supervisor::RestartPolicy {
+                initial_backoff: Duration::from_millis(self.restart_backoff_ms),
+                max_backoff: Duration::from_secs(self.restart_backoff_max_seconds),
+                max_failures: self.max_failures,
+                failure_window: Duration::from_secs(self.failure_window_seconds),
+            },
+            ingest: crate::nostr::watcher::IngestSettings {
+                max_clock_skew: self.max_clock_skew_seconds,
+                backfill_page: self.backfill_page,
+                request_queue: self.request_queue,
+                requests_per_author: self.requests_per_author,
+                ..Default::default()
+            },
+            controller_retry: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,6 +170,8 @@ impl Default for Config {
             },
             controller: None,
             credit_grace_seconds: None,
+            health_listen: Some("127.0.0.1:9464".into()),
+            service: ServiceConfig::default(),
         }
     }
 }
@@ -168,6 +239,12 @@ impl Config {
                 "chain.program_id is not a Solana address: {}",
                 self.chain.program_id
             ));
+        }
+        let service = &self.service;
+        if service.max_failures == 0 || service.backfill_page == 0 || service.request_queue == 0 {
+            return invalid(
+                "service.max_failures, backfill_page and request_queue must be positive".into(),
+            );
         }
         if let Some(controller) = &self.controller {
             if controller

@@ -4,14 +4,21 @@
 //! - [`controller`]: redeems user requests with `pay` and announces the credits.
 //! - [`ledger`]: the SQL ledger (SQLite or Postgres) the proxy shares.
 //! - [`nostr`]: signed kind-1573 events, the embedded relay, the watcher and the outbox publisher.
-//! - [`services`]: the watchers, controller and publisher as tasks; [`sandbox`]: the local stack.
-//! - [`wire`]: kind-1573 message contents, compatible with DePHY's.
+//! - [`services`]: the watchers, controller and publisher as tasks, kept running by
+//!   [`supervisor`]; [`health`] and [`metrics`]: their `/health` and `/metrics`;
+//!   [`shutdown`]: the stop signals; [`sandbox`]: the local stack.
+//! - [`wire`]: kind-1573 message contents, compatible with DePHY's; [`clock`]: where "now" comes from.
 pub mod chain;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod health;
 pub mod ledger;
+pub mod metrics;
 pub mod nostr;
 pub mod sandbox;
 pub mod services;
+pub mod shutdown;
+pub mod supervisor;
 pub mod wire;

@@ -168,6 +168,8 @@ impl Sandbox {
             chain_poll: Duration::from_secs(1),
             credit_grace: None,
             controller: Some(controller),
+            settings: Default::default(),
+            health_listener: None,
         });
         Ok((services, [publisher, listener]))
     }

@@ -30,7 +30,7 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the gateway until Ctrl-C (then settle in-flight requests and exit).
+    /// Serve the gateway until Ctrl-C or SIGTERM (then settle in-flight requests and exit).
     Run {
         /// TOML config file; `PROXY_…` environment variables override it.
         #[arg(long, short)]
@@ -195,6 +195,7 @@ fn signing_key(keypair: &Keypair) -> SigningKey {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    let mut signals = indexer::shutdown::StopSignals::install()?;
     let ledger = Ledger::connect(&config.database_url).await?;
     let keys = match &config.nostr.secret_key_file {
         Some(file) => Keys::parse(
@@ -251,8 +252,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         },
     )
     .await?;
-    tokio::signal::ctrl_c().await?;
-    tracing::info!("shutting down: finishing in-flight requests");
+    let signal = signals.recv().await?;
+    tracing::info!(signal, "shutting down: finishing in-flight requests");
     gateway.shutdown().await;
     if let Some(client) = relay {
         client.shutdown().await;

@@ -159,7 +159,7 @@ pub async fn run(options: SandboxOptions) -> anyhow::Result<()> {
     );
     println!("Ctrl-C stops everything (in-flight requests are settled first).");
 
-    tokio::signal::ctrl_c().await?;
+    indexer::shutdown::signal().await?;
     gateway.shutdown().await;
     relay.shutdown().await;
     stack.stop().await;

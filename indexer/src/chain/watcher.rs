@@ -5,8 +5,6 @@
 use super::{Chain, ChainEvent};
 use crate::ledger::{tokens_for_lamports, Ledger, Payment};
 use balance_payment::sdk::events::ProgramEvent;
-use std::{sync::Arc, time::Duration};
-use tokio::sync::watch;
 
 /// Cursor name in the ledger.
 pub const CURSOR: &str = "chain";
@@ -60,25 +58,4 @@ fn payment_of(event: &ChainEvent, rule: PaymentRule) -> anyhow::Result<Option<Pa
         }),
         _ => None,
     })
-}
-
-/// Syncs until `shutdown`, waking on chain activity or every `poll`.
-pub async fn run(
-    chain: Arc<dyn Chain>,
-    ledger: Ledger,
-    rule: PaymentRule,
-    poll: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        match sync_once(chain.as_ref(), &ledger, rule).await {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(count, "chain: payments recorded"),
-            Err(error) => tracing::warn!(%error, "chain: sync failed; retrying"),
-        }
-        tokio::select! {
-            _ = chain.wait_for_activity(poll) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
 }

@@ -1,7 +1,11 @@
 //! Nostr: building and signing kind-1573 events, the embedded relay, the watcher that turns
-//! signed `Transaction` events into ledger entries, and the outbox publisher.
+//! signed `Transaction` events into ledger entries (its cursor, back-fill and the controller's
+//! request queue), and the outbox publisher.
+pub mod backfill;
+pub mod cursor;
 pub mod events;
 pub mod publisher;
+pub mod queue;
 pub mod relay;
 pub mod watcher;
 

@@ -8,8 +8,9 @@ use tokio::sync::{watch, Notify};
 /// How long the publisher sleeps when nothing is due and nobody rings.
 const IDLE: Duration = Duration::from_millis(250);
 
-/// Publishes due outbox events through `client` until `shutdown` turns true. `wake` lets
-/// producers skip the idle wait.
+/// Publishes due outbox events through `client` until `shutdown` turns true, riding out
+/// ledger errors with a pause (the gateway's publisher). `wake` lets producers skip the idle
+/// wait.
 pub async fn run(
     client: Client,
     ledger: Ledger,
@@ -17,23 +18,36 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let published = match publish_due(&client, &ledger).await {
-            Ok(count) => count,
-            Err(error) => {
-                tracing::warn!(%error, "outbox: cannot read the ledger");
-                0
-            }
-        };
-        if published > 0 {
+        match serve(&client, &ledger, &wake, shutdown.clone()).await {
+            Ok(()) => return,
+            Err(error) => tracing::warn!(%error, "outbox: cannot read the ledger"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(IDLE) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Publishes due outbox events until `shutdown` turns true (`Ok`) or the ledger fails (the
+/// error, for a supervisor to restart it with back-off).
+pub async fn serve(
+    client: &Client,
+    ledger: &Ledger,
+    wake: &Notify,
+    mut shutdown: watch::Receiver<bool>,
+) -> crate::ledger::Result<()> {
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        if publish_due(client, ledger).await? > 0 {
             continue;
         }
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(IDLE) => {}
-            _ = shutdown.changed() => return,
-        }
-        if *shutdown.borrow() {
-            return;
+            _ = shutdown.changed() => return Ok(()),
         }
     }
 }

@@ -15,6 +15,15 @@ pub struct EmbeddedRelay {
 impl EmbeddedRelay {
     /// Starts on `port` (0 picks a free one).
     pub async fn start(port: u16) -> Result<Self, nostr_relay_builder::Error> {
+        Self::start_capped(port, None).await
+    }
+
+    /// Starts on `port`, answering each query with at most `max_filter_limit` events when set,
+    /// as public relays do (tests of paged back-fill use it).
+    pub async fn start_capped(
+        port: u16,
+        max_filter_limit: Option<usize>,
+    ) -> Result<Self, nostr_relay_builder::Error> {
         // The builder reports the port it was given, so pick a free one here.
         let port = match port {
             0 => std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -32,17 +41,23 @@ impl EmbeddedRelay {
                 max_reqs: 500,
                 notes_per_minute: 1_000_000,
             })
-            .default_filter_limit(MAX_EVENTS);
+            .default_filter_limit(max_filter_limit.unwrap_or(MAX_EVENTS));
+        let builder = match max_filter_limit {
+            Some(max) => builder.max_filter_limit(max),
+            None => builder,
+        };
         let relay = LocalRelay::new(builder);
         relay.run().await?;
         let url = relay.url().await.to_string();
         Ok(Self { relay, url })
     }
 
+    /// The relay's `ws://` URL.
     pub fn url(&self) -> &str {
         &self.url
     }
 
+    /// Stops serving.
     pub fn shutdown(&self) {
         self.relay.shutdown()
     }

@@ -1,22 +1,36 @@
 //! Turns kind-1573 events into ledger entries: credits only from controller keys, debits only
-//! from proxy keys, each applied once; `Request`s go to the controller.
+//! from proxy keys, each applied once; `Request`s are offered to the controller's queue.
 //!
-//! Resuming: the cursor is the newest `created_at` applied; after a restart or reconnect the
-//! subscription starts [`OVERLAP`] before it and duplicates are dropped by id. (DePHY resumed
-//! at `latest + 1` and lost events published in the same second.)
-use super::events::session_filter;
+//! The watcher applies `Transaction`s itself and never waits for the controller: requests go
+//! through a bounded [`RequestQueue`] that drops rather than blocks, so a slow chain or a flood
+//! of requests cannot delay a credit or a debit.
+//!
+//! Resuming: on start (and whenever it fell behind) it back-fills from [`OVERLAP`] before the
+//! cursor up to now + the clock skew, paging through relays that cap queries
+//! ([`super::backfill`]); duplicates are dropped by id. Only trusted, sanely dated events move
+//! the cursor ([`super::cursor`]). (DePHY resumed at `latest + 1` and lost events published in
+//! the same second.)
+pub use super::cursor::{CURSOR, OVERLAP};
+use super::{
+    backfill::fetch_window_from,
+    cursor::NostrCursor,
+    events::session_filter,
+    queue::{Offer, RequestQueue},
+};
 use crate::{
+    clock::Clock,
     ledger::{Applied, Ledger, NewEntry},
+    metrics::Metrics,
+    supervisor::{Progress, ServiceError},
     wire::DsProxyMessage,
 };
 use nostr_sdk::prelude::*;
-use std::{collections::HashSet, time::Duration};
-use tokio::sync::{broadcast::error::RecvError, mpsc, watch};
-
-/// How far before the cursor a resumed subscription starts.
-pub const OVERLAP: u64 = 120;
-/// Cursor name in the ledger.
-pub const CURSOR: &str = "nostr";
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
+use tokio::sync::{broadcast::error::RecvError, watch};
 
 /// Whose events count.
 #[derive(Debug, Clone, Default)]
@@ -90,91 +104,197 @@ pub async fn ingest(
     }
 }
 
-/// Subscribes to `session` events addressed to `recipients` and ingests them until
-/// `shutdown`; requests are passed to `requests`.
-pub async fn run(
-    client: Client,
-    ledger: Ledger,
-    trust: Trust,
-    session: String,
-    recipients: Vec<PublicKey>,
-    requests: Option<mpsc::Sender<Event>>,
-    mut shutdown: watch::Receiver<bool>,
-) -> crate::ledger::Result<()> {
-    let mut notifications = client.notifications();
-    let mut newest = ledger
-        .cursor(CURSOR)
-        .await?
-        .and_then(|c| c.parse::<u64>().ok())
-        .unwrap_or(0);
-    let since = |newest: u64| Timestamp::from(newest.saturating_sub(OVERLAP));
-    if let Err(error) = client
-        .subscribe(session_filter(&session, &recipients, since(newest)), None)
-        .await
-    {
-        tracing::warn!(%error, "nostr: subscribe failed; the relay pool retries on reconnect");
-    }
-    let mut seen: HashSet<EventId> = HashSet::new();
-    loop {
-        let event = tokio::select! {
-            _ = shutdown.changed() => return Ok(()),
-            received = notifications.recv() => match received {
-                Ok(RelayPoolNotification::Event { event, .. }) => *event,
-                Ok(other) => {
-                    tracing::trace!(?other, "nostr: notification");
-                    continue;
-                }
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "nostr: fell behind; back-filling");
-                    let filter = session_filter(&session, &recipients, since(newest));
-                    match client.fetch_events(filter, Duration::from_secs(10)).await {
-                        Ok(events) => {
-                            for event in events {
-                                handle(&ledger, &trust, &event, &requests, &mut seen, &mut newest).await?;
-                            }
-                        }
-                        Err(error) => tracing::warn!(%error, "nostr: back-fill failed"),
-                    }
-                    continue;
-                }
-                Err(RecvError::Closed) => return Ok(()),
-            },
-        };
-        handle(&ledger, &trust, &event, &requests, &mut seen, &mut newest).await?;
+/// How the watcher resumes, pages and queues; defaults suit public relays.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// How far in the future an event may be dated and still move the cursor (seconds).
+    pub max_clock_skew: u64,
+    /// Events asked per back-fill query (relays commonly cap at 500).
+    pub backfill_page: usize,
+    /// How long one back-fill query may take.
+    pub fetch_timeout: Duration,
+    /// Requests waiting for the controller at most.
+    pub request_queue: usize,
+    /// Requests of one Nostr key waiting or being handled at most.
+    pub requests_per_author: usize,
+    /// "Now", for the cursor's clock-skew bound.
+    pub clock: Clock,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            max_clock_skew: 60,
+            backfill_page: 500,
+            fetch_timeout: Duration::from_secs(10),
+            request_queue: 1_024,
+            requests_per_author: 4,
+            clock: Clock::system(),
+        }
     }
 }
 
-async fn handle(
-    ledger: &Ledger,
-    trust: &Trust,
-    event: &Event,
-    requests: &Option<mpsc::Sender<Event>>,
-    seen: &mut HashSet<EventId>,
-    newest: &mut u64,
-) -> crate::ledger::Result<()> {
-    tracing::debug!(id = %event.id, author = %event.pubkey, "nostr: received");
-    if event.kind != Kind::Custom(crate::wire::KIND_DS_PROXY) || !seen.insert(event.id) {
-        return Ok(());
+/// The Nostr watcher: what it reads, whom it trusts, where requests go.
+#[derive(Clone)]
+pub struct Watcher {
+    pub client: Client,
+    pub ledger: Ledger,
+    pub trust: Trust,
+    pub session: String,
+    /// The `p` tags to listen for (the gateway's machine address).
+    pub recipients: Vec<PublicKey>,
+    /// The controller's queue; `None` on a read-only indexer (requests are ignored).
+    pub requests: Option<RequestQueue>,
+    pub settings: IngestSettings,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Ids recently handled, so an event delivered by both the back-fill and the live
+/// subscription is handled once (applying twice would be a no-op anyway). Bounded: the oldest
+/// ids are forgotten first.
+struct RecentIds {
+    set: HashSet<EventId>,
+    order: VecDeque<EventId>,
+}
+
+const RECENT_IDS: usize = 100_000;
+
+impl RecentIds {
+    fn new() -> Self {
+        Self {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+        }
     }
-    if seen.len() > 100_000 {
-        seen.clear();
-    }
-    let outcome = ingest(ledger, trust, event).await?;
-    match &outcome {
-        Ingested::Request => {
-            if let Some(requests) = requests {
-                if requests.send(event.clone()).await.is_err() {
-                    tracing::warn!("nostr: controller is gone; request dropped");
-                }
+
+    /// Whether `id` is new (and remembers it).
+    fn insert(&mut self, id: EventId) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > RECENT_IDS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
             }
         }
-        Ingested::Ignored(reason) => tracing::debug!(id = %event.id, %reason, "nostr: ignored"),
-        applied => tracing::info!(id = %event.id, ?applied, "nostr: ingested"),
+        true
     }
-    let created = event.created_at.as_secs();
-    if created > *newest {
-        *newest = created;
-        ledger.set_cursor(CURSOR, &created.to_string()).await?;
+}
+
+impl Watcher {
+    /// Back-fills from the cursor, then ingests live events until `stop`. Returns an error on a
+    /// ledger or relay failure (the supervisor restarts it; the restart back-fills again).
+    pub async fn run(
+        &self,
+        progress: Progress,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), ServiceError> {
+        let clock = self.settings.clock.clone();
+        let mut cursor =
+            NostrCursor::load(&self.ledger, self.settings.max_clock_skew, clock.clone()).await?;
+        self.metrics.nostr_cursor.set(gauge(cursor.newest()));
+        let mut notifications = self.client.notifications();
+        // Live events from now on (a little before, for events stored late); the back-fill
+        // covers everything older.
+        let live_from = Timestamp::from(clock.now().saturating_sub(OVERLAP));
+        let live = session_filter(&self.session, &self.recipients, live_from);
+        self.client
+            .subscribe_with_id(SubscriptionId::new("indexer-watcher"), live, None)
+            .await
+            .map_err(|e| ServiceError::Relay(format!("subscribe: {e}")))?;
+        let mut seen = RecentIds::new();
+        self.backfill(&mut cursor, &mut seen, &progress).await?;
+        loop {
+            let event = tokio::select! {
+                _ = stop.changed() => return Ok(()),
+                received = notifications.recv() => match received {
+                    Ok(RelayPoolNotification::Event { event, .. }) => *event,
+                    Ok(other) => {
+                        tracing::trace!(?other, "nostr: notification");
+                        continue;
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "nostr: fell behind; back-filling");
+                        self.backfill(&mut cursor, &mut seen, &progress).await?;
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return Err(ServiceError::Relay("relay pool closed".into())),
+                },
+            };
+            self.handle(&event, &mut cursor, &mut seen).await?;
+            progress.tick();
+        }
     }
-    Ok(())
+
+    /// Ingests every stored event from the cursor's overlap up to now + the skew.
+    async fn backfill(
+        &self,
+        cursor: &mut NostrCursor,
+        seen: &mut RecentIds,
+        progress: &Progress,
+    ) -> Result<(), ServiceError> {
+        let filter = session_filter(&self.session, &self.recipients, cursor.resume_from());
+        let events = fetch_window_from(
+            &self.client,
+            &filter,
+            cursor.resume_from(),
+            cursor.horizon(),
+            self.settings.backfill_page,
+            self.settings.fetch_timeout,
+        )
+        .await
+        .map_err(|e| ServiceError::Relay(e.to_string()))?;
+        tracing::info!(events = events.len(), since = %cursor.resume_from(), "nostr: back-filled");
+        for event in &events {
+            self.handle(event, cursor, seen).await?;
+            progress.tick();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        event: &Event,
+        cursor: &mut NostrCursor,
+        seen: &mut RecentIds,
+    ) -> Result<(), ServiceError> {
+        tracing::debug!(id = %event.id, author = %event.pubkey, "nostr: received");
+        if event.kind != Kind::Custom(crate::wire::KIND_DS_PROXY) || !seen.insert(event.id) {
+            return Ok(());
+        }
+        if event.verify().is_err() {
+            tracing::debug!(id = %event.id, "nostr: bad signature; ignored");
+            self.metrics.event("forged", "ignored");
+            return Ok(());
+        }
+        let outcome = ingest(&self.ledger, &self.trust, event).await?;
+        self.metrics.ingested(&outcome);
+        match &outcome {
+            Ingested::Request => self.offer(event),
+            Ingested::Ignored(reason) => tracing::debug!(id = %event.id, %reason, "nostr: ignored"),
+            applied => tracing::info!(id = %event.id, ?applied, "nostr: ingested"),
+        }
+        if cursor.advance(&self.ledger, &self.trust, event).await? {
+            self.metrics.nostr_cursor.set(gauge(cursor.newest()));
+        }
+        Ok(())
+    }
+
+    /// Hands a request to the controller's queue without waiting.
+    fn offer(&self, event: &Event) {
+        let Some(queue) = &self.requests else {
+            self.metrics.event("request", "ignored");
+            return;
+        };
+        let offer = queue.offer(event.clone());
+        self.metrics.event("request", offer.label());
+        if offer != Offer::Queued {
+            tracing::warn!(id = %event.id, author = %event.pubkey, reason = offer.label(), "nostr: request dropped");
+        }
+    }
+}
+
+fn gauge(seconds: u64) -> i64 {
+    i64::try_from(seconds).unwrap_or(i64::MAX)
 }

@@ -1,0 +1,98 @@
+//! Back-fill: every stored event of a time window, from a relay that may cap how many events
+//! one query returns (public relays often stop at 500).
+//!
+//! It pages backwards: ask for the window up to `until` with a `limit`; the relay answers with
+//! the newest events; the next page ends at the oldest `created_at` seen (inclusive, because
+//! the same second may hold more events than fit in the page), and events are de-duplicated by
+//! id. It ends when a page brings nothing new and nothing older remains, or comes back empty. A
+//! relay whose cap is lower than `limit` is handled too: a page shorter than the longest page
+//! seen so far is the last one.
+//!
+//! It reads through its own connection ([`fetch_window_from`]): a relay pool broadcasts every
+//! event it receives to its notification channel, so back-filling through the watcher's live
+//! connection would flood (and overflow) the channel the live events come through.
+use nostr_sdk::prelude::*;
+use std::{collections::HashSet, time::Duration};
+
+/// Why a back-fill failed.
+#[derive(Debug, thiserror::Error)]
+#[error("back-fill from the relays failed: {0}")]
+pub struct BackfillError(pub String);
+
+/// [`fetch_window`] through a fresh connection to the same relays as `live`.
+pub async fn fetch_window_from(
+    live: &Client,
+    filter: &Filter,
+    since: Timestamp,
+    until: Timestamp,
+    page: usize,
+    timeout: Duration,
+) -> Result<Vec<Event>, BackfillError> {
+    let client = Client::new(Keys::generate());
+    for url in live.relays().await.into_keys() {
+        client
+            .add_relay(url.as_str())
+            .await
+            .map_err(|e| BackfillError(e.to_string()))?;
+    }
+    client.connect().await;
+    client.wait_for_connection(timeout).await;
+    let events = fetch_window(&client, filter, since, until, page, timeout).await;
+    client.shutdown().await;
+    events
+}
+
+/// Every event matching `filter` with `since <= created_at <= until`, oldest first.
+pub async fn fetch_window(
+    client: &Client,
+    filter: &Filter,
+    since: Timestamp,
+    until: Timestamp,
+    page: usize,
+    timeout: Duration,
+) -> Result<Vec<Event>, BackfillError> {
+    let page = page.max(1);
+    let mut seen: HashSet<EventId> = HashSet::new();
+    let mut events: Vec<Event> = Vec::new();
+    let mut until = until;
+    let mut longest = 0;
+    loop {
+        let query = filter.clone().since(since).until(until).limit(page);
+        let batch = client
+            .fetch_events(query, timeout)
+            .await
+            .map_err(|e| BackfillError(e.to_string()))?;
+        let returned = batch.len();
+        if returned == 0 {
+            break;
+        }
+        let mut oldest = Timestamp::from(u64::MAX);
+        let mut new = 0;
+        for event in batch {
+            oldest = oldest.min(event.created_at);
+            if seen.insert(event.id) {
+                events.push(event);
+                new += 1;
+            }
+        }
+        tracing::debug!(returned, new, %oldest, "nostr: back-fill page");
+        if returned < longest {
+            break;
+        }
+        longest = longest.max(returned);
+        if new > 0 {
+            until = oldest.min(until);
+        } else if oldest > since && oldest <= until {
+            // A whole page of one second we already have: more events share that second than
+            // a page holds. Step past it (what is left of it is lost; said in the log).
+            if returned >= page {
+                tracing::warn!(second = %oldest, page, "nostr: more events in one second than a page holds");
+            }
+            until = Timestamp::from(oldest.as_secs().saturating_sub(1));
+        } else {
+            break;
+        }
+    }
+    events.sort_by_key(|event| (event.created_at, event.id));
+    Ok(events)
+}

@@ -1,0 +1,298 @@
+//! What an outsider publishes never moves the Nostr cursor or stalls ingestion:
+//! - only trusted, sanely dated events move the cursor, so a restart still ingests real events;
+//! - back-fill pages through a relay that caps queries and loses nothing;
+//! - a stuck controller and a flood of requests never delay a credit;
+//! - one author cannot fill the controller's queue.
+//!
+//! Each ledger-backed test runs on SQLite and on Postgres.
+mod common;
+
+use balance_payment::{authorization::AuthorizationTerms, sdk::authorization::sign_authorization};
+use common::{settings, wait_for_credited, wall_now, Backend, Harness};
+use indexer::{
+    clock::Clock,
+    metrics::EventLabels,
+    nostr::queue::{request_queue, Offer},
+    supervisor::RestartPolicy,
+    wire::{RecoverInfoJson, RequestPayload},
+};
+use nostr_sdk::prelude::*;
+use solana_sdk::signature::{Keypair, Signer};
+use std::time::Duration;
+
+const YEAR: u64 = 365 * 24 * 3600;
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    future_dated_or_untrusted_events_do_not_move_the_cursor_and_a_restart_still_ingests,
+    a_stored_cursor_later_than_its_writing_time_is_clamped,
+    backfill_pages_through_a_relay_that_caps_queries_and_loses_nothing,
+    a_request_flood_and_a_stuck_controller_do_not_delay_credits,
+);
+
+async fn future_dated_or_untrusted_events_do_not_move_the_cursor_and_a_restart_still_ingests(
+    backend: Backend,
+) {
+    let mut h = Harness::new(backend, None).await;
+    let t0 = wall_now();
+    let clock = Clock::from_fn(move || t0);
+    h.start(
+        settings(RestartPolicy::default(), clock.clone()),
+        false,
+        None,
+    )
+    .await;
+    let controller = h.controller_keys.clone();
+
+    // A real credit: the watcher is live once it is applied.
+    h.publish(&h.credit(&controller, "alice", 10, t0 - 10).await)
+        .await;
+    wait_for_credited(&h.ledger, "alice", 10, Duration::from_secs(20)).await;
+
+    // A stranger dates a credit and a request a year ahead; a trusted key dates a credit an
+    // hour ahead (beyond the 60 s skew); then a real credit.
+    let stranger = Keys::generate();
+    h.publish(&h.credit(&stranger, "mallory", 10, t0 + YEAR).await)
+        .await;
+    h.publish(&h.request(&stranger, "{}".into(), t0 + YEAR))
+        .await;
+    h.publish(&h.credit(&controller, "early", 10, t0 + 3_600).await)
+        .await;
+    h.publish(&h.credit(&controller, "alice", 10, t0 - 5).await)
+        .await;
+    wait_for_credited(&h.ledger, "alice", 20, Duration::from_secs(20)).await;
+    // The trusted credit dated ahead still counts (it is a real payment), the stranger's not.
+    wait_for_credited(&h.ledger, "early", 10, Duration::from_secs(20)).await;
+    assert_eq!(h.ledger.balance("mallory").await.unwrap().credited, 0);
+    assert_eq!(h.cursor().await, Some(t0 - 5));
+
+    // While the indexer is down a credit is published; after the restart it is ingested.
+    h.stop().await;
+    h.publish(&h.credit(&controller, "bob", 20, t0 - 2).await)
+        .await;
+    h.start(settings(RestartPolicy::default(), clock), false, None)
+        .await;
+    wait_for_credited(&h.ledger, "bob", 20, Duration::from_secs(20)).await;
+    assert_eq!(h.cursor().await, Some(t0 - 2));
+    h.finish().await;
+}
+
+async fn a_stored_cursor_later_than_its_writing_time_is_clamped(backend: Backend) {
+    let mut h = Harness::new(backend, None).await;
+    let t0 = wall_now();
+    // What an older version left behind after a stranger's event dated a year ahead.
+    h.ledger
+        .set_cursor_at(
+            indexer::nostr::cursor::CURSOR,
+            &(t0 + YEAR).to_string(),
+            (t0 - 60) as i64,
+        )
+        .await
+        .unwrap();
+    let controller = h.controller_keys.clone();
+    h.publish(&h.credit(&controller, "carol", 30, t0 - 30).await)
+        .await;
+    h.start(
+        settings(RestartPolicy::default(), Clock::from_fn(move || t0)),
+        false,
+        None,
+    )
+    .await;
+    wait_for_credited(&h.ledger, "carol", 30, Duration::from_secs(20)).await;
+    assert_eq!(h.cursor().await, Some(t0 - 30));
+    h.finish().await;
+}
+
+async fn backfill_pages_through_a_relay_that_caps_queries_and_loses_nothing(backend: Backend) {
+    const EVENTS: u64 = 1_200;
+    const USERS: u64 = 12;
+    let mut h = Harness::new(backend, Some(500)).await;
+    let t0 = wall_now();
+    let controller = h.controller_keys.clone();
+    // 400 events in each of three seconds, published while the indexer is down.
+    for i in 0..EVENTS {
+        let event = h
+            .credit(
+                &controller,
+                &format!("user{}", i % USERS),
+                10,
+                t0 - 3 + i % 3,
+            )
+            .await;
+        h.publish(&event).await;
+    }
+    let capped = h
+        .client
+        .fetch_events(
+            indexer::nostr::events::session_filter(
+                indexer::wire::DEFAULT_SESSION,
+                &[h.machine],
+                Timestamp::from(0),
+            ),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(capped.len(), 500, "the relay caps one query at 500 events");
+
+    h.start(
+        settings(RestartPolicy::default(), Clock::from_fn(move || t0)),
+        false,
+        None,
+    )
+    .await;
+    for user in 0..USERS {
+        let expected = (EVENTS / USERS * 10) as i64;
+        wait_for_credited(
+            &h.ledger,
+            &format!("user{user}"),
+            expected,
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+    h.finish().await;
+}
+
+/// A valid request: `wallet`'s signed authorisation of `lamports` at nonce 0, from a fresh key.
+fn valid_request(h: &Harness, wallet: &Keypair, lamports: u64, created_at: u64) -> Event {
+    let terms = AuthorizationTerms {
+        program_id: balance_payment::ID,
+        cluster: [0; 32],
+        namespace_id: 0,
+        user: wallet.pubkey(),
+        nonce: 0,
+        max_amount: lamports,
+        deadline: indexer::ledger::now() + 600,
+        extra_data: [0; 32],
+    };
+    let signing = ed25519_dalek::SigningKey::from_bytes(wallet.secret_bytes());
+    let info = sign_authorization(&signing, &terms);
+    let payload = RequestPayload {
+        user: wallet.pubkey().to_string(),
+        nonce: 0,
+        recover_info: serde_json::to_string(&RecoverInfoJson::from_recover_info(&info)).unwrap(),
+        amount: Some(lamports),
+        namespace_id: Some(0),
+    };
+    h.request(
+        &Keys::generate(),
+        serde_json::to_string(&payload).unwrap(),
+        created_at,
+    )
+}
+
+async fn a_request_flood_and_a_stuck_controller_do_not_delay_credits(backend: Backend) {
+    const FLOOD: usize = 1_100;
+    let mut h = Harness::new(backend, None).await;
+    let t0 = wall_now();
+    // The controller's chain never answers: the first request it takes blocks it for good.
+    h.start(
+        settings(RestartPolicy::default(), Clock::from_fn(move || t0)),
+        true,
+        None,
+    )
+    .await;
+    let controller = h.controller_keys.clone();
+    // The watcher is live once a first credit is applied; from then on events arrive in order.
+    h.publish(&h.credit(&controller, "dave", 50, t0).await)
+        .await;
+    wait_for_credited(&h.ledger, "dave", 50, Duration::from_secs(20)).await;
+
+    for _ in 0..FLOOD {
+        let event = valid_request(&h, &Keypair::new(), 1_000_000, t0);
+        h.publish(&event).await;
+    }
+    h.publish(&h.credit(&controller, "dave", 50, t0).await)
+        .await;
+    wait_for_credited(&h.ledger, "dave", 100, Duration::from_secs(30)).await;
+
+    // Every request came before the credit: those beyond the queue's capacity were dropped,
+    // not waited for.
+    let metrics = h.services().metrics.clone();
+    let count = |outcome| {
+        metrics
+            .events
+            .get_or_create(&EventLabels {
+                kind: "request",
+                outcome,
+            })
+            .get()
+    };
+    assert_eq!(
+        count("queued") + count("queue_full"),
+        FLOOD as u64,
+        "{}",
+        metrics.render()
+    );
+    assert!(count("queued") <= 1_025, "{}", metrics.render());
+    assert!(count("queue_full") >= 75, "{}", metrics.render());
+    h.finish().await;
+}
+
+fn signed_by(keys: &Keys) -> Event {
+    EventBuilder::text_note("request")
+        .sign_with_keys(keys)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn one_author_cannot_fill_the_request_queue() {
+    let (queue, mut receiver) = request_queue(8, 2);
+    let flooder = Keys::generate();
+    let offers: Vec<Offer> = (0..6).map(|_| queue.offer(signed_by(&flooder))).collect();
+    assert_eq!(
+        offers,
+        [
+            Offer::Queued,
+            Offer::Queued,
+            Offer::AuthorLimit,
+            Offer::AuthorLimit,
+            Offer::AuthorLimit,
+            Offer::AuthorLimit
+        ]
+    );
+    // Others still get in, up to the capacity; then requests are dropped, never waited for.
+    let mut others = Vec::new();
+    for _ in 0..7 {
+        others.push(queue.offer(signed_by(&Keys::generate())));
+    }
+    assert_eq!(others[..6], [Offer::Queued; 6]);
+    assert_eq!(others[6], Offer::QueueFull);
+    assert_eq!(queue.depth(), 8);
+    assert_eq!(queue.authors(), 7);
+
+    // Once one of the flooder's requests is handled, it may queue one more.
+    let first = receiver.recv().await.unwrap();
+    assert_eq!(first.event.pubkey, flooder.public_key());
+    assert_eq!(queue.offer(signed_by(&flooder)), Offer::AuthorLimit);
+    drop(first);
+    assert_eq!(queue.offer(signed_by(&flooder)), Offer::Queued);
+
+    // The per-author map forgets authors whose requests are all handled.
+    for _ in 0..8 {
+        drop(receiver.recv().await.unwrap());
+    }
+    assert_eq!(queue.authors(), 0);
+    assert_eq!(queue.depth(), 0);
+}
