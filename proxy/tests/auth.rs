@@ -313,3 +313,40 @@ async fn issuing_a_login_nonce_touches_no_database() {
     }
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_stranger_cannot_lock_a_wallet_out_of_login_or_revocation() {
+    let h = Harness::start_with(TempDatabase::sqlite(), |config| config.limits.rpm = 2).await;
+    h.fund(1_000).await;
+    // Anyone may ask nonces for any wallet: more than the per-caller limit, no 429.
+    for _ in 0..5 {
+        let response = h
+            .http
+            .post(format!("{}/v1/auth/nonce", h.base))
+            .json(&json!({"wallet": h.user}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let token = h.login().await;
+    assert_eq!(h.chat(&token, ask("echo", "hi")).await.status(), 200);
+
+    // Someone holding the key but not the wallet fails to revoke it, however often...
+    let key = h.key(&h.claims());
+    let verified = delegated::peek(&key).unwrap();
+    let thief = SigningKey::from_bytes(&rand_bytes());
+    let revoke = |signer: &SigningKey| {
+        h.http
+            .post(format!("{}/v1/auth/revoke", h.base))
+            .json(&json!({"key": key, "signature": delegated::sign_revocation(&verified, signer)}))
+            .send()
+    };
+    for _ in 0..5 {
+        assert_eq!(revoke(&thief).await.unwrap().status(), 401);
+    }
+    // ...and the owner's revocation still goes through.
+    assert_eq!(revoke(&h.wallet).await.unwrap().status(), 200);
+    assert_eq!(h.chat(&key, ask("echo", "hi")).await.status(), 401);
+    h.stop().await;
+}

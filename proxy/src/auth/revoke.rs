@@ -40,11 +40,13 @@ pub async fn revoke(
             KeyError::Malformed(_) => ApiError::BadRequest(e.to_string()),
             _ => ApiError::Unauthorized(e.to_string()),
         })?;
+    delegated::verify_revocation(&key, &request.signature)
+        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    // Counted only once the wallet signed, so a stranger holding the key cannot use up the
+    // owner's allowance and delay the revocation.
     state
         .limiter
         .admit(&format!("revoke:{}", key.claims.user), None)?;
-    delegated::verify_revocation(&key, &request.signature)
-        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
     let newly_revoked = state
         .ledger
         .revoke_key(
