@@ -1,8 +1,8 @@
 //! The ledger invariants of DESIGN.md, each on SQLite and on Postgres (a database created and
 //! dropped per test on the local server).
 use indexer::ledger::{
-    testing::TempDatabase, Applied, Charge, Clock, Hold, KeyLimit, Ledger, LedgerError, NewEntry,
-    Payment,
+    testing::TempDatabase, Applied, Charge, Clock, Hold, KeyLimit, KeyRevocation, Ledger,
+    LedgerError, NewEntry, Payment,
 };
 use std::{
     future::Future,
@@ -762,6 +762,95 @@ on_both_backends!(
         );
     }
 );
+
+// Login nonces are stateless; the ledger records each used one until it expires.
+on_both_backends!(
+    a_login_nonce_is_used_once_and_forgotten_after_it_expires,
+    |ledger, url| {
+        let other = db_handle(&url).await;
+        assert!(ledger
+            .use_login_nonce("n1", USER, 1_300, 1_000)
+            .await
+            .unwrap());
+        assert!(
+            !other
+                .use_login_nonce("n1", USER, 1_300, 1_001)
+                .await
+                .unwrap(),
+            "used once, whichever handle (replica) asks"
+        );
+        assert!(
+            !ledger
+                .use_login_nonce("n2", USER, 999, 1_000)
+                .await
+                .unwrap(),
+            "an expired nonce is never accepted"
+        );
+        // Once n1 expired its row is dropped, and it is refused by its expiry alone.
+        assert!(ledger
+            .use_login_nonce("n3", USER, 2_000, 1_301)
+            .await
+            .unwrap());
+        assert!(!ledger
+            .use_login_nonce("n1", USER, 1_300, 1_301)
+            .await
+            .unwrap());
+        other.close().await;
+    }
+);
+
+async fn db_handle(url: &str) -> Ledger {
+    Ledger::connect(url).await.unwrap()
+}
+
+// A revoked key is refused by the hold itself, on every handle sharing the ledger.
+on_both_backends!(a_revoked_key_can_hold_nothing_more, |ledger, url| {
+    fund(&ledger, USER, 10_000, "sig-r").await;
+    let key = KeyLimit {
+        key_id: "key-revoked",
+        budget: 5_000,
+        max_uses: None,
+    };
+    let hold = |id: &'static str| Hold {
+        id,
+        user: USER,
+        amount: 10,
+        ttl_seconds: 60,
+        key: Some(key.clone()),
+    };
+    assert!(ledger.hold(&hold("before")).await.is_ok());
+    let revocation = KeyRevocation {
+        key_id: "key-revoked",
+        user: USER,
+        expires_at: indexer::ledger::now() + 600,
+    };
+    let other = db_handle(&url).await;
+    assert!(other
+        .revoke_key(&revocation, indexer::ledger::now())
+        .await
+        .unwrap());
+    assert!(
+        !other
+            .revoke_key(&revocation, indexer::ledger::now())
+            .await
+            .unwrap(),
+        "revoking twice changes nothing"
+    );
+    assert!(matches!(
+        ledger.hold(&hold("after")).await,
+        Err(LedgerError::KeyRevoked)
+    ));
+    assert!(ledger.key_revoked("key-revoked").await.unwrap());
+    assert!(!ledger.key_revoked("key-other").await.unwrap());
+    let balance = ledger.balance(USER).await.unwrap();
+    assert_eq!(
+        balance.reserved, 10,
+        "only the hold taken before the revocation"
+    );
+    // The request already running settles normally.
+    assert!(ledger.release("before").await.unwrap());
+    other.close().await;
+});
 
 /// The writer connection never checkpoints (that stalled every queued request); the ledger's
 /// own checkpointer must copy the WAL into the database file, or the WAL would grow forever.

@@ -1,9 +1,12 @@
 //! The `proxy` command: `run` (the gateway from a config file), `sandbox` (the whole local
-//! stack), `delegate` (sign a delegated key with a wallet) and `login` (wallet login).
+//! stack), `delegate` (sign a delegated key with a wallet), `revoke` (revoke one) and `login`
+//! (wallet login).
 use crate::{
     auth::{
         delegated::{self, Claims},
         login::{LoginRequest, LoginResponse, NonceResponse},
+        revoke::{RevokeRequest, RevokeResponse},
+        session::parse_login_message,
     },
     config::{Config, UpstreamConfig},
     sandbox::{self, SandboxOptions},
@@ -61,6 +64,10 @@ enum Command {
         /// Solana keypair file (JSON array) of the paying wallet.
         #[arg(long)]
         wallet: PathBuf,
+        /// The gateway the key is for: its `auth.audience` (shown by `POST /v1/auth/nonce`).
+        /// Every other gateway refuses the key.
+        #[arg(long)]
+        audience: String,
         /// Ledger tokens the key may spend in total.
         #[arg(long)]
         budget: u64,
@@ -87,12 +94,26 @@ enum Command {
         #[arg(long)]
         id: Option<String>,
     },
+    /// Revoke a delegated key at the gateway it was made for (signed by its wallet).
+    Revoke {
+        /// Solana keypair file (JSON array) of the key's wallet.
+        #[arg(long)]
+        wallet: PathBuf,
+        /// The delegated key (`dk1.…`).
+        #[arg(long)]
+        key: String,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
     /// Log in with a wallet keypair file and print a bearer token.
     Login {
         #[arg(long)]
         wallet: PathBuf,
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
+        /// Refuse to sign unless the gateway names this audience (its `auth.audience`).
+        #[arg(long)]
+        audience: Option<String>,
     },
 }
 
@@ -130,6 +151,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Delegate {
             wallet,
+            audience,
             budget,
             expires_in,
             models,
@@ -143,6 +165,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
             let keypair = read_wallet(&wallet)?;
             let claims = Claims {
                 user: keypair.pubkey().to_string(),
+                audience,
                 id: id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
                 models: (!models.is_empty()).then_some(models),
                 max_tokens,
@@ -155,7 +178,34 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
             };
             println!("{}", delegated::sign(&claims, &signing_key(&keypair))?);
         }
-        Command::Login { wallet, url } => {
+        Command::Revoke { wallet, key, url } => {
+            let keypair = read_wallet(&wallet)?;
+            let verified = delegated::peek(&key)?;
+            anyhow::ensure!(
+                verified.claims.user == keypair.pubkey().to_string(),
+                "this key belongs to wallet {}, not to {}",
+                verified.claims.user,
+                keypair.pubkey()
+            );
+            let request = RevokeRequest {
+                signature: delegated::sign_revocation(&verified, &signing_key(&keypair)),
+                key,
+            };
+            let revoked: RevokeResponse = reqwest::Client::new()
+                .post(format!("{url}/v1/auth/revoke"))
+                .json(&request)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            println!("revoked {}", revoked.key_id);
+        }
+        Command::Login {
+            wallet,
+            url,
+            audience,
+        } => {
             let keypair = read_wallet(&wallet)?;
             let http = reqwest::Client::new();
             let wallet = keypair.pubkey().to_string();
@@ -167,6 +217,20 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
                 .error_for_status()?
                 .json()
                 .await?;
+            // Sign only a login text for this wallet and nonce (and audience, if given).
+            let text = parse_login_message(&nonce.message)
+                .context("the gateway's text to sign is not a login text")?;
+            anyhow::ensure!(
+                text.wallet == wallet && text.nonce == nonce.nonce,
+                "the gateway's login text names another wallet or nonce"
+            );
+            if let Some(audience) = audience {
+                anyhow::ensure!(
+                    text.audience == audience,
+                    "the gateway names the audience {:?}, not {audience:?}",
+                    text.audience
+                );
+            }
             let signature = signing_key(&keypair).sign(nonce.message.as_bytes());
             let login: LoginResponse = http
                 .post(format!("{url}/v1/auth/login"))

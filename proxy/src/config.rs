@@ -45,6 +45,12 @@ pub struct NostrConfig {
 pub struct AuthConfig {
     /// Shown in the text a wallet signs at login; name your deployment.
     pub realm: String,
+    /// Names this deployment in everything a wallet signs for it (login text, delegated-key
+    /// claims, revocations), so a signature made for one gateway is useless at another. Set it
+    /// to the gateway's public URL; every replica of one deployment must share it. Default:
+    /// `nostr.machine` (the deployment's Nostr address, distinct per deployment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
     /// File with the secret that signs bearer tokens (any bytes, ≥ 32). Replicas must share it;
     /// without it each process makes a random one and tokens die with the process.
     pub token_secret_file: Option<PathBuf>,
@@ -147,6 +153,7 @@ impl Default for Config {
             },
             auth: AuthConfig {
                 realm: "LLM gateway".into(),
+                audience: None,
                 token_secret_file: None,
                 token_ttl_seconds: 24 * 3600,
                 nonce_ttl_seconds: 300,
@@ -175,6 +182,14 @@ impl Config {
         Ok(config)
     }
 
+    /// The audience wallets sign for at this deployment: `auth.audience`, else `nostr.machine`.
+    pub fn audience(&self) -> &str {
+        self.auth
+            .audience
+            .as_deref()
+            .unwrap_or(self.nostr.machine.as_str())
+    }
+
     /// Refuses a configuration the proxy could not serve correctly.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
@@ -182,6 +197,16 @@ impl Config {
             return invalid(format!(
                 "nostr.machine must be the gateway's Nostr address (hex), got {:?}",
                 self.nostr.machine
+            ));
+        }
+        let audience = self.audience();
+        if audience.trim().is_empty()
+            || audience.trim() != audience
+            || audience.chars().any(char::is_control)
+        {
+            return invalid(format!(
+                "auth.audience must be one non-empty line without surrounding spaces (e.g. the \
+                 gateway's public URL), got {audience:?}"
             ));
         }
         if self.models.is_empty() {
@@ -242,6 +267,45 @@ impl UpstreamConfig {
                 ConfigError::Invalid(format!("environment variable {var} is not set"))
             }),
             None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Config {
+        let mut config = Config {
+            models: vec![ModelConfig {
+                id: "echo".into(),
+                prompt_price: 1,
+                completion_price: 1,
+                max_output_tokens: 1,
+                upstreams: vec![UpstreamConfig {
+                    base_url: "http://127.0.0.1:1/v1".into(),
+                    model: None,
+                    api_key_env: None,
+                    api_key_file: None,
+                    bound_field: BoundField::default(),
+                }],
+            }],
+            ..Config::default()
+        };
+        config.nostr.machine = nostr_sdk::Keys::generate().public_key().to_hex();
+        config
+    }
+
+    #[test]
+    fn the_audience_is_the_configured_one_or_the_deployments_nostr_address() {
+        let mut config = valid();
+        assert_eq!(config.audience(), config.nostr.machine);
+        config.auth.audience = Some("https://gateway.example".into());
+        assert_eq!(config.audience(), "https://gateway.example");
+        assert!(config.validate().is_ok());
+        for bad in ["", " https://x", "https://x\naudience: y"] {
+            config.auth.audience = Some(bad.into());
+            assert!(config.validate().is_err(), "{bad:?} accepted");
         }
     }
 }

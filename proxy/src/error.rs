@@ -156,6 +156,9 @@ impl From<LedgerError> for ApiError {
             LedgerError::KeyUsedUp => {
                 ApiError::Unauthorized("this single-use key has already been used".into())
             }
+            LedgerError::KeyRevoked => {
+                ApiError::Unauthorized("this delegated key was revoked by its wallet".into())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

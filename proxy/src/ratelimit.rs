@@ -1,8 +1,19 @@
 //! Per-caller requests-per-minute and tokens-per-minute limits, in one-minute windows kept in
 //! memory (each replica limits what it serves). Tokens are counted as they are settled, so a
 //! caller over its tokens for the minute is refused until the window turns.
+//!
+//! Memory is bounded: at most `capacity` callers are tracked by name. When a new caller finds
+//! the map full, stale windows go first, then the callers that used the smallest share of the
+//! gateway's limits this minute (half the map at once, so the sweep costs O(1) per caller on average). An evicted caller's
+//! counts are not forgotten: they are folded, as a maximum, into a fixed array of buckets (by a
+//! keyed hash of the name), and a caller entering the map starts from its bucket's counts. A
+//! caller is therefore never counted below what it used, however many others flood the map.
 use crate::error::ApiError;
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, RandomState},
+    sync::Mutex,
+};
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Window {
@@ -18,49 +29,150 @@ pub struct Limits {
     pub tpm: Option<u64>,
 }
 
+/// Callers tracked by name by default (about 100 bytes each).
+pub const DEFAULT_CAPACITY: usize = 50_000;
+
+/// Counts requests and tokens per caller and refuses what is over the limits.
 pub struct RateLimiter {
     rpm: u32,
     tpm: u64,
-    windows: Mutex<HashMap<String, Window>>,
+    capacity: usize,
+    windows: Mutex<Windows>,
 }
 
-/// Windows kept before stale ones are dropped.
-const PRUNE_AT: usize = 100_000;
+struct Windows {
+    by_caller: HashMap<String, Window>,
+    /// The most any evicted caller hashing here used in `minute`.
+    evicted: Vec<Window>,
+    hasher: RandomState,
+}
 
-impl RateLimiter {
-    pub fn new(rpm: u32, tpm: u64) -> Self {
-        Self {
-            rpm,
-            tpm,
-            windows: Mutex::new(HashMap::new()),
-        }
+impl Windows {
+    fn bucket(&self, key: &str) -> usize {
+        (self.hasher.hash_one(key) % self.evicted.len() as u64) as usize
     }
 
-    fn now() -> (i64, u64) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        ((now / 60) as i64, 60 - now % 60)
-    }
-
-    /// Counts a request for `key`, or refuses it with the seconds until the window turns.
-    pub fn admit(&self, key: &str, limits: Option<Limits>) -> Result<(), ApiError> {
-        let limits = limits.unwrap_or_default();
-        let rpm = limits.rpm.map_or(self.rpm, |rpm| rpm.min(self.rpm));
-        let tpm = limits.tpm.map_or(self.tpm, |tpm| tpm.min(self.tpm));
-        let (minute, retry_after) = Self::now();
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if windows.len() >= PRUNE_AT {
-            windows.retain(|_, window| window.minute == minute);
-        }
-        let window = windows.entry(key.to_owned()).or_default();
+    /// The caller's window for `minute`, entering it in the map (full: after an eviction).
+    fn window(&mut self, key: &str, minute: i64, limiter: &RateLimiter) -> &mut Window {
+        let start = if self.by_caller.contains_key(key) {
+            Window::default()
+        } else {
+            if self.by_caller.len() >= limiter.capacity {
+                self.evict(minute, limiter.capacity / 2, |w| limiter.load(w));
+            }
+            let floor = self.evicted[self.bucket(key)];
+            if floor.minute == minute {
+                floor
+            } else {
+                Window::default()
+            }
+        };
+        let window = self.by_caller.entry(key.to_owned()).or_insert(start);
         if window.minute != minute {
             *window = Window {
                 minute,
                 ..Window::default()
             };
         }
+        window
+    }
+
+    /// Shrinks the map to `target` callers: stale windows, then the least loaded ones.
+    fn evict(&mut self, minute: i64, target: usize, load: impl Fn(&Window) -> u128) {
+        self.by_caller.retain(|_, window| window.minute == minute);
+        let excess = self.by_caller.len().saturating_sub(target);
+        if excess == 0 {
+            return;
+        }
+        let mut activity: Vec<u128> = self.by_caller.values().map(&load).collect();
+        let (_, threshold, _) = activity.select_nth_unstable(excess - 1);
+        let threshold = *threshold;
+        let Windows {
+            by_caller,
+            evicted,
+            hasher,
+        } = self;
+        let buckets = evicted.len() as u64;
+        let mut removed = 0;
+        by_caller.retain(|key, window| {
+            if removed >= excess || load(window) > threshold {
+                return true;
+            }
+            removed += 1;
+            let bucket = &mut evicted[(hasher.hash_one(key.as_str()) % buckets) as usize];
+            if bucket.minute != minute {
+                *bucket = *window;
+            } else {
+                bucket.requests = bucket.requests.max(window.requests);
+                bucket.tokens = bucket.tokens.max(window.tokens);
+            }
+            false
+        });
+    }
+}
+
+/// The current minute and the seconds until the next one, at unix second `now`.
+fn minute_of(now: u64) -> (i64, u64) {
+    ((now / 60) as i64, 60 - now % 60)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+impl RateLimiter {
+    /// A limiter of `rpm` requests and `tpm` tokens per caller and minute.
+    pub fn new(rpm: u32, tpm: u64) -> Self {
+        Self::with_capacity(rpm, tpm, DEFAULT_CAPACITY)
+    }
+
+    /// A limiter tracking at most `capacity` callers by name.
+    pub fn with_capacity(rpm: u32, tpm: u64, capacity: usize) -> Self {
+        let capacity = capacity.max(16);
+        Self {
+            rpm,
+            tpm,
+            capacity,
+            windows: Mutex::new(Windows {
+                by_caller: HashMap::new(),
+                evicted: vec![Window::default(); (capacity / 8).max(1_024)],
+                hasher: RandomState::new(),
+            }),
+        }
+    }
+
+    /// The share of the gateway's limits a window used, scaled by `rpm × tpm`.
+    fn load(&self, window: &Window) -> u128 {
+        let requests = u128::from(window.requests) * u128::from(self.tpm);
+        let tokens = u128::from(window.tokens) * u128::from(self.rpm);
+        requests.max(tokens)
+    }
+
+    /// How many callers are tracked by name (never more than the capacity).
+    pub fn tracked(&self) -> usize {
+        self.lock().by_caller.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Windows> {
+        self.windows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a request for `key`, or refuses it with the seconds until the window turns.
+    pub fn admit(&self, key: &str, limits: Option<Limits>) -> Result<(), ApiError> {
+        self.admit_at(key, limits, unix_now())
+    }
+
+    /// [`Self::admit`] at unix second `now`.
+    pub fn admit_at(&self, key: &str, limits: Option<Limits>, now: u64) -> Result<(), ApiError> {
+        let limits = limits.unwrap_or_default();
+        let rpm = limits.rpm.map_or(self.rpm, |rpm| rpm.min(self.rpm));
+        let tpm = limits.tpm.map_or(self.tpm, |tpm| tpm.min(self.tpm));
+        let (minute, retry_after) = minute_of(now);
+        let mut windows = self.lock();
+        let window = windows.window(key, minute, self);
         if window.requests >= rpm {
             return Err(ApiError::RateLimited {
                 message: format!("{rpm} requests per minute"),
@@ -79,15 +191,14 @@ impl RateLimiter {
 
     /// Counts `tokens` served to `key` in the current window.
     pub fn record_tokens(&self, key: &str, tokens: u64) {
-        let (minute, _) = Self::now();
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let window = windows.entry(key.to_owned()).or_default();
-        if window.minute != minute {
-            *window = Window {
-                minute,
-                ..Window::default()
-            };
-        }
+        self.record_tokens_at(key, tokens, unix_now())
+    }
+
+    /// [`Self::record_tokens`] at unix second `now`.
+    pub fn record_tokens_at(&self, key: &str, tokens: u64, now: u64) {
+        let (minute, _) = minute_of(now);
+        let mut windows = self.lock();
+        let window = windows.window(key, minute, self);
         window.tokens = window.tokens.saturating_add(tokens);
     }
 }
@@ -96,21 +207,19 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
+    fn limited(result: Result<(), ApiError>) -> bool {
+        matches!(result, Err(ApiError::RateLimited { .. }))
+    }
+
     #[test]
     fn refuses_past_the_request_and_token_limits() {
         let limiter = RateLimiter::new(2, 100);
         assert!(limiter.admit("a", None).is_ok());
         assert!(limiter.admit("a", None).is_ok());
-        assert!(matches!(
-            limiter.admit("a", None),
-            Err(ApiError::RateLimited { .. })
-        ));
+        assert!(limited(limiter.admit("a", None)));
         assert!(limiter.admit("b", None).is_ok(), "limits are per caller");
         limiter.record_tokens("c", 100);
-        assert!(matches!(
-            limiter.admit("c", None),
-            Err(ApiError::RateLimited { .. })
-        ));
+        assert!(limited(limiter.admit("c", None)));
         let own = Limits {
             rpm: Some(1),
             tpm: None,
@@ -119,6 +228,69 @@ mod tests {
         assert!(
             limiter.admit("d", Some(own)).is_err(),
             "a key's own lower limit applies"
+        );
+    }
+
+    #[test]
+    fn a_window_turns_with_the_minute() {
+        let limiter = RateLimiter::new(1, 100);
+        let t = 60 * 1_000 + 59;
+        assert!(limiter.admit_at("a", None, t).is_ok());
+        assert!(limited(limiter.admit_at("a", None, t)));
+        assert!(limiter.admit_at("a", None, t + 1).is_ok(), "next minute");
+    }
+
+    #[test]
+    fn a_flood_of_distinct_callers_stays_bounded_and_limits_still_hold() {
+        let limiter = RateLimiter::new(5, 1_000);
+        let t = 60 * 1_000;
+        for _ in 0..5 {
+            assert!(limiter.admit_at("real-caller", None, t).is_ok());
+        }
+        assert!(limited(limiter.admit_at("real-caller", None, t)));
+        limiter.record_tokens_at("heavy-reader", 1_000, t);
+        assert!(limited(limiter.admit_at("heavy-reader", None, t)));
+
+        for i in 0..100_000 {
+            // Each flooder is within its own limit; together they are many.
+            let _ = limiter.admit_at(&format!("flooder-{i}"), None, t + 1);
+            assert!(limiter.tracked() <= DEFAULT_CAPACITY);
+        }
+        assert!(limiter.tracked() <= DEFAULT_CAPACITY);
+
+        assert!(
+            limited(limiter.admit_at("real-caller", None, t + 2)),
+            "the flood did not reset the real caller's window"
+        );
+        assert!(limited(limiter.admit_at("heavy-reader", None, t + 2)));
+        assert!(
+            limiter.admit_at("newcomer", None, t + 2).is_ok(),
+            "a new caller is still served"
+        );
+        assert!(
+            limiter.admit_at("real-caller", None, t + 60).is_ok(),
+            "the next minute serves it again"
+        );
+    }
+
+    #[test]
+    fn an_evicted_caller_resumes_from_its_counts() {
+        let limiter = RateLimiter::with_capacity(3, 1_000, 16);
+        let t = 60 * 1_000;
+        for _ in 0..2 {
+            assert!(limiter.admit_at("caller", None, t).is_ok());
+        }
+        // More than the map holds, each busier than `caller`: it is evicted first.
+        for i in 0..64 {
+            for _ in 0..3 {
+                let _ = limiter.admit_at(&format!("busy-{i}"), None, t);
+            }
+        }
+        assert!(limiter.tracked() <= 16);
+        assert!(limiter.admit_at("caller", None, t).is_ok(), "its third");
+        assert!(
+            limited(limiter.admit_at("caller", None, t)),
+            "not a fresh window"
         );
     }
 }

@@ -1,7 +1,7 @@
 //! The router, and the small endpoints: models with prices, the caller's balance and usage,
 //! readiness and metrics.
 use crate::{
-    auth::{login, Auth},
+    auth::{login, revoke, LiveAuth},
     chat,
     error::{ApiError, BodyLimit},
     state::AppState,
@@ -28,6 +28,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/usage", get(usage))
         .route("/v1/auth/nonce", post(login::nonce))
         .route("/v1/auth/login", post(login::login))
+        .route("/v1/auth/revoke", post(revoke::revoke))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -74,7 +75,7 @@ async fn model(
 
 async fn balance(
     State(state): State<Arc<AppState>>,
-    Auth(caller): Auth,
+    LiveAuth(caller): LiveAuth,
 ) -> Result<Json<Value>, ApiError> {
     let balance = state.ledger.balance(&caller.user).await?;
     let mut body = json!({
@@ -109,7 +110,7 @@ struct UsageQuery {
 
 async fn usage(
     State(state): State<Arc<AppState>>,
-    Auth(caller): Auth,
+    LiveAuth(caller): LiveAuth,
     Query(query): Query<UsageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = query.limit.unwrap_or(50).clamp(1, 1_000);

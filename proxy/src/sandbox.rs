@@ -75,10 +75,12 @@ pub async fn run(options: SandboxOptions) -> anyhow::Result<()> {
     config.nostr.relays = vec![stack.relay.url().to_owned()];
     config.nostr.machine = stack.machine.to_hex();
     config.nostr.publish = false; // the indexer's publisher drains the shared outbox
+    config.auth.audience = Some(format!("http://{}", options.listen));
 
     let relay = Client::new(proxy_keys.clone());
     relay.add_relay(stack.relay.url()).await?;
     relay.connect().await;
+    let config_audience = config.audience().to_owned();
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
     let gateway = Gateway::start(
         listener,
@@ -113,6 +115,7 @@ pub async fn run(options: SandboxOptions) -> anyhow::Result<()> {
     let key = delegated::sign(
         &Claims {
             user: user.clone(),
+            audience: config_audience.clone(),
             id: "sandbox-demo".into(),
             models: None,
             max_tokens: None,

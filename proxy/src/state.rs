@@ -1,7 +1,7 @@
 //! What every request handler shares: configuration resolved into models and upstreams, the
 //! ledger, the HTTP client, the authenticator, limits, metrics and the settlement tracker.
 use crate::{
-    auth::{session::TokenSigner, Authenticator},
+    auth::Authenticator,
     callback::CallbackPolicy,
     config::{BoundField, Config, ConfigError},
     metrics::Metrics,
@@ -118,7 +118,7 @@ impl AppState {
             .map_err(|e| ConfigError::Invalid(format!("HTTP client: {e}")))?;
         Ok(Self {
             callbacks: CallbackPolicy::new(&config.auth)?,
-            auth: Authenticator::new(TokenSigner::new(token_secret), config.auth.cache_entries),
+            auth: Authenticator::new(token_secret, config.audience(), config.auth.cache_entries),
             limiter: RateLimiter::new(config.limits.rpm, config.limits.tpm),
             config,
             models,

@@ -75,6 +75,7 @@ async fn a_paid_wallet_spends_through_the_gateway_and_the_debit_is_relayed_once(
     let key = proxy::auth::delegated::sign(
         &proxy::auth::delegated::Claims {
             user: user.clone(),
+            audience: common::AUDIENCE.into(),
             id: "e2e".into(),
             models: None,
             max_tokens: None,

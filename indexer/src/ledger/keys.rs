@@ -1,6 +1,7 @@
 //! Budgets of delegated keys: a key's spend is held and settled in the same transaction as its
 //! owner's balance, so concurrent requests on one key can never together exceed its budget,
-//! and a single-use key serves exactly one request.
+//! and a single-use key serves exactly one request. A key its wallet revoked is refused in that
+//! same transaction, so no replica's cached verdict can let it spend.
 use super::{Ledger, LedgerError, Result};
 use sqlx::Row;
 
@@ -13,6 +14,22 @@ pub struct KeyLimit<'a> {
     /// `Some(1)` for a single-use key.
     pub max_uses: Option<i64>,
 }
+
+/// A wallet's signed wish that one of its delegated keys stop working (the proxy checks the
+/// signature; the ledger makes it hold on every replica).
+#[derive(Debug, Clone)]
+pub struct KeyRevocation<'a> {
+    /// The revoked key's id (the hash its budget is kept under).
+    pub key_id: &'a str,
+    /// The key's wallet.
+    pub user: &'a str,
+    /// The key's own expiry: after it the key is refused anyway, so the row can go.
+    pub expires_at: i64,
+}
+
+/// How long a revocation outlives its key's expiry, so a replica whose clock lags still
+/// refuses the key.
+const REVOCATION_MARGIN_SECONDS: i64 = 24 * 3600;
 
 /// Where a delegated key's budget stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -36,6 +53,38 @@ impl Ledger {
         .await?;
         Ok(row.map(|row| key_budget_from_row(&row)).transpose()?)
     }
+
+    /// Revokes a key from `now` on; true when it was not revoked before. Forgets revocations
+    /// of keys long expired.
+    pub async fn revoke_key(&self, revocation: &KeyRevocation<'_>, now: i64) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM key_revocations WHERE expires_at < $1")
+            .bind(now.saturating_sub(REVOCATION_MARGIN_SECONDS))
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO key_revocations (key_id, user_key, expires_at, revoked_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO NOTHING",
+        )
+        .bind(revocation.key_id)
+        .bind(revocation.user)
+        .bind(revocation.expires_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
+    }
+
+    /// Whether the key was revoked (for endpoints that take no hold).
+    pub async fn key_revoked(&self, key_id: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 AS revoked FROM key_revocations WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
 }
 
 fn key_budget_from_row(row: &sqlx::any::AnyRow) -> Result<KeyBudget, sqlx::Error> {
@@ -54,7 +103,8 @@ fn key_budget_from_row(row: &sqlx::any::AnyRow) -> Result<KeyBudget, sqlx::Error
     })
 }
 
-/// Holds `amount` of the key's budget and counts a use, or says why it cannot.
+/// Holds `amount` of the key's budget and counts a use, or says why it cannot (revoked, used
+/// up, over budget).
 pub(super) async fn hold_key(
     tx: &mut sqlx::AnyConnection,
     user: &str,
@@ -74,7 +124,8 @@ pub(super) async fn hold_key(
     let held = sqlx::query(
         "UPDATE key_budgets SET reserved = reserved + $1, uses = uses + 1
          WHERE key_id = $2 AND user_key = $3 AND budget - spent - reserved >= $1
-           AND (max_uses IS NULL OR uses < max_uses)",
+           AND (max_uses IS NULL OR uses < max_uses)
+           AND NOT EXISTS (SELECT 1 FROM key_revocations WHERE key_id = $2)",
     )
     .bind(amount)
     .bind(key.key_id)
@@ -84,6 +135,13 @@ pub(super) async fn hold_key(
     .rows_affected();
     if held == 1 {
         return Ok(());
+    }
+    let revoked = sqlx::query("SELECT 1 AS revoked FROM key_revocations WHERE key_id = $1")
+        .bind(key.key_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if revoked.is_some() {
+        return Err(LedgerError::KeyRevoked);
     }
     let row = sqlx::query(
         "SELECT budget, spent, reserved, uses, max_uses FROM key_budgets WHERE key_id = $1",

@@ -22,7 +22,7 @@ mod usage;
 pub use audit::{AuditReport, UserTotals};
 pub use clock::Clock;
 pub use entries::{Applied, EntryKind, NewEntry};
-pub use keys::{KeyBudget, KeyLimit};
+pub use keys::{KeyBudget, KeyLimit, KeyRevocation};
 pub use outbox::OutboxEvent;
 pub use payments::{tokens_for_lamports, Payment};
 pub use requests::{RequestRecord, RequestState};
@@ -45,6 +45,8 @@ pub enum LedgerError {
     KeyBudget { needed: i64, remaining: i64 },
     #[error("this single-use key has been used")]
     KeyUsedUp,
+    #[error("this delegated key was revoked by its wallet")]
+    KeyRevoked,
     #[error("amount out of range: {0}")]
     Amount(String),
     #[error("unsupported database URL (use sqlite:… or postgres://…): {0}")]

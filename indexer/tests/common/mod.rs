@@ -273,6 +273,16 @@ impl Harness {
             .and_then(|c| c.parse().ok())
     }
 
+    /// Waits until the persisted cursor is `expected`: the cursor is written just after the
+    /// event that moves it is applied, so a balance can be seen a moment before it.
+    pub async fn wait_for_cursor(&self, expected: u64) {
+        let what = format!("the cursor to reach {expected}");
+        wait_until(&what, Duration::from_secs(20), || async {
+            self.cursor().await == Some(expected)
+        })
+        .await;
+    }
+
     /// Stops everything and drops the database.
     pub async fn finish(mut self) {
         self.stop().await;

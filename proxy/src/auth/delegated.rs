@@ -2,8 +2,12 @@
 //! verifies the key statelessly from the signature alone (Dynaseal's idea without its backend).
 //!
 //! Token: `dk1.<base64url(claims JSON)>.<base58(signature)>`, where the wallet signed the UTF-8
-//! text `"LLM gateway delegated key\n"` followed by the exact claims JSON bytes. The budget and
-//! single use are enforced by the ledger, keyed by a hash of the claims.
+//! text `"LLM gateway delegated key\n"` followed by the exact claims JSON bytes. The claims name
+//! the gateway's audience, so a key made for one gateway is refused by every other. The budget,
+//! single use and revocation are enforced by the ledger, keyed by a hash of the claims.
+//!
+//! Revocation: the wallet signs `"LLM gateway key revocation\naudience: <audience>\nkey: <key
+//! id>"` and submits it with the key; the ledger then refuses the key on every replica.
 use super::verify_wallet_signature;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use ed25519_dalek::{Signer, SigningKey};
@@ -21,6 +25,8 @@ pub const SIGNED_PREFIX: &str = "LLM gateway delegated key\n";
 pub struct Claims {
     /// The wallet (base58) whose balance pays; it must be the signer.
     pub user: String,
+    /// The gateway (its `auth.audience`) the key is for; every other gateway refuses it.
+    pub audience: String,
     /// Any string the user picks; makes otherwise identical keys distinct.
     pub id: String,
     /// Models the key may use; absent means all.
@@ -50,12 +56,14 @@ pub struct Claims {
 /// A verified delegated key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DelegatedKey {
+    /// What the wallet signed.
     pub claims: Claims,
     /// Hex SHA-256 of the claims bytes: the ledger's key for its budget and uses.
     pub key_id: String,
 }
 
 impl DelegatedKey {
+    /// Whether the key was granted `model` (no list means every model).
     pub fn allows_model(&self, model: &str) -> bool {
         self.claims
             .models
@@ -73,6 +81,10 @@ pub enum KeyError {
     BadSignature,
     #[error("the delegated key expired at {0}")]
     Expired(i64),
+    #[error("the delegated key was made for the gateway {got:?}, not this one ({expected:?})")]
+    WrongAudience { expected: String, got: String },
+    #[error("the revocation is not signed by the key's wallet")]
+    BadRevocation,
 }
 
 /// The text the wallet signs for `claims_json`.
@@ -91,8 +103,30 @@ pub fn sign(claims: &Claims, wallet: &SigningKey) -> Result<String, serde_json::
     ))
 }
 
-/// Checks the token's signature and expiry.
-pub fn verify(token: &str, now: i64) -> Result<DelegatedKey, KeyError> {
+/// Checks the token's signature, audience and expiry: the key a request may use.
+pub fn verify(token: &str, audience: &str, now: i64) -> Result<DelegatedKey, KeyError> {
+    let key = verify_signed(token, audience)?;
+    if key.claims.expires_at <= now {
+        return Err(KeyError::Expired(key.claims.expires_at));
+    }
+    Ok(key)
+}
+
+/// Checks the token's signature and audience, whatever its expiry: the key a wallet revokes.
+pub fn verify_signed(token: &str, audience: &str) -> Result<DelegatedKey, KeyError> {
+    let key = peek(token)?;
+    if key.claims.audience != audience {
+        return Err(KeyError::WrongAudience {
+            expected: audience.to_owned(),
+            got: key.claims.audience,
+        });
+    }
+    Ok(key)
+}
+
+/// Checks only the token's signature by its wallet, whatever its audience and expiry (a
+/// wallet's own tools reading a key).
+pub fn peek(token: &str) -> Result<DelegatedKey, KeyError> {
     let rest = token
         .strip_prefix(PREFIX)
         .ok_or_else(|| KeyError::Malformed("missing dk1. prefix".into()))?;
@@ -107,11 +141,29 @@ pub fn verify(token: &str, now: i64) -> Result<DelegatedKey, KeyError> {
     if !verify_wallet_signature(&claims.user, &signed_message(&json), signature_b58) {
         return Err(KeyError::BadSignature);
     }
-    if claims.expires_at <= now {
-        return Err(KeyError::Expired(claims.expires_at));
-    }
     let key_id = hex(&Sha256::digest(&json));
     Ok(DelegatedKey { claims, key_id })
+}
+
+/// The text a wallet signs to revoke the key `key_id` at the gateway `audience`.
+pub fn revocation_message(audience: &str, key_id: &str) -> String {
+    format!("LLM gateway key revocation\naudience: {audience}\nkey: {key_id}")
+}
+
+/// The wallet's revocation signature (base58) for `key` (the CLI's `revoke`, and tests).
+pub fn sign_revocation(key: &DelegatedKey, wallet: &SigningKey) -> String {
+    let message = revocation_message(&key.claims.audience, &key.key_id);
+    bs58::encode(wallet.sign(message.as_bytes()).to_bytes()).into_string()
+}
+
+/// Checks that `signature` revokes `key` and was made by the key's own wallet.
+pub fn verify_revocation(key: &DelegatedKey, signature: &str) -> Result<(), KeyError> {
+    let message = revocation_message(&key.claims.audience, &key.key_id);
+    if verify_wallet_signature(&key.claims.user, message.as_bytes(), signature) {
+        Ok(())
+    } else {
+        Err(KeyError::BadRevocation)
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -125,6 +177,7 @@ mod tests {
     fn claims(user: &SigningKey) -> Claims {
         Claims {
             user: bs58::encode(user.verifying_key().as_bytes()).into_string(),
+            audience: "https://a.example".into(),
             id: "agent-1".into(),
             models: Some(vec!["echo".into()]),
             max_tokens: Some(100),
@@ -137,14 +190,16 @@ mod tests {
         }
     }
 
+    const A: &str = "https://a.example";
+
     #[test]
     fn a_signed_key_verifies_until_it_expires() {
         let wallet = SigningKey::from_bytes(&[7; 32]);
         let token = sign(&claims(&wallet), &wallet).unwrap();
-        let key = verify(&token, 1_999).unwrap();
+        let key = verify(&token, A, 1_999).unwrap();
         assert_eq!(key.claims, claims(&wallet));
         assert!(key.allows_model("echo") && !key.allows_model("other"));
-        assert_eq!(verify(&token, 2_000), Err(KeyError::Expired(2_000)));
+        assert_eq!(verify(&token, A, 2_000), Err(KeyError::Expired(2_000)));
     }
 
     #[test]
@@ -152,7 +207,7 @@ mod tests {
         let wallet = SigningKey::from_bytes(&[7; 32]);
         let thief = SigningKey::from_bytes(&[8; 32]);
         let forged = sign(&claims(&wallet), &thief).unwrap();
-        assert_eq!(verify(&forged, 0), Err(KeyError::BadSignature));
+        assert_eq!(verify(&forged, A, 0), Err(KeyError::BadSignature));
 
         let token = sign(&claims(&wallet), &wallet).unwrap();
         let (_, signature) = token.rsplit_once('.').unwrap();
@@ -162,7 +217,45 @@ mod tests {
             "{PREFIX}{}.{signature}",
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&bigger).unwrap())
         );
-        assert_eq!(verify(&edited, 0), Err(KeyError::BadSignature));
-        assert!(matches!(verify("dk1.???", 0), Err(KeyError::Malformed(_))));
+        assert_eq!(verify(&edited, A, 0), Err(KeyError::BadSignature));
+        assert!(matches!(
+            verify("dk1.???", A, 0),
+            Err(KeyError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_key_for_another_gateway_is_refused() {
+        let wallet = SigningKey::from_bytes(&[7; 32]);
+        let token = sign(&claims(&wallet), &wallet).unwrap();
+        assert_eq!(
+            verify(&token, "https://b.example", 0),
+            Err(KeyError::WrongAudience {
+                expected: "https://b.example".into(),
+                got: A.into()
+            })
+        );
+    }
+
+    #[test]
+    fn only_the_keys_wallet_can_revoke_it() {
+        let wallet = SigningKey::from_bytes(&[7; 32]);
+        let key = verify_signed(&sign(&claims(&wallet), &wallet).unwrap(), A).unwrap();
+        assert_eq!(
+            verify_revocation(&key, &sign_revocation(&key, &wallet)),
+            Ok(())
+        );
+        let thief = SigningKey::from_bytes(&[8; 32]);
+        assert_eq!(
+            verify_revocation(&key, &sign_revocation(&key, &thief)),
+            Err(KeyError::BadRevocation)
+        );
+        let mut other = key.clone();
+        other.key_id = "0".repeat(64);
+        assert_eq!(
+            verify_revocation(&other, &sign_revocation(&key, &wallet)),
+            Err(KeyError::BadRevocation),
+            "a revocation names one key"
+        );
     }
 }

@@ -1,14 +1,20 @@
 //! Who is calling: a wallet session (bearer token from a signed login) or a delegated key
 //! (limits signed by the wallet). Verdicts are cached, bounded and with their own expiry, so
-//! the signature check runs once per credential, not once per request.
+//! the signature check runs once per credential, not once per request. Everything a wallet
+//! signs names this gateway's audience. A revoked key is refused by the ledger in the
+//! transaction that would hold its spend, so a cached verdict never lets it spend; endpoints
+//! that hold nothing ask the ledger ([`LiveAuth`]).
 pub mod delegated;
 pub mod login;
+pub mod nonce;
+pub mod revoke;
 pub mod session;
 
 use crate::{error::ApiError, state::AppState};
 use axum::{extract::FromRequestParts, http::request::Parts};
 use delegated::DelegatedKey;
 use ed25519_dalek::{Signature, VerifyingKey};
+use nonce::NonceSigner;
 use session::TokenSigner;
 use std::sync::Arc;
 
@@ -36,19 +42,41 @@ impl Caller {
 /// Checks bearer credentials and remembers the verdicts.
 pub struct Authenticator {
     tokens: TokenSigner,
+    nonces: NonceSigner,
+    audience: String,
     cache: quick_cache::sync::Cache<String, Arc<Caller>>,
 }
 
 impl Authenticator {
-    pub fn new(tokens: TokenSigner, cache_entries: usize) -> Self {
+    /// Session tokens and login nonces keyed from `secret`, delegated keys checked against
+    /// `audience`, at most `cache_entries` verdicts remembered.
+    pub fn new(secret: Vec<u8>, audience: &str, cache_entries: usize) -> Self {
         Self {
-            tokens,
+            nonces: NonceSigner::new(&secret, audience),
+            tokens: TokenSigner::new(secret),
+            audience: audience.to_owned(),
             cache: quick_cache::sync::Cache::new(cache_entries.max(16)),
         }
     }
 
+    /// Issues session tokens at login (and tests issue their own).
     pub fn tokens(&self) -> &TokenSigner {
         &self.tokens
+    }
+
+    /// Issues and checks login nonces.
+    pub fn nonces(&self) -> &NonceSigner {
+        &self.nonces
+    }
+
+    /// The deployment every wallet signature must name.
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// Drops a cached verdict (a key this replica saw revoked).
+    pub fn forget(&self, credential: &str) {
+        self.cache.remove(credential);
     }
 
     /// The caller behind `Authorization: Bearer <credential>`.
@@ -60,7 +88,7 @@ impl Authenticator {
             self.cache.remove(credential);
         }
         let caller = if credential.starts_with(delegated::PREFIX) {
-            let key = delegated::verify(credential, now)
+            let key = delegated::verify(credential, &self.audience, now)
                 .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
             Caller {
                 user: key.claims.user.clone(),
@@ -108,7 +136,8 @@ pub fn verify_wallet_signature(wallet: &str, message: &[u8], signature: &str) ->
     key.verify_strict(message, &signature).is_ok()
 }
 
-/// The authenticated caller, as a handler argument.
+/// The authenticated caller, as a handler argument. A revoked delegated key passes here (the
+/// verdict is cached) and is refused by the ledger when it tries to hold a spend.
 pub struct Auth(pub Arc<Caller>);
 
 impl FromRequestParts<Arc<AppState>> for Auth {
@@ -134,5 +163,26 @@ impl FromRequestParts<Arc<AppState>> for Auth {
             .auth
             .authenticate(credential, indexer::ledger::now())
             .map(Auth)
+    }
+}
+
+/// The authenticated caller, with a delegated key's revocation checked in the ledger: for
+/// endpoints that take no hold (balance, usage), where nothing else would refuse it.
+pub struct LiveAuth(pub Arc<Caller>);
+
+impl FromRequestParts<Arc<AppState>> for LiveAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let Auth(caller) = Auth::from_request_parts(parts, state).await?;
+        if let Some(key) = &caller.key {
+            if state.ledger.key_revoked(&key.key_id).await? {
+                return Err(indexer::ledger::LedgerError::KeyRevoked.into());
+            }
+        }
+        Ok(LiveAuth(caller))
     }
 }

@@ -1,8 +1,9 @@
-//! Wallet login: the server issues a single-use nonce, the wallet signs a text naming it, and
-//! the proxy answers with a bearer token that expires. The token is an HMAC over
-//! `wallet:expiry` with the proxy's secret, so any replica holding the secret verifies it
-//! without a lookup; the nonce is consumed in the shared ledger, so a captured signature
-//! cannot log in twice.
+//! Wallet login: the server issues a single-use nonce, the wallet signs a text naming it and
+//! the gateway's audience, and the proxy answers with a bearer token that expires. The token is
+//! an HMAC over `wallet:expiry` with the proxy's secret, so any replica holding the secret
+//! verifies it without a lookup; the nonce is recorded as used in the shared ledger, so a
+//! captured signature cannot log in twice, and it names the audience, so it is useless at
+//! another gateway.
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -10,9 +11,37 @@ use sha2::Sha256;
 /// Token prefix.
 pub const PREFIX: &str = "gws1.";
 
-/// The text a wallet signs to log in with `nonce`.
-pub fn login_message(realm: &str, wallet: &str, nonce: &str) -> String {
-    format!("{realm} login\nwallet: {wallet}\nnonce: {nonce}")
+/// The text a wallet signs to log in with `nonce` at the gateway named `audience`.
+pub fn login_message(realm: &str, audience: &str, wallet: &str, nonce: &str) -> String {
+    format!("{realm} login\naudience: {audience}\nwallet: {wallet}\nnonce: {nonce}")
+}
+
+/// What a login text asks the wallet to sign for: lets a client check the text it is handed
+/// before signing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginText {
+    pub realm: String,
+    pub audience: String,
+    pub wallet: String,
+    pub nonce: String,
+}
+
+/// Reads a text made by [`login_message`]; `None` for anything else.
+pub fn parse_login_message(text: &str) -> Option<LoginText> {
+    let mut lines = text.split('\n');
+    let realm = lines.next()?.strip_suffix(" login")?;
+    let audience = lines.next()?.strip_prefix("audience: ")?;
+    let wallet = lines.next()?.strip_prefix("wallet: ")?;
+    let nonce = lines.next()?.strip_prefix("nonce: ")?;
+    if lines.next().is_some() {
+        return None;
+    }
+    Some(LoginText {
+        realm: realm.to_owned(),
+        audience: audience.to_owned(),
+        wallet: wallet.to_owned(),
+        nonce: nonce.to_owned(),
+    })
 }
 
 /// Signs and checks session tokens.
@@ -79,5 +108,25 @@ mod tests {
             &URL_SAFE_NO_PAD.encode("Wallet222:100"),
         );
         assert_eq!(signer.verify(&forged, 0), None);
+    }
+
+    #[test]
+    fn a_login_text_names_the_audience_and_reads_back() {
+        let text = login_message("LLM gateway", "https://a.example", "Wallet111", "n1");
+        assert_eq!(
+            text,
+            "LLM gateway login\naudience: https://a.example\nwallet: Wallet111\nnonce: n1"
+        );
+        let read = parse_login_message(&text).unwrap();
+        assert_eq!(
+            (
+                read.audience.as_str(),
+                read.wallet.as_str(),
+                read.nonce.as_str()
+            ),
+            ("https://a.example", "Wallet111", "n1")
+        );
+        assert_eq!(parse_login_message(&format!("{text}\nmore")), None);
+        assert_eq!(parse_login_message("LLM gateway delegated key\n{}"), None);
     }
 }

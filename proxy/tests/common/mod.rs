@@ -13,6 +13,9 @@ use proxy::{
 use serde_json::{json, Value};
 use std::time::Duration;
 
+/// The audience of the test gateways (one deployment unless a test says otherwise).
+pub const AUDIENCE: &str = "https://gateway-a.test";
+
 pub struct Harness {
     pub db: TempDatabase,
     pub ledger: Ledger,
@@ -23,6 +26,8 @@ pub struct Harness {
     pub proxy_keys: Keys,
     pub http: reqwest::Client,
     pub base: String,
+    /// The audience this gateway's wallet signatures must name.
+    pub audience: String,
 }
 
 /// A model served by the mock behaviour(s) `upstreams` (in fallback order), one ledger token
@@ -68,6 +73,7 @@ pub fn config(mock: &MockUpstream, database_url: &str) -> Config {
         ..Config::default()
     };
     config.nostr.machine = Keys::generate().public_key().to_hex();
+    config.auth.audience = Some(AUDIENCE.into());
     config.limits.first_byte_timeout_seconds = 2;
     config.limits.shutdown_grace_seconds = 5;
     config
@@ -113,6 +119,7 @@ impl Harness {
         let ledger = Ledger::connect(&db.url).await.unwrap();
         let mut config = config(&mock, &db.url);
         tweak(&mut config);
+        let audience = config.audience().to_owned();
         let proxy_keys = Keys::generate();
         let gateway = gateway(config, ledger.clone(), &proxy_keys).await;
         let wallet = SigningKey::from_bytes(&rand_bytes());
@@ -127,6 +134,7 @@ impl Harness {
             user,
             proxy_keys,
             http: reqwest::Client::new(),
+            audience,
         }
     }
 
@@ -174,6 +182,7 @@ impl Harness {
     pub fn claims(&self) -> Claims {
         Claims {
             user: self.user.clone(),
+            audience: self.audience.clone(),
             id: uuid::Uuid::new_v4().to_string(),
             models: None,
             max_tokens: None,
