@@ -268,3 +268,109 @@ pub fn redeem_authorization(
         .ok_or(BalancePaymentError::ArithmeticOverflow)?;
     Ok(())
 }
+
+/// The program's own checks on what the Ed25519 precompile verified, run directly against a
+/// hand-built instructions sysvar. This reaches the checks that the test bank's precompile
+/// never lets through (it refuses a malleated signature before the program runs), so they
+/// are proven to hold on a runtime whose precompile is laxer.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anchor_lang::solana_program::program_error::ProgramError;
+    use ed25519_dalek::{Signer, SigningKey};
+    use solana_instruction::BorrowedInstruction;
+    use solana_instructions_sysvar::{construct_instructions_data, store_current_index_checked};
+
+    fn signed(key: &SigningKey) -> (AuthorizationTerms, RecoverInfo) {
+        let terms = AuthorizationTerms {
+            program_id: crate::ID,
+            cluster: [5; 32],
+            namespace_id: 0,
+            user: Pubkey::new_from_array(key.verifying_key().to_bytes()),
+            nonce: 0,
+            max_amount: 1_000,
+            deadline: 0,
+            extra_data: [0; 32],
+        };
+        let info = RecoverInfo {
+            nonce: terms.nonce,
+            max_amount: terms.max_amount,
+            deadline: terms.deadline,
+            extra_data: terms.extra_data,
+            signature: key.sign(&authorization_message(&terms)).to_bytes(),
+        };
+        (terms, info)
+    }
+
+    /// `verify_authorization` as instruction 1, after an Ed25519 check of `signature` by the
+    /// user over the message for `terms`; the error it returns, if any.
+    fn verify_after_check(
+        terms: &AuthorizationTerms,
+        info: &RecoverInfo,
+        signature: &[u8; 64],
+    ) -> Option<ProgramError> {
+        let check = solana_ed25519_program::new_ed25519_instruction_with_signature(
+            &authorization_message(terms),
+            signature,
+            &terms.user.to_bytes(),
+        );
+        let program = crate::ID;
+        let instructions = [
+            BorrowedInstruction {
+                program_id: &check.program_id,
+                accounts: vec![],
+                data: &check.data,
+            },
+            BorrowedInstruction {
+                program_id: &program,
+                accounts: vec![],
+                data: &[],
+            },
+        ];
+        let mut data = construct_instructions_data(&instructions);
+        store_current_index_checked(&mut data, 1).expect("room for the index");
+        let (key, owner, mut lamports) = (solana_instructions_sysvar::ID, Pubkey::default(), 0);
+        let sysvar = AccountInfo::new(&key, false, false, &mut lamports, &mut data, &owner, false);
+        verify_authorization(&sysvar, terms, info)
+            .err()
+            .map(ProgramError::from)
+    }
+
+    fn code(error: BalancePaymentError) -> Option<ProgramError> {
+        Some(ProgramError::Custom(u32::from(error)))
+    }
+
+    #[test]
+    fn the_users_signature_over_the_terms_passes() {
+        let (terms, info) = signed(&SigningKey::from_bytes(&[3; 32]));
+        assert_eq!(verify_after_check(&terms, &info, &info.signature), None);
+    }
+
+    #[test]
+    fn a_malleated_signature_is_refused_by_the_program_itself() {
+        let (terms, mut info) = signed(&SigningKey::from_bytes(&[3; 32]));
+        // S + L: the same signature to a lax verifier, another byte string to everyone.
+        let mut carry = 0u16;
+        for (s, l) in info.signature[32..].iter_mut().zip(ED25519_ORDER) {
+            let sum = u16::from(*s) + u16::from(l) + carry;
+            *s = sum as u8;
+            carry = sum >> 8;
+        }
+        assert!(!is_canonical_signature(&info.signature));
+        assert_eq!(
+            verify_after_check(&terms, &info, &info.signature),
+            code(BalancePaymentError::NonCanonicalSignature)
+        );
+    }
+
+    #[test]
+    fn a_check_of_another_signature_is_refused() {
+        let (terms, info) = signed(&SigningKey::from_bytes(&[3; 32]));
+        let mut other = info.signature;
+        other[0] ^= 1;
+        assert_eq!(
+            verify_after_check(&terms, &info, &other),
+            code(BalancePaymentError::SignatureMismatch)
+        );
+    }
+}
