@@ -320,6 +320,8 @@ on_both_backends!(
             ledger.hold(&hold).await.unwrap();
         }
         assert!(ledger.mark_served("served", start).await.unwrap());
+        let served = ledger.reservation("served").await.unwrap().unwrap();
+        assert_eq!((served.amount, served.served_at), (300, Some(start)));
         assert!(!ledger.mark_served("gone", start).await.unwrap());
 
         // Not yet expired at `start`: nothing moves.

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{ask, eventually, Harness};
+use futures_util::StreamExt;
 use indexer::ledger::{testing::TempDatabase, Hold};
 use serde_json::Value;
 use std::sync::atomic::Ordering;
@@ -38,6 +39,33 @@ async fn a_non_streamed_request_whose_client_leaves_is_charged_what_the_upstream
     let balance = h.settled().await;
     assert_eq!((balance.debited, balance.available), (7, 993));
     assert_eq!(h.debits().await.len(), 1, "its debit is announced");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_gateway_marks_a_reservation_served_when_the_upstream_answers() {
+    let h = Harness::start(TempDatabase::sqlite()).await;
+    h.fund(1_000).await;
+    let token = h.login().await;
+    // A stream of 24 words, 50 ms apart: the reservation is held for over a second.
+    let words = vec!["word"; 22].join(" ");
+    let mut body = ask("slow", &words);
+    body["stream"] = serde_json::json!(true);
+    let response = h.chat(&token, body).await;
+    assert_eq!(response.status(), 200);
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut stream = response.bytes_stream();
+    assert!(stream.next().await.is_some(), "the first chunk arrives");
+    eventually("the reservation is marked served", || async {
+        let reservation = h.ledger.reservation(&id).await.unwrap();
+        reservation.is_some_and(|r| r.served_at.is_some())
+    })
+    .await;
+    while stream.next().await.is_some() {}
+    assert!(h.settled().await.debited > 0);
     h.stop().await;
 }
 

@@ -26,6 +26,8 @@ pub struct Reservation {
     pub user: String,
     pub amount: i64,
     pub expires_at: i64,
+    /// When the upstream answered (then the expiry sweep charges rather than releases it).
+    pub served_at: Option<i64>,
 }
 
 /// What a settlement charged.
@@ -147,6 +149,7 @@ impl Ledger {
             user: hold.user.to_owned(),
             amount: hold.amount,
             expires_at,
+            served_at: None,
         })
     }
 
@@ -262,6 +265,24 @@ impl Ledger {
         give_back(&mut tx, &row).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Reservation `id` while it is held (for operators and tests).
+    pub async fn reservation(&self, id: &str) -> Result<Option<Reservation>> {
+        let row = sqlx::query(
+            "SELECT id, user_key, amount, expires_at, served_at FROM reservations WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Reservation {
+            id: row.try_get("id")?,
+            user: row.try_get("user_key")?,
+            amount: row.try_get("amount")?,
+            expires_at: row.try_get("expires_at")?,
+            served_at: row.try_get("served_at")?,
+        }))
     }
 
     /// Marks reservation `id` served: the upstream answered, so from `now` on the request owes
