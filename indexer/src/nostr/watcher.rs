@@ -240,10 +240,22 @@ impl Watcher {
         seen: &mut RecentIds,
         progress: &Progress,
     ) -> Result<(), ServiceError> {
-        let filter = session_filter(&self.session, &self.recipients, cursor.resume_from());
+        let all = session_filter(&self.session, &self.recipients, cursor.resume_from());
+        // Trusted authors in a pass of their own, so strangers cannot crowd them out of a page.
+        let trusted = all.clone().authors(
+            self.trust
+                .controllers
+                .iter()
+                .chain(&self.trust.proxies)
+                .copied(),
+        );
+        let filters = match self.trust.controllers.is_empty() && self.trust.proxies.is_empty() {
+            true => vec![all],
+            false => vec![trusted, all],
+        };
         let events = fetch_window_from(
             &self.client,
-            &filter,
+            &filters,
             cursor.resume_from(),
             cursor.horizon(),
             self.settings.backfill_page,
