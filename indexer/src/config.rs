@@ -42,7 +42,9 @@ pub struct ServiceConfig {
     pub restart_backoff_ms: u64,
     /// Longest wait between restarts.
     pub restart_backoff_max_seconds: u64,
+    /// Failures in a row (no progress in between) that mean "cannot recover" …
     pub max_failures: u32,
+    /// … when they all fall within this many seconds.
     pub failure_window_seconds: u64,
     /// How far in the future a trusted event may be dated and still move the Nostr cursor.
     pub max_clock_skew_seconds: u64,

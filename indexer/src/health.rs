@@ -19,10 +19,13 @@ const LEDGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// What the endpoints look at.
 #[derive(Clone)]
 pub struct HealthState {
+    /// Rendered on `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Pinged by `/health`.
     pub ledger: Ledger,
     /// The watcher's relay connection.
     pub relays: Client,
+    /// The controller's queue, for its depth.
     pub requests: Option<RequestQueue>,
 }
 

@@ -10,25 +10,30 @@ use prometheus_client::{
 /// Labels of a Nostr event: what it was and what happened to it.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
+    /// credit, debit, request, forged, other.
     pub kind: &'static str,
+    /// applied, duplicate, pending, rejected, ignored, queued, queue_full, author_limit, …
     pub outcome: &'static str,
 }
 
 /// A single label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
+    /// credit or debit.
     pub kind: &'static str,
 }
 
 /// A single label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
+    /// paid, refused, pending, already_handled, error.
     pub outcome: &'static str,
 }
 
 /// A service's name.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServiceLabel {
+    /// publisher, chain_watcher, nostr_watcher, controller, housekeeping, health_server.
     pub service: &'static str,
 }
 

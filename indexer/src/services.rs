@@ -53,7 +53,9 @@ pub struct Components {
 /// How services restart and the watcher ingests.
 #[derive(Debug, Clone, Default)]
 pub struct ServiceSettings {
+    /// Back-off and when a service is given up.
     pub restart: RestartPolicy,
+    /// The Nostr watcher's skew, paging, queue limits and clock.
     pub ingest: IngestSettings,
     /// How often the controller retries requests whose payment outcome is unknown.
     pub controller_retry: Option<Duration>,

@@ -43,18 +43,25 @@ impl Default for RestartPolicy {
 /// Why a service run ended badly.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// The ledger did not answer or refused a statement.
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
+    /// A relay subscription or back-fill failed.
     #[error("relay: {0}")]
     Relay(String),
+    /// The chain could not be read.
     #[error("chain: {0}")]
     Chain(String),
+    /// The controller failed to handle or resume a request.
     #[error("controller: {0}")]
     Controller(String),
+    /// The health/metrics server stopped.
     #[error("health server: {0}")]
     Server(String),
+    /// The service returned while nobody asked it to stop.
     #[error("stopped without being asked to")]
     Stopped,
+    /// The service panicked.
     #[error("panicked: {0}")]
     Panicked(String),
 }
@@ -69,8 +76,11 @@ impl From<ChainError> for ServiceError {
 #[derive(Debug, thiserror::Error)]
 #[error("service {service} failed {failures} times without recovering; last error: {last}")]
 pub struct ServiceFailed {
+    /// Which service.
     pub service: &'static str,
+    /// Failures in a row without progress.
     pub failures: u32,
+    /// The last failure's cause.
     pub last: ServiceError,
 }
 

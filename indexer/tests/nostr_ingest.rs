@@ -14,7 +14,7 @@ use indexer::{
     metrics::EventLabels,
     nostr::queue::{request_queue, Offer},
     supervisor::RestartPolicy,
-    wire::{RecoverInfoJson, RequestPayload},
+    wire::{DsProxyMessage, RecoverInfoJson, RequestPayload},
 };
 use nostr_sdk::prelude::*;
 use solana_sdk::signature::{Keypair, Signer};
@@ -47,6 +47,8 @@ on_both_backends!(
     future_dated_or_untrusted_events_do_not_move_the_cursor_and_a_restart_still_ingests,
     a_stored_cursor_later_than_its_writing_time_is_clamped,
     backfill_pages_through_a_relay_that_caps_queries_and_loses_nothing,
+    backfill_through_a_relay_capping_below_the_page_size_loses_nothing,
+    a_flood_of_strangers_events_in_one_second_does_not_hide_a_credit_from_backfill,
     a_request_flood_and_a_stuck_controller_do_not_delay_credits,
 );
 
@@ -124,19 +126,31 @@ async fn a_stored_cursor_later_than_its_writing_time_is_clamped(backend: Backend
 }
 
 async fn backfill_pages_through_a_relay_that_caps_queries_and_loses_nothing(backend: Backend) {
+    backfill_through_a_capping_relay(backend, 500).await
+}
+
+/// The relay caps below the page the watcher asks for (500): a short page is not taken for
+/// the end of the window.
+async fn backfill_through_a_relay_capping_below_the_page_size_loses_nothing(backend: Backend) {
+    backfill_through_a_capping_relay(backend, 150).await
+}
+
+/// 400 events a second over three seconds (`cap` 500), or 100 a second over twelve.
+async fn backfill_through_a_capping_relay(backend: Backend, cap: usize) {
     const EVENTS: u64 = 1_200;
     const USERS: u64 = 12;
-    let mut h = Harness::new(backend, Some(500)).await;
+    let mut h = Harness::new(backend, Some(cap)).await;
     let t0 = wall_now();
     let controller = h.controller_keys.clone();
-    // 400 events in each of three seconds, published while the indexer is down.
+    let seconds = if cap >= 500 { 3 } else { 12 };
+    // Published while the indexer is down.
     for i in 0..EVENTS {
         let event = h
             .credit(
                 &controller,
                 &format!("user{}", i % USERS),
                 10,
-                t0 - 3 + i % 3,
+                t0 - seconds + i % seconds,
             )
             .await;
         h.publish(&event).await;
@@ -153,7 +167,7 @@ async fn backfill_pages_through_a_relay_that_caps_queries_and_loses_nothing(back
         )
         .await
         .unwrap();
-    assert_eq!(capped.len(), 500, "the relay caps one query at 500 events");
+    assert_eq!(capped.len(), cap, "the relay caps one query");
 
     h.start(
         settings(RestartPolicy::default(), Clock::from_fn(move || t0)),
@@ -171,6 +185,49 @@ async fn backfill_pages_through_a_relay_that_caps_queries_and_loses_nothing(back
         )
         .await;
     }
+    h.finish().await;
+}
+
+async fn a_flood_of_strangers_events_in_one_second_does_not_hide_a_credit_from_backfill(
+    backend: Backend,
+) {
+    let mut h = Harness::new(backend, Some(500)).await;
+    let t0 = wall_now();
+    let controller = h.controller_keys.clone();
+    // While the indexer is down: 600 strangers' requests and a credit, all in one second. A
+    // relay returns the same second's events in id order: the credit's id is made the highest,
+    // so a page of 500 over the whole session leaves it out.
+    let flood: Vec<Event> = (0..600)
+        .map(|_| h.request(&Keys::generate(), "{}".into(), t0 - 2))
+        .collect();
+    let highest = flood.iter().map(|event| event.id).max().unwrap();
+    let paid = h.credit(&controller, "hank", 40, t0 - 2).await;
+    let Ok(DsProxyMessage::Transaction { reference, .. }) = serde_json::from_str(&paid.content)
+    else {
+        panic!("a credit is a Transaction");
+    };
+    let credit = (0..)
+        .map(|i| {
+            let message = DsProxyMessage::Transaction {
+                user: "hank".into(),
+                tokens: 40,
+                reference: reference.clone(),
+                model: Some(format!("variant {i}")),
+            };
+            h.event(&controller, &message, t0 - 2)
+        })
+        .find(|event| event.id > highest)
+        .unwrap();
+    for event in flood.iter().chain([&credit]) {
+        h.publish(event).await;
+    }
+    h.start(
+        settings(RestartPolicy::default(), Clock::from_fn(move || t0)),
+        false,
+        None,
+    )
+    .await;
+    wait_for_credited(&h.ledger, "hank", 40, Duration::from_secs(30)).await;
     h.finish().await;
 }
 

@@ -44,7 +44,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     a_watcher_whose_ledger_fails_transiently_keeps_going,
     a_watcher_whose_ledger_keeps_failing_makes_the_supervisor_give_up,
-    health_and_metrics_answer_and_health_fails_without_a_ledger,
+    health_and_metrics_answer_and_health_fails_without_a_relay_or_a_ledger,
 );
 
 /// Makes every insert into `entries` fail (`on`) or work again.
@@ -154,7 +154,7 @@ async fn a_watcher_whose_ledger_keeps_failing_makes_the_supervisor_give_up(backe
     h.finish().await;
 }
 
-async fn health_and_metrics_answer_and_health_fails_without_a_ledger(backend: Backend) {
+async fn health_and_metrics_answer_and_health_fails_without_a_relay_or_a_ledger(backend: Backend) {
     let mut h = Harness::new(backend, None).await;
     let t0 = wall_now();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -195,15 +195,40 @@ async fn health_and_metrics_answer_and_health_fails_without_a_ledger(backend: Ba
         );
     }
 
+    // No relay connected: 503, the ledger still fine.
+    let url = format!("{base}/health");
+    let health_is = |ledger_ok: bool, relays: u64| {
+        let (http, url) = (http.clone(), url.clone());
+        move || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let Ok(response) = http.get(&url).send().await else {
+                    return false;
+                };
+                let status = response.status();
+                let body: serde_json::Value = response.json().await.unwrap_or_default();
+                status == 503
+                    && (body["ledger"] == "ok") == ledger_ok
+                    && body["relays_connected"] == relays
+            }
+        }
+    };
+    h.relay.shutdown();
+    wait_until(
+        "/health to say no relay is connected",
+        Duration::from_secs(20),
+        health_is(true, 0),
+    )
+    .await;
     // The ledger stops answering: /health says so.
     h.ledger.close().await;
-    let url = format!("{base}/health");
-    wait_until("/health to turn 503", Duration::from_secs(10), || async {
-        http.get(&url).send().await.is_ok_and(|r| r.status() == 503)
-    })
+    wait_until(
+        "/health to say the ledger is down",
+        Duration::from_secs(10),
+        health_is(false, 0),
+    )
     .await;
     h.stop().await;
-    h.relay.shutdown();
     h.db.remove().await;
 }
 

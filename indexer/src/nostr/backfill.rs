@@ -8,6 +8,10 @@
 //! relay whose cap is lower than `limit` is handled too: a page shorter than the longest page
 //! seen so far is the last one.
 //!
+//! Trusted authors' events are read in a pass of their own (see the watcher): a stranger who
+//! publishes more events in one second than a page holds cannot push a credit or a debit of
+//! that second out of the back-fill.
+//!
 //! It reads through its own connection ([`fetch_window_from`]): a relay pool broadcasts every
 //! event it receives to its notification channel, so back-filling through the watcher's live
 //! connection would flood (and overflow) the channel the live events come through.
@@ -19,10 +23,11 @@ use std::{collections::HashSet, time::Duration};
 #[error("back-fill from the relays failed: {0}")]
 pub struct BackfillError(pub String);
 
-/// [`fetch_window`] through a fresh connection to the same relays as `live`.
+/// [`fetch_window`] for each of `filters` through a fresh connection to the same relays as
+/// `live`; the union, de-duplicated by id, oldest first.
 pub async fn fetch_window_from(
     live: &Client,
-    filter: &Filter,
+    filters: &[Filter],
     since: Timestamp,
     until: Timestamp,
     page: usize,
@@ -37,9 +42,21 @@ pub async fn fetch_window_from(
     }
     client.connect().await;
     client.wait_for_connection(timeout).await;
-    let events = fetch_window(&client, filter, since, until, page, timeout).await;
+    let mut events = Vec::new();
+    for filter in filters {
+        match fetch_window(&client, filter, since, until, page, timeout).await {
+            Ok(found) => events.extend(found),
+            Err(error) => {
+                client.shutdown().await;
+                return Err(error);
+            }
+        }
+    }
     client.shutdown().await;
-    events
+    let mut seen = HashSet::new();
+    events.retain(|event| seen.insert(event.id));
+    events.sort_by_key(|event| (event.created_at, event.id));
+    Ok(events)
 }
 
 /// Every event matching `filter` with `since <= created_at <= until`, oldest first.

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 /// What [`RequestQueue::offer`] did with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offer {
+    /// Queued for the controller.
     Queued,
     /// Dropped: the queue is full.
     QueueFull,
@@ -68,6 +69,7 @@ pub struct RequestReceiver {
 /// A queued request; its author's slot is freed when this is dropped (after handling).
 #[derive(Debug)]
 pub struct QueuedRequest {
+    /// The `Request` event, signature verified.
     pub event: Event,
     _slot: AuthorSlot,
 }

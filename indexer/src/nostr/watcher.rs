@@ -137,15 +137,21 @@ impl Default for IngestSettings {
 /// The Nostr watcher: what it reads, whom it trusts, where requests go.
 #[derive(Clone)]
 pub struct Watcher {
+    /// The live connection to the relays (back-fills open their own).
     pub client: Client,
+    /// Where credits, debits and the cursor are written.
     pub ledger: Ledger,
+    /// Whose credits and debits count, and whose events move the cursor.
     pub trust: Trust,
+    /// The `s` tag listened for.
     pub session: String,
     /// The `p` tags to listen for (the gateway's machine address).
     pub recipients: Vec<PublicKey>,
     /// The controller's queue; `None` on a read-only indexer (requests are ignored).
     pub requests: Option<RequestQueue>,
+    /// Skew, paging, queue limits and the clock.
     pub settings: IngestSettings,
+    /// Counts what happens to each event.
     pub metrics: Arc<Metrics>,
 }
 
@@ -234,10 +240,22 @@ impl Watcher {
         seen: &mut RecentIds,
         progress: &Progress,
     ) -> Result<(), ServiceError> {
-        let filter = session_filter(&self.session, &self.recipients, cursor.resume_from());
+        let all = session_filter(&self.session, &self.recipients, cursor.resume_from());
+        // Trusted authors in a pass of their own, so strangers cannot crowd them out of a page.
+        let trusted = all.clone().authors(
+            self.trust
+                .controllers
+                .iter()
+                .chain(&self.trust.proxies)
+                .copied(),
+        );
+        let filters = match self.trust.controllers.is_empty() && self.trust.proxies.is_empty() {
+            true => vec![all],
+            false => vec![trusted, all],
+        };
         let events = fetch_window_from(
             &self.client,
-            &filter,
+            &filters,
             cursor.resume_from(),
             cursor.horizon(),
             self.settings.backfill_page,
