@@ -27,11 +27,11 @@ use crate::{
         StatusPayload,
     },
 };
-use anchor_lang::AccountDeserialize;
 use balance_payment::{
     errors::BalancePaymentError,
     sdk::{
-        authorization::verify_signature, events::ProgramEvent, instructions::pay_authorized, pda,
+        accounts, authorization::verify_signature, events::ProgramEvent,
+        instructions::pay_authorized, pda,
     },
     state::UserAccount,
 };
@@ -237,7 +237,7 @@ impl Controller {
         else {
             return Ok(Some("wallet is not registered with the program".into()));
         };
-        let Ok(account) = UserAccount::try_deserialize(&mut data.as_slice()) else {
+        let Some(account) = accounts::decode::<UserAccount>(&data) else {
             return Ok(Some("wallet's user account is unreadable".into()));
         };
         let nonce = checked.payload.nonce;

@@ -15,7 +15,8 @@ use crate::{
 };
 use balance_payment::{
     authorization::AuthorizationTerms,
-    sdk::{authorization::sign_authorization, instructions as ix},
+    sdk::{accounts, authorization::sign_authorization, instructions as ix, pda},
+    state::UserAccount,
     CreateNamespaceArgs,
 };
 use nostr_sdk::prelude::{Client, Keys, PublicKey};
@@ -190,6 +191,18 @@ impl Sandbox {
             }
         }
     }
+    /// The nonce `user`'s next authorisation must carry, read from their user account.
+    pub async fn next_nonce(&self, user: &Pubkey) -> anyhow::Result<u64> {
+        let data = self
+            .chain
+            .account_data(&pda::user_account(user))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("{user} is not registered"))?;
+        accounts::decode::<UserAccount>(&data)
+            .map(|account| account.nonce)
+            .ok_or_else(|| anyhow::anyhow!("{user}'s user account is unreadable"))
+    }
+
     /// A new wallet, funded, registered, with `deposit` lamports in its vault.
     pub async fn user(&self, deposit: u64) -> anyhow::Result<Keypair> {
         let user = Keypair::new();

@@ -2,8 +2,7 @@
 //! one rule of the money path: what is paid is exactly what the user signed, a credit is what
 //! its payment is worth, a redeemed authorisation is never refused, and anything anyone can
 //! publish is refused before it costs a ledger write or a transaction.
-use anchor_lang::AccountDeserialize;
-use balance_payment::{sdk::instructions as ix, sdk::pda, state::UserAccount};
+use balance_payment::sdk::instructions as ix;
 use indexer::{
     chain::Chain,
     controller::Outcome,
@@ -33,15 +32,7 @@ async fn stopped_sandbox(db: &TempDatabase) -> Sandbox {
 }
 
 async fn next_nonce(s: &Sandbox, user: &Keypair) -> u64 {
-    let data = s
-        .chain
-        .account_data(&pda::user_account(&user.pubkey()))
-        .await
-        .unwrap()
-        .expect("registered");
-    UserAccount::try_deserialize(&mut data.as_slice())
-        .unwrap()
-        .nonce
+    s.next_nonce(&user.pubkey()).await.unwrap()
 }
 
 /// The user's request for the current nonce, signed for `signed` lamports, naming `amount`.

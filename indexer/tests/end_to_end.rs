@@ -38,17 +38,7 @@ async fn sandbox(db: &TempDatabase) -> Sandbox {
 /// The user's request event: an authorisation for the current nonce, signed by the wallet
 /// (with one signature bit flipped when `tamper`).
 async fn request(s: &Sandbox, user: &Keypair, amount: u64, tamper: bool) -> Event {
-    let account = s
-        .chain
-        .account_data(&balance_payment::sdk::pda::user_account(&user.pubkey()))
-        .await
-        .unwrap();
-    let nonce = {
-        use anchor_lang::AccountDeserialize;
-        balance_payment::state::UserAccount::try_deserialize(&mut account.unwrap().as_slice())
-            .unwrap()
-            .nonce
-    };
+    let nonce = s.next_nonce(&user.pubkey()).await.unwrap();
     let mut payload = s.authorization_payload(user, nonce, amount).unwrap();
     if tamper {
         let mut info: RecoverInfoJson = serde_json::from_str(&payload.recover_info).unwrap();
