@@ -1,31 +1,19 @@
 //! One signature, one cluster, off-chain: the controller reads the deployment's cluster tag
 //! from the program's `Global` account and refuses authorisations signed for another cluster
 //! before paying fees for them; the right signature for the same nonce is still paid.
-use anchor_lang::AccountSerialize;
-use balance_payment::{
-    authorization::AuthorizationTerms,
-    sdk::{authorization::sign_authorization, pda},
-    state::Global,
-};
-use base64::Engine;
+use balance_payment::{authorization::AuthorizationTerms, sdk::authorization::sign_authorization};
 use indexer::{
     chain::{
         bank::BankChain,
         cluster::{cluster_tag, ClusterTagError},
-        rpc::RpcChain,
-        Chain, ChainError,
+        Chain,
     },
     ledger::{testing::TempDatabase, RequestState},
     sandbox::{Sandbox, SandboxConfig, SOL},
     wire::{RecoverInfoJson, RequestPayload},
 };
-use serde_json::{json, Value};
-use solana_sdk::{
-    pubkey::Pubkey,
-    signature::{Keypair, Signer},
-};
+use solana_sdk::signature::{Keypair, Signer};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PAY: u64 = SOL / 100;
 
@@ -147,140 +135,4 @@ async fn a_request_signed_for_another_cluster_is_refused_on_postgres() {
         .await
         .expect("Postgres test database");
     another_clusters_signature_is_refused(db).await;
-}
-
-/// A JSON-RPC node on 127.0.0.1 whose every answer is `result`; returns its URL.
-async fn fake_rpc(result: Value) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let result = result.clone();
-            tokio::spawn(async move {
-                let Some(request) = read_request(&mut socket).await else {
-                    return;
-                };
-                let body =
-                    json!({"jsonrpc": "2.0", "id": request["id"], "result": result}).to_string();
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
-                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(response.as_bytes()).await;
-            });
-        }
-    });
-    url
-}
-
-/// The JSON body of one HTTP request.
-async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Value> {
-    let mut buffer = Vec::new();
-    loop {
-        let mut chunk = [0u8; 4096];
-        let read = socket.read(&mut chunk).await.ok()?;
-        if read == 0 {
-            return None;
-        }
-        buffer.extend_from_slice(&chunk[..read]);
-        let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let headers = String::from_utf8_lossy(&buffer[..end]).to_lowercase();
-        let length = headers
-            .lines()
-            .find_map(|line| line.strip_prefix("content-length:"))
-            .and_then(|value| value.trim().parse::<usize>().ok())?;
-        if buffer.len() >= end + 4 + length {
-            return serde_json::from_slice(&buffer[end + 4..end + 4 + length]).ok();
-        }
-    }
-}
-
-fn account_info(data: &[u8]) -> Value {
-    json!({
-        "context": {"slot": 1},
-        "value": {
-            "data": [base64::engine::general_purpose::STANDARD.encode(data), "base64"],
-            "executable": false,
-            "lamports": 1_000_000,
-            "owner": balance_payment::ID.to_string(),
-            "rentEpoch": 0,
-            "space": data.len(),
-        }
-    })
-}
-
-/// What `indexer run` does at start: read `Global` through `getAccountInfo`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rpc_chain_reads_the_cluster_tag_with_get_account_info() {
-    let mut data = Vec::new();
-    Global {
-        namespace_count: 3,
-        cluster: [7; 32],
-        bump: 254,
-    }
-    .try_serialize(&mut data)
-    .expect("serialize");
-    let chain = RpcChain::new(
-        &fake_rpc(account_info(&data)).await,
-        None,
-        balance_payment::ID,
-        solana_commitment_config::CommitmentConfig::finalized(),
-    );
-    assert_eq!(cluster_tag(&chain).await.expect("cluster tag"), [7; 32]);
-
-    let empty = json!({"context": {"slot": 1}, "value": null});
-    let chain = RpcChain::new(
-        &fake_rpc(empty).await,
-        None,
-        balance_payment::ID,
-        solana_commitment_config::CommitmentConfig::finalized(),
-    );
-    assert_eq!(
-        chain
-            .account_data(&Pubkey::new_unique())
-            .await
-            .expect("answer"),
-        None
-    );
-    match cluster_tag(&chain).await {
-        Err(ClusterTagError::NotInitialized(address)) => assert_eq!(address, pda::global()),
-        other => panic!("expected NotInitialized, got {other:?}"),
-    }
-}
-
-/// A node's answer is input: data that is not `Global`, or not base64 at all, is an error
-/// the operator can read, never a panic.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_get_account_info_answer_is_an_error_not_a_panic() {
-    let chain = RpcChain::new(
-        &fake_rpc(account_info(&[1; 10])).await,
-        None,
-        balance_payment::ID,
-        solana_commitment_config::CommitmentConfig::finalized(),
-    );
-    assert!(matches!(
-        cluster_tag(&chain).await,
-        Err(ClusterTagError::Malformed(address)) if address == pda::global()
-    ));
-
-    let parsed = json!({
-        "context": {"slot": 1},
-        "value": {"data": {"parsed": {}}, "executable": false, "lamports": 1,
-                  "owner": balance_payment::ID.to_string(), "rentEpoch": 0, "space": 0}
-    });
-    let chain = RpcChain::new(
-        &fake_rpc(parsed).await,
-        None,
-        balance_payment::ID,
-        solana_commitment_config::CommitmentConfig::finalized(),
-    );
-    assert!(matches!(
-        cluster_tag(&chain).await,
-        Err(ClusterTagError::Chain(ChainError::Unavailable(_)))
-    ));
 }
