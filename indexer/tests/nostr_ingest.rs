@@ -5,6 +5,7 @@
 //! - one author cannot fill the controller's queue.
 //!
 //! Each ledger-backed test runs on SQLite and on Postgres.
+#[macro_use]
 mod common;
 
 use balance_payment::{authorization::AuthorizationTerms, sdk::authorization::sign_authorization};
@@ -21,27 +22,6 @@ use solana_sdk::signature::{Keypair, Signer};
 use std::time::Duration;
 
 const YEAR: u64 = 365 * 24 * 3600;
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(super::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(super::Backend::Postgres).await
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     future_dated_or_untrusted_events_do_not_move_the_cursor_and_a_restart_still_ingests,

@@ -3,6 +3,7 @@
 //! `indexer run` exit non-zero). `/health` and `/metrics` answer, and `/health` turns 503 when
 //! the ledger does not. Ledger failures are real: a trigger that makes inserts into `entries`
 //! fail, on SQLite and on Postgres.
+#[macro_use]
 mod common;
 
 use common::{fast_restarts, settings, wait_for_credited, wait_until, wall_now, Backend, Harness};
@@ -19,27 +20,6 @@ use std::{
     },
     time::Duration,
 };
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(super::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(super::Backend::Postgres).await
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     a_watcher_whose_ledger_fails_transiently_keeps_going,

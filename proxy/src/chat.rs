@@ -162,11 +162,7 @@ impl Call {
             meter,
             deadline,
         } = self;
-        let answer = tokio::select! {
-            _ = state.cut_streams.cancelled() => return Err(ApiError::Unavailable),
-            answer = upstream::send(&state, &model, &request, bound) => answer?,
-        };
-        meter.served();
+        let answer = send_served(&state, &model, &request, bound, &meter).await?;
         let options = RelayOptions {
             hide_usage_chunk: !request.include_usage,
             idle_timeout: Duration::from_secs(state.config.limits.first_byte_timeout_seconds),
@@ -194,11 +190,7 @@ impl Call {
             mut meter,
             deadline,
         } = self;
-        let answer = tokio::select! {
-            _ = state.cut_streams.cancelled() => return Err(ApiError::Unavailable),
-            answer = upstream::send(&state, &model, &request, bound) => answer?,
-        };
-        meter.served();
+        let answer = send_served(&state, &model, &request, bound, &meter).await?;
         let read = tokio::select! {
             _ = state.cut_streams.cancelled() => return Err(ApiError::Unavailable),
             read = tokio::time::timeout_at(deadline, answer.response.bytes()) => read,
@@ -299,4 +291,21 @@ async fn reserve(
             Err(error.into())
         }
     }
+}
+
+/// Sends to the upstreams unless shutdown cuts it first, and marks the reservation served as
+/// soon as one answers: from then on an unsettled reservation is charged, not released.
+async fn send_served<'a>(
+    state: &AppState,
+    model: &'a Model,
+    request: &ChatRequest,
+    bound: u64,
+    meter: &Meter,
+) -> Result<upstream::Answer<'a>, ApiError> {
+    let answer = tokio::select! {
+        _ = state.cut_streams.cancelled() => return Err(ApiError::Unavailable),
+        answer = upstream::send(state, model, request, bound) => answer?,
+    };
+    meter.served();
+    Ok(answer)
 }
