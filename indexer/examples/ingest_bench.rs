@@ -4,9 +4,10 @@
 //! the clock runs from the watcher's start until the last one is applied.
 use indexer::{
     ledger::{testing::TempDatabase, Payment},
-    nostr::{events::sign_message, relay::EmbeddedRelay, watcher},
+    nostr::{events::sign_message, watcher},
     wire::{DsProxyMessage, DEFAULT_SESSION},
 };
+use localnet::EmbeddedRelay;
 use nostr_sdk::prelude::*;
 use std::time::{Duration, Instant};
 

@@ -4,8 +4,7 @@ use crate::{
     config::Config,
     controller::{Controller, ControllerConfig},
     ledger::Ledger,
-    nostr::{relay::EmbeddedRelay, watcher::Trust},
-    sandbox::{Sandbox, SandboxConfig},
+    nostr::watcher::Trust,
     services::{Components, Services},
 };
 use anyhow::Context;
@@ -33,16 +32,11 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Run the whole local stack on embedded defaults: an in-process chain running the
-    /// program, the embedded relay, a SQLite ledger, the controller and the watchers.
-    Sandbox {
-        #[arg(long, default_value = "sqlite:sandbox.sqlite")]
-        database_url: String,
-        #[arg(long, default_value_t = 7447)]
-        relay_port: u16,
-        #[arg(long, default_value_t = 1_000_000)]
-        tokens_per_sol: u64,
-    },
+    /// Run the indexer side of the local stack on embedded defaults: a local validator
+    /// running the program, a relay kept on disk, a SQLite ledger, the controller and the
+    /// watchers.
+    #[cfg(feature = "sandbox")]
+    Sandbox(crate::sandbox::cli::StackArgs),
     /// Print the reconciliation report; exit non-zero if anything does not reconcile.
     Audit {
         #[arg(
@@ -74,13 +68,8 @@ enum Command {
 pub async fn main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run { config } => run(Config::load(config.as_deref())?).await.map(|_| 0),
-        Command::Sandbox {
-            database_url,
-            relay_port,
-            tokens_per_sol,
-        } => sandbox(database_url, relay_port, tokens_per_sol)
-            .await
-            .map(|_| 0),
+        #[cfg(feature = "sandbox")]
+        Command::Sandbox(args) => crate::sandbox::cli::run(args).await.map(|_| 0),
         Command::Audit { database_url } => {
             let report = Ledger::connect(&database_url).await?.audit().await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -153,14 +142,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         program_id,
         config.chain.commitment.into(),
     ));
-    let embedded = match config.nostr.relays.is_empty() {
-        true => Some(EmbeddedRelay::start(config.nostr.embedded_relay_port).await?),
-        false => None,
-    };
-    let relays: Vec<String> = match &embedded {
-        Some(relay) => vec![relay.url().to_owned()],
-        None => config.nostr.relays.clone(),
-    };
+    let relays = config.nostr.relays.clone();
     let controller_keys = match &config.controller {
         Some(section) => Some(Keys::parse(
             std::fs::read_to_string(&section.nostr_secret_key_file)?.trim(),
@@ -236,39 +218,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     services.shutdown().await;
     ledger.close().await;
-    if let Some(relay) = embedded {
-        relay.shutdown();
-    }
     Ok(outcome?)
 }
 
-async fn sandbox(database_url: String, relay_port: u16, tokens_per_sol: u64) -> anyhow::Result<()> {
-    let mut signals = crate::shutdown::StopSignals::install()?;
-    let mut sandbox = Sandbox::start(SandboxConfig {
-        database_url: database_url.clone(),
-        relay_port,
-        tokens_per_sol,
-        proxy_keys: vec![],
-    })
-    .await?;
-    println!("Local stack running (in-process chain, embedded relay, SQLite):");
-    println!("  relay:        {}", sandbox.relay.url());
-    println!("  ledger:       {database_url}");
-    println!("  program:      {}", balance_payment::ID);
-    println!(
-        "  namespace:    {} (bot {}, treasury {})",
-        sandbox.namespace_id,
-        sandbox.bot.pubkey(),
-        sandbox.treasury
-    );
-    println!("  machine (p):  {}", sandbox.machine.to_hex());
-    println!(
-        "  controller:   {}",
-        sandbox.controller_keys.public_key().to_hex()
-    );
-    println!("  session (s):  {}", sandbox.session);
-    println!("Publish kind-1573 Request events to the relay (see README); Ctrl-C to stop.");
-    signals.recv().await?;
-    sandbox.stop().await;
-    Ok(())
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks a command's definition only when it is built: a clash between flattened
+    /// options would otherwise first show as a panic when someone runs the binary.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -101,9 +101,8 @@ impl ServiceConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NostrConfig {
-    /// Relay URLs; empty runs the embedded relay.
+    /// Relay URLs (at least one): where requests, credits and debits are read and published.
     pub relays: Vec<String>,
-    pub embedded_relay_port: u16,
     /// The gateway's Nostr address (hex): events are `p`-tagged with it.
     pub machine: String,
     /// Keys (hex) whose positive `Transaction`s are credits.
@@ -156,7 +155,6 @@ impl Default for Config {
             session: crate::wire::DEFAULT_SESSION.into(),
             nostr: NostrConfig {
                 relays: vec![],
-                embedded_relay_port: 7447,
                 machine: String::new(),
                 controller_pubkeys: vec![],
                 proxy_pubkeys: vec![],
@@ -241,6 +239,9 @@ impl Config {
                 "chain.program_id is not a Solana address: {}",
                 self.chain.program_id
             ));
+        }
+        if self.nostr.relays.is_empty() {
+            return invalid("nostr.relays must name at least one relay (ws:// or wss://)".into());
         }
         let service = &self.service;
         if service.max_failures == 0 || service.backfill_page == 0 || service.request_queue == 0 {

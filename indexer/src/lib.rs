@@ -1,12 +1,13 @@
 //! The indexer: keeps every balance provable from chain events and signed Nostr events.
 //!
-//! - [`chain`]: the chain trait, its RPC and in-process implementations, event decoding.
+//! - [`chain`]: the chain trait, its RPC implementation, event decoding.
 //! - [`controller`]: redeems user requests with `pay` and announces the credits.
 //! - [`ledger`]: the SQL ledger (SQLite or Postgres) the proxy shares.
-//! - [`nostr`]: signed kind-1573 events, the embedded relay, the watcher and the outbox publisher.
+//! - [`nostr`]: signed kind-1573 events, the watcher and the outbox publisher.
 //! - [`services`]: the watchers, controller and publisher as tasks, kept running by
 //!   [`supervisor`]; [`health`] and [`metrics`]: their `/health` and `/metrics`;
-//!   [`shutdown`]: the stop signals; [`sandbox`]: the local stack.
+//!   [`shutdown`]: the stop signals; [`sandbox`]: the local stack
+//!   (feature `sandbox`, on by default; production builds leave it out).
 //! - [`wire`]: kind-1573 message contents, compatible with DePHY's; [`clock`]: where "now" comes from.
 pub mod chain;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod health;
 pub mod ledger;
 pub mod metrics;
 pub mod nostr;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod services;
 pub mod shutdown;

@@ -4,8 +4,8 @@
 use balance_payment::{authorization::AuthorizationTerms, sdk::authorization::sign_authorization};
 use indexer::{
     chain::{
-        bank::BankChain,
         cluster::{cluster_tag, ClusterTagError},
+        rpc::RpcChain,
         Chain,
     },
     ledger::{testing::TempDatabase, RequestState},
@@ -18,30 +18,36 @@ use std::time::Duration;
 const PAY: u64 = SOL / 100;
 
 async fn sandbox(db: &TempDatabase) -> Sandbox {
-    Sandbox::start(SandboxConfig {
-        database_url: db.url.clone(),
-        relay_port: 0,
-        tokens_per_sol: 1_000_000,
-        proxy_keys: vec![],
-    })
-    .await
-    .expect("sandbox starts")
+    Sandbox::start(SandboxConfig::new(&db.url))
+        .await
+        .expect("sandbox starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cluster_tag_is_read_from_the_programs_global_account() {
-    let bare = BankChain::start().await;
+    let mut validator =
+        localnet::Validator::start(localnet::ValidatorConfig::free_ports().unwrap())
+            .await
+            .expect("validator starts");
+    let bare = RpcChain::new(
+        validator.rpc_url(),
+        None,
+        balance_payment::ID,
+        solana_commitment_config::CommitmentConfig::finalized(),
+    );
     match cluster_tag(&bare).await {
         Err(ClusterTagError::NotInitialized(address)) => {
             assert_eq!(address, balance_payment::sdk::pda::global())
         }
         other => panic!("expected NotInitialized, got {other:?}"),
     }
+    validator.shutdown();
 
     let db = TempDatabase::sqlite();
     let mut s = sandbox(&db).await;
     let tag = cluster_tag(s.chain.as_ref()).await.expect("cluster tag");
-    assert_eq!(tag, s.chain.genesis_hash());
+    let genesis = s.rpc.get_genesis_hash().await.expect("genesis hash");
+    assert_eq!(tag, genesis.to_bytes());
     assert_eq!(s.cluster, tag);
     s.stop().await;
     db.remove().await;

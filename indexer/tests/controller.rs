@@ -20,10 +20,8 @@ const PAY: u64 = SOL / 100; // 10 000 tokens
 /// A local stack whose services are stopped: the test is the only controller.
 async fn stopped_sandbox(db: &TempDatabase) -> Sandbox {
     let mut s = Sandbox::start(SandboxConfig {
-        database_url: db.url.clone(),
-        relay_port: 0,
         tokens_per_sol: TOKENS_PER_SOL,
-        proxy_keys: vec![],
+        ..SandboxConfig::new(&db.url)
     })
     .await
     .expect("sandbox starts");

@@ -26,10 +26,8 @@ async fn sandbox(db: &TempDatabase) -> Sandbox {
         .with_test_writer()
         .try_init();
     Sandbox::start(SandboxConfig {
-        database_url: db.url.clone(),
-        relay_port: 0,
         tokens_per_sol: TOKENS_PER_SOL,
-        proxy_keys: vec![],
+        ..SandboxConfig::new(&db.url)
     })
     .await
     .expect("sandbox starts")

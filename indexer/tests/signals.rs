@@ -18,6 +18,7 @@ async fn indexer_run_stops_cleanly_on_sigterm() {
     let dir = std::env::temp_dir().join(format!("indexer-sigterm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let health_port = free_port();
+    let relay = localnet::EmbeddedRelay::start(0).await.expect("relay");
     let machine = nostr_sdk::Keys::generate().public_key().to_hex();
     let config = dir.join("indexer.toml");
     std::fs::write(
@@ -27,8 +28,7 @@ async fn indexer_run_stops_cleanly_on_sigterm() {
 health_listen = "127.0.0.1:{health_port}"
 
 [nostr]
-relays = []
-embedded_relay_port = {relay_port}
+relays = ["{relay}"]
 machine = "{machine}"
 controller_pubkeys = []
 proxy_pubkeys = []
@@ -40,7 +40,7 @@ namespace_id = 0
 poll_seconds = 1
 "#,
             db = dir.join("ledger.sqlite").display(),
-            relay_port = free_port(),
+            relay = relay.url(),
             rpc_port = free_port(),
             program = balance_payment::ID,
         ),

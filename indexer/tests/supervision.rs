@@ -193,7 +193,7 @@ async fn health_and_metrics_answer_and_health_fails_without_a_relay_or_a_ledger(
             }
         }
     };
-    h.relay.shutdown();
+    h.relay.shutdown().await;
     wait_until(
         "/health to say no relay is connected",
         Duration::from_secs(20),

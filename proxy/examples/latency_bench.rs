@@ -8,10 +8,10 @@
 //! Every request is authenticated, reserved, relayed and settled on a SQLite ledger (or the
 //! `DATABASE_URL` given). Run: `cargo run --release -p proxy --example latency_bench`.
 use indexer::ledger::{testing::TempDatabase, Ledger, NewEntry, Payment};
+use localnet::MockUpstream;
 use nostr_sdk::prelude::Keys;
 use proxy::{
     config::{Config, ModelConfig, UpstreamConfig},
-    mock_upstream::MockUpstream,
     server::{Gateway, Parts},
     state::NostrIdentity,
 };

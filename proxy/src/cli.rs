@@ -8,8 +8,7 @@ use crate::{
         revoke::{RevokeRequest, RevokeResponse},
         session::parse_login_message,
     },
-    config::{Config, UpstreamConfig},
-    sandbox::{self, SandboxOptions},
+    config::Config,
     server::{Gateway, Parts},
     state::NostrIdentity,
 };
@@ -39,26 +38,11 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Run the whole local stack on embedded defaults, with a local echo model.
-    Sandbox {
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: String,
-        #[arg(long, default_value_t = 7447)]
-        relay_port: u16,
-        #[arg(long, default_value = "sqlite:sandbox.sqlite")]
-        database_url: String,
-        #[arg(long, default_value = "sandbox-wallet.json")]
-        wallet_file: PathBuf,
-        /// Also offer a real OpenAI-compatible upstream (e.g. http://127.0.0.1:11434/v1).
-        #[arg(long, env = "GATEWAY_UPSTREAM_URL")]
-        upstream_url: Option<String>,
-        /// The upstream's model name, offered under the same name.
-        #[arg(long, env = "GATEWAY_UPSTREAM_MODEL", default_value = "llama3.2")]
-        upstream_model: String,
-        /// Environment variable holding the upstream's API key.
-        #[arg(long, default_value = "GATEWAY_UPSTREAM_KEY")]
-        upstream_key_env: String,
-    },
+    /// Run the whole local stack on embedded defaults: a local Solana validator running the
+    /// program, a relay, the ledger, the indexer and controller, and the gateway with a local
+    /// echo model.
+    #[cfg(feature = "sandbox")]
+    Sandbox(crate::sandbox::SandboxArgs),
     /// Sign a delegated key with a wallet keypair file and print it.
     Delegate {
         /// Solana keypair file (JSON array) of the paying wallet.
@@ -121,34 +105,8 @@ enum Command {
 pub async fn main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run { config } => run(Config::load(config.as_deref())?).await?,
-        Command::Sandbox {
-            listen,
-            relay_port,
-            database_url,
-            wallet_file,
-            upstream_url,
-            upstream_model,
-            upstream_key_env,
-        } => {
-            let upstream = upstream_url.map(|base_url| UpstreamConfig {
-                base_url,
-                model: Some(upstream_model.clone()),
-                api_key_env: std::env::var(&upstream_key_env)
-                    .is_ok()
-                    .then_some(upstream_key_env),
-                api_key_file: None,
-                bound_field: Default::default(),
-            });
-            sandbox::run(SandboxOptions {
-                listen,
-                relay_port,
-                database_url,
-                wallet_file,
-                upstream,
-                upstream_model,
-            })
-            .await?
-        }
+        #[cfg(feature = "sandbox")]
+        Command::Sandbox(args) => crate::sandbox::run(args).await?,
         Command::Delegate {
             wallet,
             audience,
@@ -283,7 +241,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => {
             tracing::warn!("no auth.token_secret_file: session tokens will not survive a restart");
-            sandbox::random_secret()
+            random_secret()
         }
     };
     let relay = if config.nostr.relays.is_empty() {
@@ -324,4 +282,24 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     ledger.close().await;
     Ok(())
+}
+
+/// 32 random bytes: a token secret for a process whose tokens need not outlive it.
+pub fn random_secret() -> Vec<u8> {
+    use rand::RngCore;
+    let mut secret = vec![0u8; 32];
+    rand::thread_rng().fill_bytes(&mut secret);
+    secret
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks a command's definition only when it is built: a clash between flattened
+    /// options would otherwise first show as a panic when someone runs the binary.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

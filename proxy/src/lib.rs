@@ -7,7 +7,8 @@
 //! - [`pricing`]: costs and the kind-30078 catalog; [`tokens`]: tiktoken estimates.
 //! - [`upstream`]: calling upstreams with fallback; [`ratelimit`]; [`metrics`].
 //! - [`routes`]: the router and small endpoints; [`server`]: start and graceful shutdown.
-//! - [`config`], [`error`], [`state`]; [`cli`], [`sandbox`]; [`mock_upstream`] for tests.
+//! - [`config`], [`error`], [`state`]; [`cli`]; [`sandbox`]: the whole local stack (feature
+//!   `sandbox`, on by default; production builds leave it out).
 pub mod auth;
 pub mod callback;
 pub mod chat;
@@ -16,11 +17,11 @@ pub mod config;
 pub mod error;
 pub mod meter;
 pub mod metrics;
-pub mod mock_upstream;
 pub mod pricing;
 pub mod ratelimit;
 pub mod request;
 pub mod routes;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod server;
 pub mod state;

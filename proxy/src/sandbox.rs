@@ -1,48 +1,68 @@
-//! The whole stack on one machine with nothing configured: the indexer's sandbox (in-process
-//! chain running the program, embedded relay, SQLite ledger, controller, watchers), a local
-//! echo model standing in for an LLM, and the gateway in front. A demo wallet is funded through
-//! the real path (deposit, signed authorisation, `pay`, credit event), and a delegated key for
-//! it is printed, ready for curl or the `openai` package.
+//! The whole stack on one machine with nothing configured: the indexer's sandbox (a local
+//! Solana validator running the program, a relay kept on disk, SQLite ledger, controller,
+//! watchers), a local echo model standing in for an LLM, and the gateway in front. A demo
+//! wallet is funded through the real path (deposit, signed authorisation, `pay`, credit event),
+//! and a delegated key for it is printed, ready for curl or the `openai` package.
 use crate::{
     auth::delegated::{self, Claims},
+    cli::random_secret,
     config::{Config, ModelConfig, UpstreamConfig},
-    mock_upstream::MockUpstream,
     server::{Gateway, Parts},
     state::NostrIdentity,
 };
 use indexer::{
     ledger::now,
-    sandbox::{Sandbox, SandboxConfig, SOL},
+    sandbox::{cli::StackArgs, Sandbox, SOL},
 };
+use localnet::MockUpstream;
 use nostr_sdk::prelude::{Client, Keys};
 use solana_sdk::signature::{write_keypair_file, Signer};
 use std::{path::PathBuf, time::Duration};
 
 /// `proxy sandbox` options.
-#[derive(Debug, Clone)]
-pub struct SandboxOptions {
+#[derive(Debug, Clone, clap::Args)]
+pub struct SandboxArgs {
+    #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
-    pub relay_port: u16,
-    pub database_url: String,
+    #[command(flatten)]
+    pub stack: StackArgs,
     /// Where the demo wallet's keypair is written.
+    #[arg(long, default_value = "sandbox-wallet.json")]
     pub wallet_file: PathBuf,
-    /// A real OpenAI-compatible upstream to offer besides the echo model.
-    pub upstream: Option<UpstreamConfig>,
+    /// Also offer a real OpenAI-compatible upstream (e.g. http://127.0.0.1:11434/v1).
+    #[arg(long, env = "GATEWAY_UPSTREAM_URL")]
+    pub upstream_url: Option<String>,
+    /// The upstream's model name, offered under the same name.
+    #[arg(long, env = "GATEWAY_UPSTREAM_MODEL", default_value = "llama3.2")]
     pub upstream_model: String,
+    /// Environment variable holding the upstream's API key.
+    #[arg(long, default_value = "GATEWAY_UPSTREAM_KEY")]
+    pub upstream_key_env: String,
+}
+
+impl SandboxArgs {
+    /// The real upstream, when one is named.
+    fn upstream(&self) -> Option<UpstreamConfig> {
+        self.upstream_url.clone().map(|base_url| UpstreamConfig {
+            base_url,
+            model: Some(self.upstream_model.clone()),
+            api_key_env: std::env::var(&self.upstream_key_env)
+                .is_ok()
+                .then(|| self.upstream_key_env.clone()),
+            api_key_file: None,
+            bound_field: Default::default(),
+        })
+    }
 }
 
 /// Lamports the demo wallet redeems: 0.1 SOL.
 const DEMO_TOP_UP: u64 = SOL / 10;
 
-pub async fn run(options: SandboxOptions) -> anyhow::Result<()> {
+/// Starts everything, prints how to use it, and runs until Ctrl-C or SIGTERM.
+pub async fn run(options: SandboxArgs) -> anyhow::Result<()> {
+    let mut signals = indexer::shutdown::StopSignals::install()?;
     let proxy_keys = Keys::generate();
-    let mut stack = Sandbox::start(SandboxConfig {
-        database_url: options.database_url.clone(),
-        relay_port: options.relay_port,
-        tokens_per_sol: 1_000_000,
-        proxy_keys: vec![proxy_keys.clone()],
-    })
-    .await?;
+    let mut stack = Sandbox::start(options.stack.config(vec![proxy_keys.clone()])).await?;
     let mock = MockUpstream::start(0).await?;
     let mut models = vec![ModelConfig {
         id: "echo".into(),
@@ -57,7 +77,8 @@ pub async fn run(options: SandboxOptions) -> anyhow::Result<()> {
             bound_field: Default::default(),
         }],
     }];
-    if let Some(upstream) = options.upstream.clone() {
+    let upstream = options.upstream();
+    if let Some(upstream) = upstream.clone() {
         models.push(ModelConfig {
             id: options.upstream_model.clone(),
             prompt_price: 1_000_000,
@@ -68,7 +89,7 @@ pub async fn run(options: SandboxOptions) -> anyhow::Result<()> {
     }
     let mut config = Config {
         listen: options.listen.clone(),
-        database_url: options.database_url.clone(),
+        database_url: options.stack.database_url.clone(),
         models,
         ..Config::default()
     };
@@ -130,19 +151,33 @@ pub async fn run(options: SandboxOptions) -> anyhow::Result<()> {
     )?;
 
     let base = format!("http://{}", gateway.addr);
-    println!(
-        "Local stack running: in-process chain, embedded relay, SQLite ledger, indexer, gateway."
-    );
+    println!("Local stack running: Solana validator, relay, SQLite ledger, indexer, gateway.");
     println!("  gateway:      {base}/v1   (OpenAI-compatible)");
     println!("  model:        echo  (a local echo model for trying the gateway, not an LLM)");
-    if options.upstream.is_some() {
+    if upstream.is_some() {
         println!(
             "  model:        {}  (your upstream)",
             options.upstream_model
         );
     }
-    println!("  relay:        {}", stack.relay.url());
-    println!("  ledger:       {}", options.database_url);
+    println!(
+        "  solana rpc:   {}   (websocket {})",
+        stack.validator.rpc_url(),
+        stack.validator.ws_url()
+    );
+    println!("  program:      {}", balance_payment::ID);
+    println!(
+        "  relay:        {}   (events kept in {})",
+        stack.relay.url(),
+        options.stack.relay_dir.display()
+    );
+    println!("  ledger:       {}", options.stack.database_url);
+    println!(
+        "  namespace:    {}   machine (p) {}   session (s) {}",
+        stack.namespace_id,
+        stack.machine.to_hex(),
+        stack.session
+    );
     println!(
         "  demo wallet:  {user}  ({})",
         options.wallet_file.display()
@@ -162,18 +197,10 @@ pub async fn run(options: SandboxOptions) -> anyhow::Result<()> {
     );
     println!("Ctrl-C stops everything (in-flight requests are settled first).");
 
-    indexer::shutdown::signal().await?;
+    signals.recv().await?;
     gateway.shutdown().await;
     relay.shutdown().await;
     stack.stop().await;
     drop(mock);
     Ok(())
-}
-
-/// 32 random bytes: a token secret for a process whose tokens need not outlive it.
-pub fn random_secret() -> Vec<u8> {
-    use rand::RngCore;
-    let mut secret = vec![0u8; 32];
-    rand::thread_rng().fill_bytes(&mut secret);
-    secret
 }

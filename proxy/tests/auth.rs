@@ -7,10 +7,10 @@ mod common;
 use common::{ask, config, fund, gateway, init_tracing, rand_bytes, Harness, AUDIENCE};
 use ed25519_dalek::{Signer, SigningKey};
 use indexer::ledger::{testing::TempDatabase, Ledger};
+use localnet::MockUpstream;
 use nostr_sdk::prelude::Keys;
 use proxy::{
     auth::delegated::{self, Claims},
-    mock_upstream::MockUpstream,
     server::Gateway,
 };
 use serde_json::{json, Value};

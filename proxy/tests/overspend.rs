@@ -5,8 +5,8 @@ mod common;
 
 use common::{ask, config, fund, gateway, init_tracing, settled};
 use indexer::ledger::{testing::TempDatabase, Ledger};
+use localnet::MockUpstream;
 use nostr_sdk::prelude::Keys;
-use proxy::mock_upstream::MockUpstream;
 use serde_json::{json, Value};
 
 const REQUESTS: usize = 1_000;

@@ -9,10 +9,10 @@ use indexer::{
     sandbox::{Sandbox, SandboxConfig, SOL},
     wire::{DsProxyMessage, KIND_DS_PROXY},
 };
+use localnet::MockUpstream;
 use nostr_sdk::prelude::{Client, Filter, Keys, Kind};
 use proxy::{
     config::Config,
-    mock_upstream::MockUpstream,
     server::{Gateway, Parts},
     state::NostrIdentity,
 };
@@ -26,10 +26,8 @@ async fn a_paid_wallet_spends_through_the_gateway_and_the_debit_is_relayed_once(
     let db = TempDatabase::sqlite();
     let proxy_keys = Keys::generate();
     let mut stack = Sandbox::start(SandboxConfig {
-        database_url: db.url.clone(),
-        relay_port: 0,
-        tokens_per_sol: 1_000_000,
         proxy_keys: vec![proxy_keys.clone()],
+        ..SandboxConfig::new(&db.url)
     })
     .await
     .unwrap();

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { createPublicKey, verify } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
+import { authorizationMessage } from "./authorization.mjs";
 
 const { AnchorProvider, BN, Program, web3, BorshEventCoder } = anchor;
 const here = dirname(fileURLToPath(import.meta.url));
@@ -45,18 +46,16 @@ const keys = instruction.keys.map((k) => ({ pubkey: k.pubkey.toBase58(), isSigne
 assert.deepEqual(keys, vector.instruction.keys, "accounts (resolved from the IDL's PDA seeds)");
 
 // The signed message, built the way a JavaScript wallet app builds it (README layout).
-const hex = (bytes) => Buffer.from(bytes).toString("hex");
-const message = [
-  "LLM gateway spending authorization",
-  `program: ${vector.programId}`,
-  `cluster: ${vector.cluster}`,
-  `namespace: ${vector.namespaceId}`,
-  `user: ${vector.accounts.user}`,
-  `nonce: ${info.nonce}`,
-  `max amount: ${info.maxAmount} lamports`,
-  `deadline: ${info.deadline}`,
-  `extra data: ${hex(info.extraData)}`,
-].join("\n");
+const message = authorizationMessage({
+  programId: vector.programId,
+  cluster: vector.cluster,
+  namespaceId: vector.namespaceId,
+  user: vector.accounts.user,
+  nonce: info.nonce,
+  maxAmount: info.maxAmount,
+  deadline: info.deadline,
+  extraData: info.extraData,
+});
 assert.equal(message, vector.message, "signed message layout");
 assert.equal(new web3.PublicKey(vector.cluster).toBytes().length, 32, "cluster tag is 32 bytes");
 const spki = Buffer.concat([

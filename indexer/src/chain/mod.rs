@@ -1,7 +1,6 @@
 //! The chain behind one trait: submit transactions, read the program's events from a cursor,
-//! and read an account (the deployment's cluster tag, [`cluster`]). Two implementations: [`rpc::RpcChain`] for a real cluster and [`bank::BankChain`],
-//! an in-process bank running the program natively, for the local stack and tests.
-pub mod bank;
+//! and read an account (the deployment's cluster tag, [`cluster`]). [`rpc::RpcChain`] talks to
+//! any Solana RPC node: a real cluster, or the local validator the sandbox and tests run.
 pub mod cluster;
 pub mod decode;
 pub mod rpc;

@@ -8,11 +8,12 @@ use indexer::{
     clock::Clock,
     controller::{Controller, ControllerConfig},
     ledger::{testing::TempDatabase, Ledger, Payment},
-    nostr::{events::session_tag, relay::EmbeddedRelay, watcher::IngestSettings, watcher::Trust},
+    nostr::{events::session_tag, watcher::IngestSettings, watcher::Trust},
     services::{Components, ServiceSettings, Services},
     supervisor::RestartPolicy,
     wire::{DsProxyMessage, DsProxyStatus, DsProxyStatusReason, DEFAULT_SESSION, KIND_DS_PROXY},
 };
+use localnet::EmbeddedRelay;
 use nostr_sdk::prelude::*;
 use solana_sdk::{instruction::Instruction, pubkey::Pubkey, signature::Keypair};
 use std::{
@@ -309,7 +310,7 @@ impl Harness {
     pub async fn finish(mut self) {
         self.stop().await;
         self.client.shutdown().await;
-        self.relay.shutdown();
+        self.relay.shutdown().await;
         self.ledger.close().await;
         self.db.remove().await;
     }

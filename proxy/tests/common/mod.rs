@@ -2,11 +2,11 @@
 #![allow(dead_code)]
 use ed25519_dalek::{Signer, SigningKey};
 use indexer::ledger::{testing::TempDatabase, Applied, Ledger, NewEntry, OutboxEvent, Payment};
+use localnet::MockUpstream;
 use nostr_sdk::prelude::Keys;
 use proxy::{
     auth::delegated::{self, Claims},
     config::{Config, ModelConfig, UpstreamConfig},
-    mock_upstream::MockUpstream,
     server::{Gateway, Parts},
     state::NostrIdentity,
 };

@@ -1,11 +1,15 @@
-//! The local stack on embedded defaults: an in-process bank running the program, the embedded
-//! relay, a SQLite ledger, and the indexer's services with a controller, set up with one
-//! operator. `indexer sandbox` runs it; the end-to-end tests drive it.
+//! The local stack on embedded defaults: a local validator running the program (reached only
+//! through its JSON-RPC, by [`RpcChain`], as in production), a relay, a SQLite ledger, and the
+//! indexer's services with a controller, set up with one operator. `indexer sandbox` and
+//! `proxy sandbox` run it; the end-to-end tests drive it.
+pub mod cli;
+
 use crate::{
-    chain::{bank::BankChain, cluster::cluster_tag, watcher::PaymentRule, Chain},
+    chain::{cluster::cluster_tag, rpc::RpcChain, watcher::PaymentRule, Chain},
+    config::Commitment,
     controller::{Controller, ControllerConfig},
     ledger::Ledger,
-    nostr::{relay::EmbeddedRelay, watcher::Trust},
+    nostr::watcher::Trust,
     services::{Components, Services},
     wire::DEFAULT_SESSION,
 };
@@ -19,12 +23,15 @@ use balance_payment::{
     state::UserAccount,
     CreateNamespaceArgs,
 };
+use localnet::{EmbeddedRelay, Validator, ValidatorConfig};
 use nostr_sdk::prelude::{Client, Keys, PublicKey};
+use solana_commitment_config::CommitmentConfig;
+use solana_rpc_client::nonblocking::rpc_client::RpcClient;
 use solana_sdk::{
     pubkey::Pubkey,
     signature::{Keypair, Signer},
 };
-use std::{sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 /// SOL, in lamports.
 pub const SOL: u64 = 1_000_000_000;
@@ -32,23 +39,47 @@ pub const SOL: u64 = 1_000_000_000;
 /// Sandbox settings.
 pub struct SandboxConfig {
     pub database_url: String,
-    /// Port of the embedded relay (0: any free one).
+    /// The validator's JSON-RPC port; its websocket is the next one. 0: two free ports.
+    pub rpc_port: u16,
+    /// Port of the relay (0: any free one).
     pub relay_port: u16,
+    /// Where the relay keeps its events; `None` keeps them in memory (tests).
+    pub relay_dir: Option<PathBuf>,
     pub tokens_per_sol: u64,
     /// The proxy keys whose debits count (the sandbox makes one if empty).
     pub proxy_keys: Vec<Keys>,
 }
 
+impl SandboxConfig {
+    /// A throwaway stack on `database_url`: free ports, events in memory, 1,000,000 tokens
+    /// per SOL, one proxy key.
+    pub fn new(database_url: &str) -> Self {
+        Self {
+            database_url: database_url.to_owned(),
+            rpc_port: 0,
+            relay_port: 0,
+            relay_dir: None,
+            tokens_per_sol: 1_000_000,
+            proxy_keys: vec![],
+        }
+    }
+}
+
 /// A running local stack.
 pub struct Sandbox {
-    pub chain: Arc<BankChain>,
+    /// The local validator; every read and write goes through its RPC.
+    pub validator: Validator,
+    /// The indexer's and controller's view of the chain: the production implementation.
+    pub chain: Arc<RpcChain>,
+    /// A plain RPC client on the validator, for what only the sandbox does (airdrops).
+    pub rpc: RpcClient,
     pub relay: EmbeddedRelay,
     pub ledger: Ledger,
     pub authority: Keypair,
     pub bot: Keypair,
     pub treasury: Pubkey,
     pub namespace_id: u64,
-    /// The deployment's cluster tag (`Global::cluster`): the bank's genesis hash.
+    /// The deployment's cluster tag (`Global::cluster`): the validator's genesis hash.
     pub cluster: [u8; 32],
     /// The controller's Nostr identity: signs credits and statuses.
     pub controller_keys: Keys,
@@ -63,14 +94,29 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub async fn start(config: SandboxConfig) -> anyhow::Result<Self> {
-        let chain = Arc::new(BankChain::start().await);
+        let validator = Validator::start(match config.rpc_port {
+            0 => ValidatorConfig::free_ports()?,
+            port => ValidatorConfig::on_port(port),
+        })
+        .await?;
+        let chain = Arc::new(RpcChain::new(
+            validator.rpc_url(),
+            Some(validator.ws_url()),
+            balance_payment::ID,
+            Commitment::Finalized.into(), // the production default
+        ));
+        let rpc = RpcClient::new_with_commitment(
+            validator.rpc_url().to_owned(),
+            CommitmentConfig::confirmed(),
+        );
         let (authority, bot, treasury) = (Keypair::new(), Keypair::new(), Keypair::new().pubkey());
-        chain.airdrop(&authority.pubkey(), 10 * SOL).await?;
-        chain.airdrop(&bot.pubkey(), 10 * SOL).await?;
-        chain.airdrop(&treasury, SOL).await?;
+        airdrop(&rpc, &authority.pubkey(), 10 * SOL).await?;
+        airdrop(&rpc, &bot.pubkey(), 10 * SOL).await?;
+        airdrop(&rpc, &treasury, SOL).await?;
+        let genesis_hash = rpc.get_genesis_hash().await?.to_bytes();
         chain
             .submit(
-                &[ix::initialize(authority.pubkey(), chain.genesis_hash())],
+                &[ix::initialize(authority.pubkey(), genesis_hash)],
                 &[&authority],
             )
             .await?;
@@ -89,7 +135,10 @@ impl Sandbox {
         // Read back from the chain, as the indexer binary does.
         let cluster = cluster_tag(chain.as_ref()).await?;
 
-        let relay = EmbeddedRelay::start(config.relay_port).await?;
+        let relay = match &config.relay_dir {
+            Some(dir) => EmbeddedRelay::open(config.relay_port, dir).await?,
+            None => EmbeddedRelay::start(config.relay_port).await?,
+        };
         let ledger = Ledger::connect(&config.database_url).await?;
         let controller_keys = Keys::generate();
         let proxy_keys = if config.proxy_keys.is_empty() {
@@ -98,7 +147,9 @@ impl Sandbox {
             config.proxy_keys
         };
         let mut sandbox = Self {
+            validator,
             chain,
+            rpc,
             relay,
             ledger,
             authority,
@@ -206,7 +257,7 @@ impl Sandbox {
     /// A new wallet, funded, registered, with `deposit` lamports in its vault.
     pub async fn user(&self, deposit: u64) -> anyhow::Result<Keypair> {
         let user = Keypair::new();
-        self.chain.airdrop(&user.pubkey(), deposit + SOL).await?;
+        self.airdrop(&user.pubkey(), deposit + SOL).await?;
         self.chain
             .submit(&[ix::register(user.pubkey())], &[&user])
             .await?;
@@ -286,9 +337,23 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Stops the services (the ledger stays open for inspection).
+    /// Gives `to` `lamports` from the validator's faucet.
+    pub async fn airdrop(&self, to: &Pubkey, lamports: u64) -> anyhow::Result<()> {
+        airdrop(&self.rpc, to, lamports).await
+    }
+
+    /// Stops the services, the relay and the validator (the ledger stays open for inspection).
     pub async fn stop(&mut self) {
         self.stop_services().await;
-        self.relay.shutdown();
+        self.relay.shutdown().await;
+        self.validator.shutdown();
     }
+}
+
+/// `requestAirdrop`, waited for until confirmed.
+async fn airdrop(rpc: &RpcClient, to: &Pubkey, lamports: u64) -> anyhow::Result<()> {
+    let signature = rpc.request_airdrop(to, lamports).await?;
+    rpc.poll_for_signature_with_commitment(&signature, CommitmentConfig::confirmed())
+        .await?;
+    Ok(())
 }

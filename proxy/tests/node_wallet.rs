@@ -1,0 +1,99 @@
+//! A wallet app in Node (tests/wallet/wallet.mjs) against the whole local stack, as a browser
+//! wallet would use it: `@coral-xyz/anchor` with the committed IDL over the validator's RPC
+//! (register, deposit, read the cluster tag and nonce), an authorisation signed with the wallet
+//! key (`signMessage`), a top-up `Request` through the relay, and the credit seen at the gateway
+//! after a wallet login. CI installs the packages (`npm ci` in tests/wallet); elsewhere the test
+//! says so and passes only outside CI.
+mod common;
+
+use indexer::{
+    ledger::testing::TempDatabase,
+    sandbox::{Sandbox, SandboxConfig},
+};
+use localnet::MockUpstream;
+use nostr_sdk::prelude::{Client, Keys};
+use proxy::{
+    server::{Gateway, Parts},
+    state::NostrIdentity,
+};
+use std::{path::Path, process::Command};
+
+const WALLET_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/wallet");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_wallet_pays_through_the_idl_and_sees_its_credit_at_the_gateway() {
+    if !Path::new(WALLET_DIR).join("node_modules").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run `npm ci` in tests/wallet"
+        );
+        eprintln!("skipped: run `npm ci` in tests/wallet to run it");
+        return;
+    }
+    common::init_tracing();
+    let db = TempDatabase::sqlite();
+    let proxy_keys = Keys::generate();
+    let mut stack = Sandbox::start(SandboxConfig {
+        proxy_keys: vec![proxy_keys.clone()],
+        ..SandboxConfig::new(&db.url)
+    })
+    .await
+    .expect("the local stack starts");
+    let mock = MockUpstream::start(0).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = common::config(&mock, &db.url);
+    config.nostr.machine = stack.machine.to_hex();
+    config.nostr.relays = vec![stack.relay.url().to_owned()];
+    config.auth.audience = Some(base.clone());
+    let relay = Client::new(proxy_keys.clone());
+    relay.add_relay(stack.relay.url()).await.unwrap();
+    relay.connect().await;
+    let gateway = Gateway::start(
+        listener,
+        Parts {
+            config,
+            ledger: stack.ledger.clone(),
+            nostr: NostrIdentity {
+                keys: proxy_keys,
+                session: stack.session.clone(),
+                machine: stack.machine,
+            },
+            token_secret: b"a test secret of at least thirty-two bytes".to_vec(),
+            relay: Some(relay.clone()),
+        },
+    )
+    .await
+    .unwrap();
+
+    let mut node = Command::new("node");
+    node.arg("wallet.mjs")
+        .current_dir(WALLET_DIR)
+        .env("RPC_URL", stack.validator.rpc_url())
+        .env("WS_URL", stack.validator.ws_url())
+        .env("RELAY_URL", stack.relay.url())
+        .env("GATEWAY_URL", &base)
+        .env("MACHINE", stack.machine.to_hex())
+        .env("SESSION", &stack.session)
+        .env("NAMESPACE_ID", stack.namespace_id.to_string())
+        .env("TOKENS_PER_SOL", stack.tokens_per_sol.to_string());
+    let output = tokio::task::spawn_blocking(move || node.output())
+        .await
+        .unwrap()
+        .expect("node runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        output.status.success(),
+        "wallet.mjs failed:\n{stdout}\n{stderr}"
+    );
+
+    let audit = stack.ledger.audit().await.unwrap();
+    assert!(audit.is_clean(), "{audit:?}");
+    gateway.shutdown().await;
+    relay.shutdown().await;
+    stack.stop().await;
+    db.remove().await;
+}

@@ -1,0 +1,26 @@
+// The text a wallet signs to authorise a spending (README, "The signed message"), built the way
+// a JavaScript wallet app builds it. No dependencies, so any test folder can import it;
+// check.mjs pins it to the Rust SDK's bytes, tests/wallet signs it against a live stack.
+
+/** Lowercase hex of a byte array. */
+export const hex = (bytes) => Buffer.from(bytes).toString("hex");
+
+/**
+ * The UTF-8 text to sign: lines joined by "\n", no trailing newline. Numbers may be given as
+ * numbers, bigints, BNs or decimal strings; `programId`, `cluster` and `user` as base58;
+ * `extraData` as 32 bytes.
+ */
+export function authorizationMessage({ programId, cluster, namespaceId, user, nonce, maxAmount, deadline, extraData }) {
+  if (extraData.length !== 32) throw new Error(`extra data must be 32 bytes, got ${extraData.length}`);
+  return [
+    "LLM gateway spending authorization",
+    `program: ${programId}`,
+    `cluster: ${cluster}`,
+    `namespace: ${namespaceId.toString()}`,
+    `user: ${user}`,
+    `nonce: ${nonce.toString()}`,
+    `max amount: ${maxAmount.toString()} lamports`,
+    `deadline: ${deadline.toString()}`,
+    `extra data: ${hex(extraData)}`,
+  ].join("\n");
+}
