@@ -20,7 +20,7 @@
 //! transaction. Only a request that passed them is claimed in the ledger and paid.
 use crate::{
     chain::{Chain, ChainError},
-    ledger::{tokens_for_lamports, Ledger, RequestState},
+    ledger::{tokens_for_lamports, Ledger, RequestRecord, RequestState},
     nostr::events::sign_message,
     wire::{
         DsProxyMessage, DsProxyStatus, DsProxyStatusReason, RecoverInfoJson, RequestPayload,
@@ -116,9 +116,15 @@ impl Controller {
         tokens_for_lamports(lamports, self.config.tokens_per_sol)
     }
 
-    /// Handles one `Request` event addressed to this controller.
+    /// Handles one `Request` event addressed to this controller, in a span (one trace per
+    /// top-up when traces are exported) named by the request's event id.
     pub async fn handle(&self, event: &Event) -> anyhow::Result<Outcome> {
         let request_id = event.id.to_hex();
+        let span = tracing::info_span!(parent: None, "topup", %request_id, author = %event.pubkey);
+        tracing::Instrument::instrument(self.handle_request(event, request_id), span).await
+    }
+
+    async fn handle_request(&self, event: &Event, request_id: String) -> anyhow::Result<Outcome> {
         let checked = match self.check(event) {
             Ok(checked) => checked,
             Err(reason) => return Ok(self.ignore(&request_id, reason)),
@@ -171,29 +177,36 @@ impl Controller {
     pub async fn resume(&self) -> anyhow::Result<Vec<Outcome>> {
         let mut outcomes = Vec::new();
         for record in self.ledger.unfinished_requests().await? {
-            let parsed = record
-                .event_json
-                .as_deref()
-                .ok_or_else(|| "request cannot be resumed".to_owned())
-                .and_then(|json| Event::from_json(json).map_err(|e| e.to_string()))
-                .and_then(|event| self.parse(&event));
-            let outcome = match parsed {
-                Ok(parsed) => match self.landed(&parsed).await {
-                    Ok(Some(landed)) => self.finish_paid(&record.id, &parsed, &landed).await?,
-                    Ok(None) => match self.verify(parsed) {
-                        Ok(checked) => self.pay(&record.id, &checked).await?,
-                        Err(reason) => self.refuse(&record.id, None, reason).await?,
-                    },
-                    Err(error) => {
-                        tracing::warn!(request_id = record.id, %error, "controller: cannot look the payment up; will retry");
-                        Outcome::Pending
-                    }
-                },
-                Err(reason) => self.refuse(&record.id, None, reason).await?,
-            };
+            let span =
+                tracing::info_span!(parent: None, "topup", request_id = %record.id, resumed = true);
+            let outcome = tracing::Instrument::instrument(self.resume_one(&record), span).await?;
             outcomes.push(outcome);
         }
         Ok(outcomes)
+    }
+
+    async fn resume_one(&self, record: &RequestRecord) -> anyhow::Result<Outcome> {
+        let parsed = record
+            .event_json
+            .as_deref()
+            .ok_or_else(|| "request cannot be resumed".to_owned())
+            .and_then(|json| Event::from_json(json).map_err(|e| e.to_string()))
+            .and_then(|event| self.parse(&event));
+        let outcome = match parsed {
+            Ok(parsed) => match self.landed(&parsed).await {
+                Ok(Some(landed)) => self.finish_paid(&record.id, &parsed, &landed).await?,
+                Ok(None) => match self.verify(parsed) {
+                    Ok(checked) => self.pay(&record.id, &checked).await?,
+                    Err(reason) => self.refuse(&record.id, None, reason).await?,
+                },
+                Err(error) => {
+                    tracing::warn!(request_id = record.id, %error, "controller: cannot look the payment up; will retry");
+                    Outcome::Pending
+                }
+            },
+            Err(reason) => self.refuse(&record.id, None, reason).await?,
+        };
+        Ok(outcome)
     }
 
     /// The payment that redeemed this request's authorisation, if there is one: from the
@@ -383,8 +396,12 @@ impl Controller {
                         }
                     }
                 }
-                self.refuse(request_id, Some(checked), refusal_reason(code, &message))
-                    .await
+                self.refuse(
+                    request_id,
+                    Some(checked),
+                    crate::chain::explain::refusal(code, &message),
+                )
+                .await
             }
             Err(ChainError::Unavailable(error)) => {
                 tracing::warn!(request_id, %error, "controller: chain unavailable; will retry");
@@ -472,23 +489,4 @@ impl Controller {
         )?;
         Ok((format!("status:{request_id}"), event.as_json()))
     }
-}
-
-/// A short reason for a program refusal, naming the program error when it is one.
-fn refusal_reason(code: Option<u32>, message: &str) -> String {
-    use BalancePaymentError as E;
-    let known = [
-        E::AmountExceedsSignedMax,
-        E::AuthorizationExpired,
-        E::NonceMismatch,
-        E::SignedMessageMismatch,
-        E::SignerMismatch,
-        E::InsufficientFunds,
-        E::UnauthorizedBot,
-        E::WrongTreasury,
-        E::ZeroAmount,
-    ];
-    code.and_then(|code| known.into_iter().find(|e| u32::from(*e) == code))
-        .map(|e| format!("refused by the program: {e}"))
-        .unwrap_or_else(|| format!("refused by the chain: {message}"))
 }

@@ -8,6 +8,9 @@
 //!   [`supervisor`]; [`health`] and [`metrics`]: their `/health` and `/metrics`;
 //!   [`shutdown`]: the stop signals; [`sandbox`]: the local stack
 //!   (feature `sandbox`, on by default; production builds leave it out).
+//! - [`telemetry`]: logs, and OTLP traces when configured.
+//! - [`topup`]: the signed `Request` a wallet publishes to buy credit.
+//! - [`solana_cli`]: `--url` and `--keypair` read as `solana` reads them.
 //! - [`wire`]: kind-1573 message contents, compatible with DePHY's; [`clock`]: where "now" comes from.
 pub mod chain;
 pub mod cli;
@@ -22,5 +25,8 @@ pub mod nostr;
 pub mod sandbox;
 pub mod services;
 pub mod shutdown;
+pub mod solana_cli;
 pub mod supervisor;
+pub mod telemetry;
+pub mod topup;
 pub mod wire;

@@ -1,23 +1,23 @@
 //! The `proxy` command: `run` (the gateway from a config file), `sandbox` (the whole local
-//! stack), `delegate` (sign a delegated key with a wallet), `revoke` (revoke one) and `login`
-//! (wallet login).
+//! stack), the wallet user's commands (`register`, `deposit`, `withdraw`, `balance`, `topup`:
+//! [`crate::wallet`]), `login` (wallet login), `delegate` (sign a delegated key with a wallet)
+//! and `revoke` (revoke one).
 use crate::{
     auth::{
         delegated::{self, Claims},
-        login::{LoginRequest, LoginResponse, NonceResponse},
         revoke::{RevokeRequest, RevokeResponse},
-        session::parse_login_message,
     },
     config::Config,
     server::{Gateway, Parts},
     state::NostrIdentity,
+    wallet::{login::login, WalletCommand},
 };
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ed25519_dalek::{Signer as _, SigningKey};
+use ed25519_dalek::SigningKey;
 use indexer::ledger::{now, Ledger};
 use nostr_sdk::prelude::{Client, Keys, PublicKey};
-use solana_sdk::signature::{read_keypair_file, Keypair, Signer};
+use solana_sdk::signature::{Keypair, Signer};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -43,6 +43,8 @@ enum Command {
     /// echo model.
     #[cfg(feature = "sandbox")]
     Sandbox(crate::sandbox::SandboxArgs),
+    #[command(flatten)]
+    Wallet(WalletCommand),
     /// Sign a delegated key with a wallet keypair file and print it.
     Delegate {
         /// Solana keypair file (JSON array) of the paying wallet.
@@ -86,15 +88,27 @@ enum Command {
         /// The delegated key (`dk1.…`).
         #[arg(long)]
         key: String,
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
+        /// The gateway's base URL.
+        #[arg(
+            long,
+            alias = "url",
+            env = "GATEWAY_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        gateway: String,
     },
     /// Log in with a wallet keypair file and print a bearer token.
     Login {
         #[arg(long)]
         wallet: PathBuf,
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
+        /// The gateway's base URL.
+        #[arg(
+            long,
+            alias = "url",
+            env = "GATEWAY_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        gateway: String,
         /// Refuse to sign unless the gateway names this audience (its `auth.audience`).
         #[arg(long)]
         audience: Option<String>,
@@ -107,6 +121,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
         Command::Run { config } => run(Config::load(config.as_deref())?).await?,
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => crate::sandbox::run(args).await?,
+        Command::Wallet(command) => crate::wallet::run(command).await?,
         Command::Delegate {
             wallet,
             audience,
@@ -136,7 +151,11 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
             };
             println!("{}", delegated::sign(&claims, &signing_key(&keypair))?);
         }
-        Command::Revoke { wallet, key, url } => {
+        Command::Revoke {
+            wallet,
+            key,
+            gateway,
+        } => {
             let keypair = read_wallet(&wallet)?;
             let verified = delegated::peek(&key)?;
             anyhow::ensure!(
@@ -150,7 +169,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
                 key,
             };
             let revoked: RevokeResponse = reqwest::Client::new()
-                .post(format!("{url}/v1/auth/revoke"))
+                .post(format!("{}/v1/auth/revoke", gateway.trim_end_matches('/')))
                 .json(&request)
                 .send()
                 .await?
@@ -161,55 +180,25 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Login {
             wallet,
-            url,
+            gateway,
             audience,
         } => {
             let keypair = read_wallet(&wallet)?;
-            let http = reqwest::Client::new();
-            let wallet = keypair.pubkey().to_string();
-            let nonce: NonceResponse = http
-                .post(format!("{url}/v1/auth/nonce"))
-                .json(&serde_json::json!({ "wallet": wallet }))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            // Sign only a login text for this wallet and nonce (and audience, if given).
-            let text = parse_login_message(&nonce.message)
-                .context("the gateway's text to sign is not a login text")?;
-            anyhow::ensure!(
-                text.wallet == wallet && text.nonce == nonce.nonce,
-                "the gateway's login text names another wallet or nonce"
-            );
-            if let Some(audience) = audience {
-                anyhow::ensure!(
-                    text.audience == audience,
-                    "the gateway names the audience {:?}, not {audience:?}",
-                    text.audience
-                );
-            }
-            let signature = signing_key(&keypair).sign(nonce.message.as_bytes());
-            let login: LoginResponse = http
-                .post(format!("{url}/v1/auth/login"))
-                .json(&LoginRequest {
-                    wallet,
-                    nonce: nonce.nonce,
-                    signature: bs58::encode(signature.to_bytes()).into_string(),
-                })
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            println!("{}", login.token);
+            let token = login(
+                &reqwest::Client::new(),
+                &gateway,
+                &keypair,
+                audience.as_deref(),
+            )
+            .await?;
+            println!("{token}");
         }
     }
     Ok(0)
 }
 
 fn read_wallet(path: &Path) -> anyhow::Result<Keypair> {
-    read_keypair_file(path).map_err(|e| anyhow::anyhow!("wallet keypair {}: {e}", path.display()))
+    indexer::solana_cli::read_keypair(path)
 }
 
 fn signing_key(keypair: &Keypair) -> SigningKey {

@@ -16,6 +16,8 @@ pub struct Config {
     /// Seconds a reservation outlives its request before housekeeping frees it.
     pub reservation_ttl_seconds: i64,
     pub nostr: NostrConfig,
+    /// What clients are told about the chain at `/.well-known/llm-gateway`.
+    pub chain: ChainConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub models: Vec<ModelConfig>,
@@ -38,6 +40,27 @@ pub struct NostrConfig {
     pub tokens_per_sol: u64,
     /// Publish the outbox from this process (the indexer does it too when it shares the ledger).
     pub publish: bool,
+    /// The relays clients should use, when they differ from `relays` (which may be internal
+    /// addresses). Empty: `relays`.
+    #[serde(default)]
+    pub public_relays: Vec<String>,
+    /// The controller's Nostr keys (hex), published so wallets trust only its `Status` replies.
+    #[serde(default)]
+    pub controller_pubkeys: Vec<String>,
+}
+
+/// The deployment's chain, as wallets must reach it: published at `/.well-known/llm-gateway`
+/// so a client needs only the gateway's URL. The gateway itself never calls the chain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// A JSON-RPC URL wallets can reach (a public one, not the indexer's private node).
+    pub rpc_url: Option<String>,
+    /// Its websocket, if it is not the RPC URL's usual one.
+    pub ws_url: Option<String>,
+    pub program_id: String,
+    /// The operator's namespace: what wallets sign authorisations for.
+    pub namespace_id: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,6 +173,14 @@ impl Default for Config {
                 catalog: "llm-gateway".into(),
                 tokens_per_sol: 1_000_000,
                 publish: true,
+                public_relays: vec![],
+                controller_pubkeys: vec![],
+            },
+            chain: ChainConfig {
+                rpc_url: None,
+                ws_url: None,
+                program_id: balance_payment::ID.to_string(),
+                namespace_id: 0,
             },
             auth: AuthConfig {
                 realm: "LLM gateway".into(),
@@ -197,6 +228,24 @@ impl Config {
             return invalid(format!(
                 "nostr.machine must be the gateway's Nostr address (hex), got {:?}",
                 self.nostr.machine
+            ));
+        }
+        for key in &self.nostr.controller_pubkeys {
+            if nostr_sdk::PublicKey::parse(key).is_err() {
+                return invalid(format!(
+                    "nostr.controller_pubkeys: not a Nostr public key: {key}"
+                ));
+            }
+        }
+        if self
+            .chain
+            .program_id
+            .parse::<solana_sdk::pubkey::Pubkey>()
+            .is_err()
+        {
+            return invalid(format!(
+                "chain.program_id is not a Solana address: {}",
+                self.chain.program_id
             ));
         }
         let audience = self.audience();

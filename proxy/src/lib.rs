@@ -7,6 +7,8 @@
 //! - [`pricing`]: costs and the kind-30078 catalog; [`tokens`]: tiktoken estimates.
 //! - [`upstream`]: calling upstreams with fallback; [`ratelimit`]; [`metrics`].
 //! - [`routes`]: the router and small endpoints; [`server`]: start and graceful shutdown.
+//! - [`discovery`]: `/.well-known/llm-gateway`, what a client must know to pay this gateway;
+//!   [`wallet`]: the wallet user's commands, built on it.
 //! - [`config`], [`error`], [`state`]; [`cli`]; [`sandbox`]: the whole local stack (feature
 //!   `sandbox`, on by default; production builds leave it out).
 pub mod auth;
@@ -14,6 +16,7 @@ pub mod callback;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod meter;
 pub mod metrics;
@@ -28,3 +31,4 @@ pub mod state;
 pub mod stream;
 pub mod tokens;
 pub mod upstream;
+pub mod wallet;

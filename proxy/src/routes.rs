@@ -29,6 +29,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/auth/nonce", post(login::nonce))
         .route("/v1/auth/login", post(login::login))
         .route("/v1/auth/revoke", post(revoke::revoke))
+        .route(crate::discovery::PATH, get(crate::discovery::well_known))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)

@@ -55,6 +55,51 @@ impl SandboxArgs {
     }
 }
 
+/// Points `config` at `stack` (its relay, Nostr address, controller key, RPC, namespace and
+/// token rate), so the gateway's `/.well-known/llm-gateway` tells clients the truth.
+pub fn describe(config: &mut Config, stack: &Sandbox) {
+    config.nostr.relays = vec![stack.relay.url().to_owned()];
+    config.nostr.machine = stack.machine.to_hex();
+    config.nostr.session = stack.session.clone();
+    config.nostr.controller_pubkeys = vec![stack.controller_keys.public_key().to_hex()];
+    config.nostr.tokens_per_sol = stack.tokens_per_sol;
+    config.chain.rpc_url = Some(stack.validator.rpc_url().to_owned());
+    config.chain.ws_url = Some(stack.validator.ws_url().to_owned());
+    config.chain.namespace_id = stack.namespace_id;
+}
+
+/// The gateway in front of `stack` on `listener`: `config` as [`describe`] completes it, on the
+/// stack's ledger, signing debits with `proxy_keys` (one of the stack's trusted proxy keys)
+/// through a relay connection of its own, which is returned to be shut down after it.
+pub async fn front(
+    stack: &Sandbox,
+    listener: tokio::net::TcpListener,
+    mut config: Config,
+    proxy_keys: Keys,
+    token_secret: Vec<u8>,
+) -> anyhow::Result<(Gateway, Client)> {
+    describe(&mut config, stack);
+    let relay = Client::new(proxy_keys.clone());
+    relay.add_relay(stack.relay.url()).await?;
+    relay.connect().await;
+    let gateway = Gateway::start(
+        listener,
+        Parts {
+            config,
+            ledger: stack.ledger.clone(),
+            nostr: NostrIdentity {
+                keys: proxy_keys,
+                session: stack.session.clone(),
+                machine: stack.machine,
+            },
+            token_secret,
+            relay: Some(relay.clone()),
+        },
+    )
+    .await?;
+    Ok((gateway, relay))
+}
+
 /// Lamports the demo wallet redeems: 0.1 SOL.
 const DEMO_TOP_UP: u64 = SOL / 10;
 
@@ -93,31 +138,11 @@ pub async fn run(options: SandboxArgs) -> anyhow::Result<()> {
         models,
         ..Config::default()
     };
-    config.nostr.relays = vec![stack.relay.url().to_owned()];
-    config.nostr.machine = stack.machine.to_hex();
     config.nostr.publish = false; // the indexer's publisher drains the shared outbox
     config.auth.audience = Some(format!("http://{}", options.listen));
-
-    let relay = Client::new(proxy_keys.clone());
-    relay.add_relay(stack.relay.url()).await?;
-    relay.connect().await;
     let config_audience = config.audience().to_owned();
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
-    let gateway = Gateway::start(
-        listener,
-        Parts {
-            config,
-            ledger: stack.ledger.clone(),
-            nostr: NostrIdentity {
-                keys: proxy_keys,
-                session: stack.session.clone(),
-                machine: stack.machine,
-            },
-            token_secret: random_secret(),
-            relay: Some(relay.clone()),
-        },
-    )
-    .await?;
+    let (gateway, relay) = front(&stack, listener, config, proxy_keys, random_secret()).await?;
 
     let wallet = stack.user(SOL).await?;
     write_keypair_file(&wallet, &options.wallet_file)
@@ -192,7 +217,11 @@ pub async fn run(options: SandboxArgs) -> anyhow::Result<()> {
     println!("    -H 'Content-Type: application/json' -d '{{\"model\":\"echo\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'");
     println!("  curl -s {base}/v1/balance -H \"Authorization: Bearer $GATEWAY_KEY\"");
     println!(
-        "  cargo run -p proxy -- login --wallet {} --url {base}",
+        "  cargo run -p proxy -- balance --keypair {} --gateway {base}",
+        options.wallet_file.display()
+    );
+    println!(
+        "  cargo run -p proxy -- topup 0.05 --keypair {} --gateway {base}",
         options.wallet_file.display()
     );
     println!("Ctrl-C stops everything (in-flight requests are settled first).");

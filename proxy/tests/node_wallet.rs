@@ -11,11 +11,7 @@ use indexer::{
     sandbox::{Sandbox, SandboxConfig},
 };
 use localnet::MockUpstream;
-use nostr_sdk::prelude::{Client, Keys};
-use proxy::{
-    server::{Gateway, Parts},
-    state::NostrIdentity,
-};
+use nostr_sdk::prelude::Keys;
 use std::{path::Path, process::Command};
 
 const WALLET_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/wallet");
@@ -43,25 +39,13 @@ async fn a_node_wallet_pays_through_the_idl_and_sees_its_credit_at_the_gateway()
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut config = common::config(&mock, &db.url);
-    config.nostr.machine = stack.machine.to_hex();
-    config.nostr.relays = vec![stack.relay.url().to_owned()];
     config.auth.audience = Some(base.clone());
-    let relay = Client::new(proxy_keys.clone());
-    relay.add_relay(stack.relay.url()).await.unwrap();
-    relay.connect().await;
-    let gateway = Gateway::start(
+    let (gateway, relay) = proxy::sandbox::front(
+        &stack,
         listener,
-        Parts {
-            config,
-            ledger: stack.ledger.clone(),
-            nostr: NostrIdentity {
-                keys: proxy_keys,
-                session: stack.session.clone(),
-                machine: stack.machine,
-            },
-            token_secret: b"a test secret of at least thirty-two bytes".to_vec(),
-            relay: Some(relay.clone()),
-        },
+        config,
+        proxy_keys,
+        b"a test secret of at least thirty-two bytes".to_vec(),
     )
     .await
     .unwrap();

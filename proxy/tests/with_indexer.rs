@@ -11,11 +11,7 @@ use indexer::{
 };
 use localnet::MockUpstream;
 use nostr_sdk::prelude::{Client, Filter, Keys, Kind};
-use proxy::{
-    config::Config,
-    server::{Gateway, Parts},
-    state::NostrIdentity,
-};
+use proxy::config::Config;
 use serde_json::Value;
 use solana_sdk::signature::Signer;
 use std::time::Duration;
@@ -46,26 +42,14 @@ async fn a_paid_wallet_spends_through_the_gateway_and_the_debit_is_relayed_once(
     assert_eq!(credited, 10_000, "0.01 SOL at 1,000,000 tokens per SOL");
 
     let mock = MockUpstream::start(0).await.unwrap();
-    let mut config: Config = common::config(&mock, &db.url);
-    config.nostr.machine = stack.machine.to_hex();
-    config.nostr.relays = vec![stack.relay.url().to_owned()];
-    let relay = Client::new(proxy_keys.clone());
-    relay.add_relay(stack.relay.url()).await.unwrap();
-    relay.connect().await;
+    let config: Config = common::config(&mock, &db.url);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = Gateway::start(
+    let (gateway, relay) = proxy::sandbox::front(
+        &stack,
         listener,
-        Parts {
-            config,
-            ledger: stack.ledger.clone(),
-            nostr: NostrIdentity {
-                keys: proxy_keys.clone(),
-                session: stack.session.clone(),
-                machine: stack.machine,
-            },
-            token_secret: b"a test secret of at least thirty-two bytes".to_vec(),
-            relay: Some(relay.clone()),
-        },
+        config,
+        proxy_keys.clone(),
+        b"a test secret of at least thirty-two bytes".to_vec(),
     )
     .await
     .unwrap();

@@ -31,6 +31,9 @@ pub struct ValidatorConfig {
     /// One slot. Commitment `finalized` trails the tip by 31 slots, so this sets how long a
     /// finalized read waits: 31 × 50 ms ≈ 1.6 s.
     pub slot_time: Duration,
+    /// Whether the program is deployed (as a builtin). `false`: a cluster it was never
+    /// deployed to, to test what clients say then.
+    pub with_program: bool,
 }
 
 impl ValidatorConfig {
@@ -45,6 +48,7 @@ impl ValidatorConfig {
             rpc_port,
             ws_port: rpc_port.saturating_add(1),
             slot_time: Duration::from_millis(50),
+            with_program: true,
         }
     }
 
@@ -81,10 +85,12 @@ impl Validator {
             ..SurfnetSvmConfig::default()
         })
         .map_err(|e| anyhow!("building the simnet: {e}"))?;
-        let entry: Option<BuiltinFunctionWithContext> =
-            processor!(balance_payment::sdk::native::process_instruction);
-        let entry = entry.context("the program's native entry point")?;
-        svm.inner.svm.add_builtin(balance_payment::ID, entry);
+        if config.with_program {
+            let entry: Option<BuiltinFunctionWithContext> =
+                processor!(balance_payment::sdk::native::process_instruction);
+            let entry = entry.context("the program's native entry point")?;
+            svm.inner.svm.add_builtin(balance_payment::ID, entry);
+        }
 
         let surfpool = SurfpoolConfig {
             simnets: vec![SimnetConfig {

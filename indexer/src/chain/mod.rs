@@ -1,8 +1,10 @@
 //! The chain behind one trait: submit transactions, read the program's events from a cursor,
 //! and read an account (the deployment's cluster tag, [`cluster`]). [`rpc::RpcChain`] talks to
 //! any Solana RPC node: a real cluster, or the local validator the sandbox and tests run.
+pub mod client;
 pub mod cluster;
 pub mod decode;
+pub mod explain;
 pub mod rpc;
 pub mod watcher;
 

@@ -12,6 +12,7 @@ mod cursors;
 mod entries;
 mod keys;
 mod logins;
+mod migrations;
 mod outbox;
 mod payments;
 mod requests;
@@ -23,6 +24,7 @@ pub use audit::{AuditReport, UserTotals};
 pub use clock::Clock;
 pub use entries::{Applied, EntryKind, NewEntry};
 pub use keys::{KeyBudget, KeyLimit, KeyRevocation};
+pub use migrations::pending_migrations;
 pub use outbox::OutboxEvent;
 pub use payments::{tokens_for_lamports, Payment};
 pub use requests::{RequestRecord, RequestState};
@@ -90,13 +92,7 @@ impl Ledger {
     /// Connects (creating a SQLite file if missing) and applies the migrations.
     pub async fn connect(url: &str) -> Result<Self> {
         install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres
-        } else {
-            return Err(LedgerError::UnsupportedUrl(url.to_owned()));
-        };
+        let backend = backend_of(url).ok_or_else(|| LedgerError::UnsupportedUrl(url.to_owned()))?;
         let pool = match backend {
             // One connection: SQLite has one writer anyway, and queueing in the pool is fair
             // and async where SQLite's busy handler would sleep-poll. It never checkpoints:
@@ -126,10 +122,7 @@ impl Ledger {
                     .await?
             }
         };
-        match backend {
-            Backend::Sqlite => sqlx::migrate!("../migrations/sqlite").run(&pool).await?,
-            Backend::Postgres => sqlx::migrate!("../migrations/postgres").run(&pool).await?,
-        }
+        migrations::migrator(backend).run(&pool).await?;
         let checkpointer = match backend {
             Backend::Sqlite if !url.contains(":memory:") => {
                 Some(checkpoint::start(&sqlite_url_with_create(url)).await?)
@@ -205,6 +198,17 @@ fn balance_from_row(row: &sqlx::any::AnyRow) -> Result<Balance, sqlx::Error> {
         reserved,
         available: credited - debited - reserved,
     })
+}
+
+/// The engine a database URL names.
+fn backend_of(url: &str) -> Option<Backend> {
+    if url.starts_with("sqlite:") {
+        Some(Backend::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Some(Backend::Postgres)
+    } else {
+        None
+    }
 }
 
 /// `sqlite:path` with `mode=rwc` so a missing file is created.

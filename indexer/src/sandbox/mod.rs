@@ -4,6 +4,7 @@
 //! `proxy sandbox` run it; the end-to-end tests drive it.
 pub mod cli;
 
+use crate::wire::RequestPayload;
 use crate::{
     chain::{cluster::cluster_tag, rpc::RpcChain, watcher::PaymentRule, Chain},
     config::Commitment,
@@ -13,13 +14,9 @@ use crate::{
     services::{Components, Services},
     wire::DEFAULT_SESSION,
 };
-use crate::{
-    nostr::events::sign_message,
-    wire::{DsProxyMessage, DsProxyStatus, DsProxyStatusReason, RecoverInfoJson, RequestPayload},
-};
 use balance_payment::{
     authorization::AuthorizationTerms,
-    sdk::{accounts, authorization::sign_authorization, instructions as ix, pda},
+    sdk::{accounts, instructions as ix, pda},
     state::UserAccount,
     CreateNamespaceArgs,
 };
@@ -299,30 +296,15 @@ impl Sandbox {
             deadline: crate::ledger::now() + 600,
             extra_data: [0; 32],
         };
-        let wallet = ed25519_dalek::SigningKey::from_bytes(user.secret_bytes());
-        let info = sign_authorization(&wallet, &terms);
-        Ok(RequestPayload {
-            user: user.pubkey().to_string(),
-            nonce,
-            recover_info: serde_json::to_string(&RecoverInfoJson::from_recover_info(&info))?,
-            amount: Some(lamports),
-            namespace_id: Some(self.namespace_id),
-        })
+        Ok(crate::topup::authorization_payload(user, &terms)?)
     }
 
     /// The `Request` event carrying `payload`, addressed to the gateway, from a fresh key.
     pub fn request_event(&self, payload: &RequestPayload) -> anyhow::Result<nostr_sdk::Event> {
-        let message = DsProxyMessage::Request {
-            to_status: DsProxyStatus::Working,
-            reason: DsProxyStatusReason::UserRequest,
-            initial_request: "0".repeat(64),
-            payload: serde_json::to_string(payload)?,
-        };
-        Ok(sign_message(
-            &Keys::generate(),
+        Ok(crate::topup::request_event(
+            payload,
             &self.session,
             &self.machine,
-            &message,
         )?)
     }
 

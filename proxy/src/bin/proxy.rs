@@ -1,28 +1,25 @@
-//! The `proxy` binary: see `proxy --help`.
+//! `proxy`: parses arguments, sets up logs (and OTLP traces when configured), runs the command
+//! on a Tokio runtime, flushes the traces, exits with the command's code.
 use clap::Parser;
+use indexer::telemetry::{self, QUIET_DEPENDENCIES};
 
-/// `info` for our crates; dependencies (the sandbox's validator and relay among them) only warn.
-const QUIET_DEPENDENCIES: &str = "info,tarpc=error,solana_runtime=warn,solana_program_test=warn,\
-solana_metrics=warn,solana_accounts_db=warn,parity_ws=warn,jsonrpc_http_server=warn,\
-surfpool_core=warn,nostr_lmdb=warn,nostr_relay_builder=warn,nostr_relay_pool=warn";
-
-#[tokio::main]
-async fn main() {
-    // Logs go to stderr, so what a command prints (audit reports, keys, the sandbox's banner)
-    // stays clean on stdout.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| QUIET_DEPENDENCIES.into()),
-        )
-        .init();
-    let code = match proxy::cli::main(proxy::cli::Cli::parse()).await {
+fn main() {
+    let cli = proxy::cli::Cli::parse();
+    // Logs go to stderr, so what a command prints (reports, keys, the sandbox's banner) stays
+    // clean on stdout. Installed before the runtime: the trace exporter blocks on its own thread.
+    let telemetry = telemetry::init("llm-gateway-proxy", QUIET_DEPENDENCIES);
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(proxy::cli::main(cli)));
+    let code = match outcome {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             1
         }
     };
+    telemetry.shutdown();
     std::process::exit(code);
 }

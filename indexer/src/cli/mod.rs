@@ -1,4 +1,8 @@
-//! The `indexer` command: `run`, `sandbox`, `audit`, `status`, `keygen`.
+//! The `indexer` command: the service (`run`, `sandbox`), the operator's program commands
+//! (`initialize`, `namespace`, [`operator`]), `doctor` ([`doctor`]), `keygen`, `audit` and
+//! `status`.
+mod doctor;
+pub mod operator;
 use crate::{
     chain::{cluster::cluster_tag, rpc::RpcChain, watcher::PaymentRule, Chain},
     config::Config,
@@ -37,6 +41,27 @@ enum Command {
     /// watchers.
     #[cfg(feature = "sandbox")]
     Sandbox(crate::sandbox::cli::StackArgs),
+    /// Bind the deployed program to this cluster (its genesis hash), once per deployment.
+    Initialize(#[command(flatten)] crate::solana_cli::SolanaArgs),
+    /// Create, change or show namespaces (one per operator).
+    #[command(subcommand)]
+    Namespace(operator::NamespaceCommand),
+    /// Check that a config can run: RPC, program, cluster tag, namespace, bot, treasury, keys,
+    /// relays and ledger; exit non-zero with what to fix.
+    Doctor {
+        /// The indexer's TOML config file; `INDEXER_…` environment variables override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Create the ledger if needed and bring its schema up to date (`run` does it too).
+    Migrate {
+        #[arg(
+            long,
+            env = "INDEXER_DATABASE_URL",
+            default_value = "sqlite:indexer.sqlite"
+        )]
+        database_url: String,
+    },
     /// Print the reconciliation report; exit non-zero if anything does not reconcile.
     Audit {
         #[arg(
@@ -70,6 +95,17 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
         Command::Run { config } => run(Config::load(config.as_deref())?).await.map(|_| 0),
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => crate::sandbox::cli::run(args).await.map(|_| 0),
+        Command::Initialize(solana) => operator::initialize(solana).await.map(|_| 0),
+        Command::Namespace(command) => operator::namespace(command).await.map(|_| 0),
+        Command::Doctor { config } => {
+            let healthy = doctor::run(&Config::load(config.as_deref())?).await;
+            Ok(if healthy { 0 } else { 1 })
+        }
+        Command::Migrate { database_url } => {
+            Ledger::connect(&database_url).await?.close().await;
+            println!("{database_url} is migrated");
+            Ok(0)
+        }
         Command::Audit { database_url } => {
             let report = Ledger::connect(&database_url).await?.audit().await?;
             println!("{}", serde_json::to_string_pretty(&report)?);

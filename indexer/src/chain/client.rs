@@ -1,0 +1,180 @@
+//! The program as the operator and wallet commands see it: its accounts decoded, and
+//! transactions whose failures say why in words (not deployed, not initialised, not
+//! registered, the program's own error by name).
+use super::{explain, rpc::RpcChain, Chain, ChainError};
+use balance_payment::{
+    sdk::pda,
+    state::{Global, Namespace, UserAccount},
+};
+use solana_commitment_config::CommitmentConfig;
+use solana_rpc_client::nonblocking::rpc_client::RpcClient;
+use solana_sdk::{instruction::Instruction, pubkey::Pubkey, signature::Keypair};
+
+/// Why a command could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the Solana RPC at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the program {program} is not deployed on {url} (deploy it with `anchor deploy`)")]
+    NotDeployed { program: Pubkey, url: String },
+    #[error("the program is not initialised on this cluster: run `indexer initialize` first")]
+    NotInitialized,
+    #[error("namespace {0} does not exist (see `indexer namespace show`)")]
+    NoNamespace(u64),
+    #[error("wallet {0} is not registered with the program: run `proxy register` first")]
+    NotRegistered(Pubkey),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// One cluster, one program.
+pub struct ProgramClient {
+    url: String,
+    rpc: RpcClient,
+    chain: RpcChain,
+}
+
+impl ProgramClient {
+    /// Talks to the program `balance_payment::ID` through `url`, at `confirmed`.
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            rpc: RpcClient::new_with_commitment(url.to_owned(), CommitmentConfig::confirmed()),
+            chain: RpcChain::new(
+                url,
+                None,
+                balance_payment::ID,
+                CommitmentConfig::confirmed(),
+            ),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn unreachable(&self, error: impl std::fmt::Display) -> ClientError {
+        ClientError::Unreachable {
+            url: self.url.clone(),
+            reason: error.to_string(),
+        }
+    }
+
+    /// The node answers and the program is there, executable.
+    pub async fn ensure_deployed(&self) -> Result<(), ClientError> {
+        let account = self
+            .rpc
+            .get_account_with_commitment(&balance_payment::ID, CommitmentConfig::confirmed())
+            .await
+            .map_err(|e| self.unreachable(e))?
+            .value;
+        match account {
+            Some(account) if account.executable => Ok(()),
+            _ => Err(ClientError::NotDeployed {
+                program: balance_payment::ID,
+                url: self.url.clone(),
+            }),
+        }
+    }
+
+    /// The cluster's genesis hash: the tag `initialize` binds every signature to.
+    pub async fn genesis_hash(&self) -> Result<[u8; 32], ClientError> {
+        self.rpc
+            .get_genesis_hash()
+            .await
+            .map(|hash| hash.to_bytes())
+            .map_err(|e| self.unreachable(e))
+    }
+
+    async fn account<T: decodable::Decode>(
+        &self,
+        address: &Pubkey,
+    ) -> Result<Option<T>, ClientError> {
+        match self
+            .chain
+            .account_data(address)
+            .await
+            .map_err(|e| self.unreachable(e))?
+        {
+            None => Ok(None),
+            Some(data) => T::decode(&data).map(Some).ok_or_else(|| {
+                ClientError::Refused(format!("account {address} does not hold what it should"))
+            }),
+        }
+    }
+
+    /// `Global`, if the program was initialised.
+    pub async fn global(&self) -> Result<Option<Global>, ClientError> {
+        self.account(&pda::global()).await
+    }
+
+    pub async fn namespace(&self, id: u64) -> Result<Option<Namespace>, ClientError> {
+        self.account(&pda::namespace(id)).await
+    }
+
+    /// `user`'s account, or `NotRegistered`.
+    pub async fn user_account(&self, user: &Pubkey) -> Result<UserAccount, ClientError> {
+        self.account(&pda::user_account(user))
+            .await?
+            .ok_or(ClientError::NotRegistered(*user))
+    }
+
+    pub async fn is_registered(&self, user: &Pubkey) -> Result<bool, ClientError> {
+        Ok(self
+            .account::<UserAccount>(&pda::user_account(user))
+            .await?
+            .is_some())
+    }
+
+    pub async fn lamports(&self, address: &Pubkey) -> Result<u64, ClientError> {
+        self.chain
+            .lamports(address)
+            .await
+            .map_err(|e| self.unreachable(e))
+    }
+
+    /// What an account of `len` data bytes must hold to stay (a vault has none).
+    pub async fn rent_exempt_minimum(&self, len: usize) -> Result<u64, ClientError> {
+        self.rpc
+            .get_minimum_balance_for_rent_exemption(len)
+            .await
+            .map_err(|e| self.unreachable(e))
+    }
+
+    /// Signs, sends and confirms; a refusal names the program's error.
+    pub async fn send(
+        &self,
+        instructions: &[Instruction],
+        signers: &[&Keypair],
+    ) -> Result<String, ClientError> {
+        self.chain
+            .submit(instructions, signers)
+            .await
+            .map_err(|error| match error {
+                ChainError::Rejected { code, message } => {
+                    ClientError::Refused(explain::refusal(code, &message))
+                }
+                ChainError::Unavailable(reason) => self.unreachable(reason),
+            })
+    }
+}
+
+/// The program's account types this client reads (anchor-lang stays out of our dependencies).
+mod decodable {
+    use balance_payment::state::{Global, Namespace, UserAccount};
+
+    pub trait Decode: Sized {
+        fn decode(data: &[u8]) -> Option<Self>;
+    }
+
+    macro_rules! decodable {
+        ($($t:ty),*) => {$(
+            impl Decode for $t {
+                fn decode(data: &[u8]) -> Option<Self> {
+                    balance_payment::sdk::accounts::decode(data)
+                }
+            }
+        )*};
+    }
+    decodable!(Global, Namespace, UserAccount);
+}

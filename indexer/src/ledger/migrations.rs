@@ -1,0 +1,43 @@
+//! Which migrations a ledger still lacks, read without applying any: `indexer doctor` must not
+//! change what it checks.
+use super::{Backend, LedgerError, Result};
+use sqlx::{any::AnyPoolOptions, migrate::Migrator, Row};
+
+static SQLITE: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES: Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// The migrations of this build, per backend (applied by [`super::Ledger::connect`]).
+pub(super) fn migrator(backend: Backend) -> &'static Migrator {
+    match backend {
+        Backend::Sqlite => &SQLITE,
+        Backend::Postgres => &POSTGRES,
+    }
+}
+
+/// The migrations `url`'s database has not applied, as `version description`; empty when it is
+/// up to date. A SQLite file that does not exist is an error, not created.
+pub async fn pending_migrations(url: &str) -> Result<Vec<String>> {
+    sqlx::any::install_default_drivers();
+    let backend = super::backend_of(url).ok_or_else(|| LedgerError::UnsupportedUrl(url.into()))?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await?;
+    let applied: Vec<i64> = match sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(&pool)
+        .await
+    {
+        Ok(rows) => rows
+            .iter()
+            .map(|row| row.try_get::<i64, _>("version"))
+            .collect::<Result<_, _>>()?,
+        // No bookkeeping table: nothing was ever applied.
+        Err(_) => vec![],
+    };
+    pool.close().await;
+    Ok(migrator(backend)
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .map(|m| format!("{} {}", m.version, m.description))
+        .collect())
+}

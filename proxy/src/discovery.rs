@@ -1,0 +1,115 @@
+//! `GET /.well-known/llm-gateway`: everything a client must know to pay this gateway — the
+//! cluster's RPC, the program and namespace, the relays, the gateway's Nostr address and the
+//! controller's keys, the audience to sign for, the token rate and the prices — so a wallet
+//! (the `proxy` wallet commands, a web page, a script) needs only the gateway's URL.
+use crate::{config::Config, state::AppState};
+use axum::{extract::State, Json};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Where the document is served.
+pub const PATH: &str = "/.well-known/llm-gateway";
+
+/// The document. Fields may be added; clients ignore what they do not know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayInfo {
+    /// What wallets sign for at this gateway (login texts, delegated keys).
+    pub audience: String,
+    pub realm: String,
+    pub solana: SolanaInfo,
+    pub nostr: NostrInfo,
+    /// Ledger tokens credited per SOL paid.
+    pub tokens_per_sol: u64,
+    /// Prices in ledger tokens per 1,000,000 model tokens.
+    pub models: Vec<ModelInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SolanaInfo {
+    /// A JSON-RPC URL wallets can use; absent when the operator did not publish one.
+    pub rpc_url: Option<String>,
+    pub ws_url: Option<String>,
+    pub program_id: String,
+    pub namespace_id: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NostrInfo {
+    /// Where top-up requests go and the controller answers.
+    pub relays: Vec<String>,
+    /// The gateway's Nostr address (hex): requests are `p`-tagged with it.
+    pub machine: String,
+    /// The `s` tag of every event.
+    pub session: String,
+    /// Keys (hex) whose `Status` replies and credits count; empty when not published.
+    pub controllers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub id: String,
+    pub prompt_price: u64,
+    pub completion_price: u64,
+    pub max_output_tokens: u64,
+}
+
+impl GatewayInfo {
+    /// The document for `config`.
+    pub fn of(config: &Config) -> Self {
+        let relays = match config.nostr.public_relays.is_empty() {
+            true => config.nostr.relays.clone(),
+            false => config.nostr.public_relays.clone(),
+        };
+        Self {
+            audience: config.audience().to_owned(),
+            realm: config.auth.realm.clone(),
+            solana: SolanaInfo {
+                rpc_url: config.chain.rpc_url.clone(),
+                ws_url: config.chain.ws_url.clone(),
+                program_id: config.chain.program_id.clone(),
+                namespace_id: config.chain.namespace_id,
+            },
+            nostr: NostrInfo {
+                relays,
+                machine: config.nostr.machine.clone(),
+                session: config.nostr.session.clone(),
+                controllers: config.nostr.controller_pubkeys.clone(),
+            },
+            tokens_per_sol: config.nostr.tokens_per_sol,
+            models: config
+                .models
+                .iter()
+                .map(|m| ModelInfo {
+                    id: m.id.clone(),
+                    prompt_price: m.prompt_price,
+                    completion_price: m.completion_price,
+                    max_output_tokens: m.max_output_tokens,
+                })
+                .collect(),
+        }
+    }
+
+    /// Reads the document of the gateway at `gateway` (its base URL).
+    pub async fn fetch(http: &reqwest::Client, gateway: &str) -> anyhow::Result<Self> {
+        let url = format!("{}{PATH}", gateway.trim_end_matches('/'));
+        let response = http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the gateway at {gateway}: {e}"))?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "{url} answered {}: is {gateway} an LLM gateway of this kind?",
+            response.status()
+        );
+        response
+            .json()
+            .await
+            .map_err(|e| anyhow::anyhow!("{url} is not a gateway document: {e}"))
+    }
+}
+
+/// The handler: built per request from the config (cheap, and never stale).
+pub async fn well_known(State(state): State<Arc<AppState>>) -> Json<GatewayInfo> {
+    Json(GatewayInfo::of(&state.config))
+}

@@ -1,0 +1,182 @@
+//! `register`, `deposit`, `withdraw` and `balance`: the wallet's account with the program.
+use super::{login, sol, Session, WalletArgs, Withdrawal};
+use balance_payment::sdk::{instructions as ix, pda};
+use serde_json::json;
+use solana_sdk::signature::Signer;
+
+/// Lamports kept in the wallet for the transaction fee when checking a deposit.
+const FEE_RESERVE: u64 = 10_000;
+
+pub async fn register(args: &WalletArgs) -> anyhow::Result<()> {
+    let session = Session::open(args, false).await?;
+    let user = session.keypair.pubkey();
+    if session.client.is_registered(&user).await? {
+        println!(
+            "{}",
+            json!({ "wallet": user.to_string(), "registered": true, "new": false })
+        );
+        return Ok(());
+    }
+    ensure_wallet_holds(&session, FEE_RESERVE, "registering").await?;
+    let signature = session
+        .client
+        .send(&[ix::register(user)], &[&session.keypair])
+        .await?;
+    println!(
+        "{}",
+        json!({
+            "wallet": user.to_string(),
+            "registered": true,
+            "new": true,
+            "vault": pda::vault(&user).to_string(),
+            "transaction": signature,
+        })
+    );
+    Ok(())
+}
+
+pub async fn deposit(args: &WalletArgs, lamports: u64) -> anyhow::Result<()> {
+    let session = Session::open(args, false).await?;
+    let user = session.keypair.pubkey();
+    session.client.user_account(&user).await?;
+    ensure_wallet_holds(
+        &session,
+        lamports.saturating_add(FEE_RESERVE),
+        "this deposit",
+    )
+    .await?;
+    let signature = session
+        .client
+        .send(&[ix::deposit(user, user, lamports)], &[&session.keypair])
+        .await?;
+    let vault = session.client.lamports(&pda::vault(&user)).await?;
+    println!(
+        "{}",
+        json!({ "deposited_sol": sol(lamports), "vault_sol": sol(vault), "transaction": signature })
+    );
+    Ok(())
+}
+
+pub async fn withdraw(args: &WalletArgs, amount: Withdrawal) -> anyhow::Result<()> {
+    let session = Session::open(args, false).await?;
+    let user = session.keypair.pubkey();
+    let vault = Vault::read(&session).await?;
+    let lamports = match amount {
+        Withdrawal::All => vault.withdrawable(),
+        Withdrawal::Lamports(lamports) => lamports,
+    };
+    anyhow::ensure!(
+        lamports > 0 && lamports <= vault.withdrawable(),
+        "insufficient funds: {} SOL can be withdrawn now (vault {} SOL, locked {} SOL{})",
+        sol(vault.withdrawable()),
+        sol(vault.held),
+        sol(vault.locked),
+        match vault.locked {
+            0 => String::new(),
+            _ => ", freed when the operator settles or the lock expires".into(),
+        }
+    );
+    // The program leaves a vault either rent-exempt or empty.
+    anyhow::ensure!(
+        vault.held - lamports == 0 || vault.held - lamports >= vault.rent_exempt,
+        "the vault must keep at least {} SOL (rent) or be emptied: withdraw `all` or at most {} SOL",
+        sol(vault.rent_exempt),
+        sol(vault.held.saturating_sub(vault.locked.max(vault.rent_exempt)))
+    );
+    let signature = session
+        .client
+        .send(&[ix::withdraw(user, lamports)], &[&session.keypair])
+        .await?;
+    let left = session.client.lamports(&pda::vault(&user)).await?;
+    println!(
+        "{}",
+        json!({ "withdrawn_sol": sol(lamports), "vault_sol": sol(left), "transaction": signature })
+    );
+    Ok(())
+}
+
+pub async fn balance(args: &WalletArgs) -> anyhow::Result<()> {
+    let session = Session::open(args, true).await?;
+    let info = session.info()?;
+    let user = session.keypair.pubkey();
+    let vault = Vault::read(&session).await?;
+    let wallet = session.client.lamports(&user).await?;
+    let token = login::login(
+        &session.http,
+        &args.gateway,
+        &session.keypair,
+        Some(&info.audience),
+    )
+    .await?;
+    let ledger = login::ledger_balance(&session.http, &args.gateway, &token).await?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "wallet": user.to_string(),
+            "wallet_sol": sol(wallet),
+            "vault": {
+                "address": pda::vault(&user).to_string(),
+                "held_sol": sol(vault.held),
+                "locked_sol": sol(vault.locked),
+                "free_sol": sol(vault.free()),
+                "withdrawable_sol": sol(vault.withdrawable()),
+                "next_nonce": vault.nonce,
+            },
+            "gateway": ledger,
+        }))?
+    );
+    Ok(())
+}
+
+/// The wallet must hold `lamports` for `what`.
+async fn ensure_wallet_holds(session: &Session, lamports: u64, what: &str) -> anyhow::Result<()> {
+    let user = session.keypair.pubkey();
+    let held = session.client.lamports(&user).await?;
+    anyhow::ensure!(
+        held >= lamports,
+        "insufficient funds: wallet {user} holds {} SOL; {what} needs {} SOL with the fee",
+        sol(held),
+        sol(lamports)
+    );
+    Ok(())
+}
+
+/// A user's vault as the program sees it.
+pub(super) struct Vault {
+    pub held: u64,
+    pub locked: u64,
+    /// What the vault must keep unless emptied.
+    pub rent_exempt: u64,
+    /// The nonce the next authorisation must carry.
+    pub nonce: u64,
+}
+
+impl Vault {
+    /// Reads the user account (or says it is not registered) and the vault.
+    pub async fn read(session: &Session) -> anyhow::Result<Self> {
+        let user = session.keypair.pubkey();
+        let account = session.client.user_account(&user).await?;
+        Ok(Self {
+            held: session.client.lamports(&pda::vault(&user)).await?,
+            locked: account.locked_amount,
+            rent_exempt: session.client.rent_exempt_minimum(0).await?,
+            nonce: account.nonce,
+        })
+    }
+
+    /// What an operator may take (`pay`): held − locked − the rent-exempt minimum.
+    pub fn free(&self) -> u64 {
+        self.held
+            .saturating_sub(self.locked)
+            .saturating_sub(self.rent_exempt)
+    }
+
+    /// What the user may take back now: everything unlocked, when nothing is locked the vault
+    /// may be emptied; otherwise what leaves it rent-exempt.
+    pub fn withdrawable(&self) -> u64 {
+        match self.locked {
+            0 => self.held,
+            locked => self.held.saturating_sub(locked.max(self.rent_exempt)),
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The wallet user's commands: `register`, `deposit`, `withdraw`, `balance`, `topup` (and
+//! `login`). Each needs only the gateway's URL and a keypair file: the cluster, program,
+//! namespace and relays come from the gateway's `/.well-known/llm-gateway` document, unless
+//! `--url` names the cluster (then `register`, `deposit` and `withdraw` never contact the
+//! gateway: getting one's SOL back must not depend on it).
+mod account;
+pub mod login;
+mod topup;
+
+use crate::discovery::GatewayInfo;
+use clap::{Args, Subcommand};
+use indexer::{chain::client::ProgramClient, solana_cli::SolanaArgs};
+use solana_sdk::signature::Keypair;
+
+/// Where the gateway is, and the cluster and keypair as `solana` finds them.
+#[derive(Debug, Clone, Args)]
+pub struct WalletArgs {
+    /// The gateway's base URL.
+    #[arg(long, env = "GATEWAY_URL", default_value = "http://127.0.0.1:8080")]
+    pub gateway: String,
+    #[command(flatten)]
+    pub solana: SolanaArgs,
+}
+
+#[derive(Subcommand)]
+pub enum WalletCommand {
+    /// Create your user account with the program (once per wallet and cluster).
+    Register(WalletArgs),
+    /// Move SOL from your wallet into your vault, from which top-ups are paid.
+    Deposit {
+        /// SOL, e.g. `0.5`.
+        #[arg(value_parser = parse_sol)]
+        amount: u64,
+        #[command(flatten)]
+        wallet: WalletArgs,
+    },
+    /// Move SOL that is not locked from your vault back to your wallet.
+    Withdraw {
+        /// SOL, e.g. `0.5`, or `all`.
+        #[arg(value_parser = parse_withdrawal)]
+        amount: Withdrawal,
+        #[command(flatten)]
+        wallet: WalletArgs,
+    },
+    /// Show your vault (held, locked, free for top-ups) and your balance at the gateway.
+    Balance(WalletArgs),
+    /// Buy gateway credit: sign an authorisation for AMOUNT SOL from your vault, publish it to
+    /// the gateway's relays, wait for the controller's answer and the credit, print both.
+    Topup {
+        /// SOL, e.g. `0.01`.
+        #[arg(value_parser = parse_sol)]
+        amount: u64,
+        /// How long the authorisation stays redeemable, in seconds.
+        #[arg(long, default_value_t = 600)]
+        valid_for: i64,
+        /// How long to wait for the controller's answer and the credit, in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        #[command(flatten)]
+        wallet: WalletArgs,
+    },
+}
+
+/// How much to withdraw.
+#[derive(Debug, Clone, Copy)]
+pub enum Withdrawal {
+    All,
+    Lamports(u64),
+}
+
+/// Runs one wallet command.
+pub async fn run(command: WalletCommand) -> anyhow::Result<()> {
+    match command {
+        WalletCommand::Register(wallet) => account::register(&wallet).await,
+        WalletCommand::Deposit { amount, wallet } => account::deposit(&wallet, amount).await,
+        WalletCommand::Withdraw { amount, wallet } => account::withdraw(&wallet, amount).await,
+        WalletCommand::Balance(wallet) => account::balance(&wallet).await,
+        WalletCommand::Topup {
+            amount,
+            valid_for,
+            timeout,
+            wallet,
+        } => {
+            topup::run(
+                &wallet,
+                amount,
+                valid_for,
+                std::time::Duration::from_secs(timeout),
+            )
+            .await
+        }
+    }
+}
+
+/// What one command works with.
+struct Session {
+    keypair: Keypair,
+    client: ProgramClient,
+    /// The gateway's document, when it was read.
+    info: Option<GatewayInfo>,
+    http: reqwest::Client,
+}
+
+impl Session {
+    /// The keypair and the cluster. With `needs_gateway`, or without `--url`, the gateway's
+    /// document is read (and names the cluster unless `--url` does).
+    async fn open(args: &WalletArgs, needs_gateway: bool) -> anyhow::Result<Self> {
+        let keypair = args.solana.keypair()?;
+        let http = reqwest::Client::new();
+        let info = match needs_gateway || args.solana.url.is_none() {
+            true => Some(
+                GatewayInfo::fetch(&http, &args.gateway)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "{e:#} (to reach the chain without the gateway, pass --url)"
+                        )
+                    })?,
+            ),
+            false => None,
+        };
+        if let Some(info) = &info {
+            anyhow::ensure!(
+                info.solana.program_id == balance_payment::ID.to_string(),
+                "the gateway uses the program {}, but this build knows only {}",
+                info.solana.program_id,
+                balance_payment::ID
+            );
+        }
+        let published = info.as_ref().and_then(|i| i.solana.rpc_url.as_deref());
+        let client = ProgramClient::new(&args.solana.rpc_url(published)?);
+        client.ensure_deployed().await?;
+        Ok(Self {
+            keypair,
+            client,
+            info,
+            http,
+        })
+    }
+
+    /// The gateway's document (opened with `needs_gateway`).
+    fn info(&self) -> anyhow::Result<&GatewayInfo> {
+        self.info
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the gateway's document was not read"))
+    }
+}
+
+/// `0.5` SOL → lamports, exactly (no floating point).
+fn parse_sol(text: &str) -> Result<u64, String> {
+    if text
+        .split_once('.')
+        .is_some_and(|(_, fraction)| fraction.len() > 9)
+    {
+        return Err(format!(
+            "{text:?} has more than 9 decimals (1 lamport = 0.000000001 SOL)"
+        ));
+    }
+    match solana_native_token::sol_str_to_lamports(text) {
+        Some(0) => Err("the amount must be more than 0".into()),
+        Some(lamports) => Ok(lamports),
+        None => Err(format!("{text:?} is not an amount of SOL (e.g. 0.25)")),
+    }
+}
+
+fn parse_withdrawal(text: &str) -> Result<Withdrawal, String> {
+    match text {
+        "all" | "ALL" => Ok(Withdrawal::All),
+        _ => parse_sol(text).map(Withdrawal::Lamports),
+    }
+}
+
+/// Lamports as SOL, exactly: `10000000` → `0.01`.
+fn sol(lamports: u64) -> String {
+    let whole = lamports / 1_000_000_000;
+    let fraction = format!("{:09}", lamports % 1_000_000_000);
+    let fraction = fraction.trim_end_matches('0');
+    match fraction.is_empty() {
+        true => format!("{whole}"),
+        false => format!("{whole}.{fraction}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sol_amounts_convert_exactly_both_ways() {
+        assert_eq!(parse_sol("0.01"), Ok(10_000_000));
+        assert_eq!(parse_sol("1"), Ok(1_000_000_000));
+        assert_eq!(parse_sol("0.000000001"), Ok(1));
+        assert!(parse_sol("0").is_err());
+        assert!(parse_sol("-1").is_err());
+        assert!(parse_sol("abc").is_err());
+        assert!(parse_sol("0.0000000015").is_err());
+        assert_eq!(sol(10_000_000), "0.01");
+        assert_eq!(sol(1_500_000_000), "1.5");
+        assert_eq!(sol(0), "0");
+    }
+}

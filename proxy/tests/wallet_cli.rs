@@ -1,0 +1,319 @@
+//! The wallet user's commands, run as the `proxy` binary against the whole local stack with
+//! only the gateway's URL and a keypair file: the gateway's `/.well-known/llm-gateway` names
+//! the cluster, program, namespace and relays. `register`, `deposit`, `balance`, `topup`
+//! (authorisation → relay → controller's `Status` → `pay` on chain → credit at the gateway),
+//! a chat paid with it, `withdraw`, and the errors that name their cause.
+mod common;
+
+use indexer::{
+    ledger::testing::TempDatabase,
+    sandbox::{Sandbox, SandboxConfig, SOL},
+};
+use localnet::MockUpstream;
+use nostr_sdk::prelude::Keys;
+use proxy::discovery::GatewayInfo;
+use serde_json::Value;
+use solana_sdk::signature::{write_keypair_file, Keypair, Signer};
+use std::path::PathBuf;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+    fn fails_with(self, cause: &str) -> Self {
+        assert_ne!(self.code, 0, "expected a failure: {}", self.stdout);
+        assert!(
+            self.stderr.contains(cause),
+            "expected {cause:?} in\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+}
+
+/// `proxy args…` with a home of its own (no Solana CLI config of the machine's).
+async fn proxy(home: &PathBuf, args: &[&str]) -> Run {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .args(args)
+        .env("HOME", home)
+        .env_remove("SOLANA_URL")
+        .env_remove("SOLANA_KEYPAIR")
+        .env_remove("GATEWAY_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("the proxy binary runs");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallet_registers_deposits_tops_up_spends_and_withdraws_with_only_the_gateway_url() {
+    common::init_tracing();
+    let db = TempDatabase::sqlite();
+    let proxy_keys = Keys::generate();
+    let mut stack = Sandbox::start(SandboxConfig {
+        proxy_keys: vec![proxy_keys.clone()],
+        ..SandboxConfig::new(&db.url)
+    })
+    .await
+    .expect("the local stack starts");
+    let mock = MockUpstream::start(0).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = common::config(&mock, &db.url);
+    config.auth.audience = Some(base.clone());
+    let (gateway, relay) = proxy::sandbox::front(
+        &stack,
+        listener,
+        config,
+        proxy_keys,
+        b"a test secret of at least thirty-two bytes".to_vec(),
+    )
+    .await
+    .unwrap();
+
+    // What the gateway publishes is what a client needs, and true.
+    let info = GatewayInfo::fetch(&reqwest::Client::new(), &base)
+        .await
+        .unwrap();
+    assert_eq!(info.audience, base);
+    assert_eq!(
+        info.solana.rpc_url.as_deref(),
+        Some(stack.validator.rpc_url())
+    );
+    assert_eq!(info.solana.program_id, balance_payment::ID.to_string());
+    assert_eq!(info.solana.namespace_id, stack.namespace_id);
+    assert_eq!(info.nostr.relays, vec![stack.relay.url().to_owned()]);
+    assert_eq!(info.nostr.machine, stack.machine.to_hex());
+    assert_eq!(info.nostr.session, stack.session);
+    assert_eq!(
+        info.nostr.controllers,
+        vec![stack.controller_keys.public_key().to_hex()]
+    );
+    assert_eq!(info.tokens_per_sol, stack.tokens_per_sol);
+    assert!(info.models.iter().any(|m| m.id == "echo"));
+
+    let home = std::env::temp_dir().join(format!("wallet-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let wallet = Keypair::new();
+    let keypair = home.join("wallet.json");
+    write_keypair_file(&wallet, &keypair).unwrap();
+    let keypair = keypair.to_string_lossy().into_owned();
+    let with = |args: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend([
+            "--gateway".into(),
+            base.clone(),
+            "--keypair".into(),
+            keypair.clone(),
+        ]);
+        all
+    };
+    let run = |args: Vec<String>| {
+        let home = home.clone();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            proxy(&home, &args).await
+        }
+    };
+
+    run(with(&["register"]))
+        .await
+        .fails_with("insufficient funds");
+    stack.airdrop(&wallet.pubkey(), 2 * SOL).await.unwrap();
+    run(with(&["deposit", "0.5"]))
+        .await
+        .fails_with(&format!("wallet {} is not registered", wallet.pubkey()));
+    run(with(&["topup", "0.01"]))
+        .await
+        .fails_with("is not registered");
+    let registered = run(with(&["register"])).await.ok().json();
+    assert_eq!(registered["new"], true);
+    assert_eq!(run(with(&["register"])).await.ok().json()["new"], false);
+    run(with(&["deposit", "5"]))
+        .await
+        .fails_with("insufficient funds");
+    run(with(&["deposit", "0.0"]))
+        .await
+        .fails_with("more than 0");
+    let deposited = run(with(&["deposit", "0.5"])).await.ok().json();
+    assert_eq!(deposited["vault_sol"], "0.5");
+
+    run(with(&["topup", "0.6"]))
+        .await
+        .fails_with("insufficient funds: the vault has");
+    let topup = run(with(&["topup", "0.01", "--timeout", "60"])).await.ok();
+    let topup = topup.json();
+    assert_eq!(
+        topup["tokens"], 10_000,
+        "0.01 SOL at 1,000,000 tokens per SOL"
+    );
+    assert_eq!(topup["nonce"], 0);
+    assert_eq!(topup["vault_sol"], "0.49");
+    assert_eq!(topup["gateway"]["credited"], 10_000);
+    assert_eq!(
+        stack.next_nonce(&wallet.pubkey()).await.unwrap(),
+        1,
+        "the authorisation was redeemed once"
+    );
+
+    let balance = run(with(&["balance"])).await.ok().json();
+    assert_eq!(balance["vault"]["held_sol"], "0.49");
+    assert_eq!(balance["vault"]["locked_sol"], "0");
+    assert_eq!(balance["vault"]["next_nonce"], 1);
+    assert_eq!(balance["gateway"]["available"], 10_000);
+
+    // The credit pays for a call, with a token from `proxy login`.
+    let token = run(vec![
+        "login".into(),
+        "--wallet".into(),
+        keypair.clone(),
+        "--gateway".into(),
+        base.clone(),
+        "--audience".into(),
+        base.clone(),
+    ])
+    .await
+    .ok()
+    .stdout;
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(token.trim())
+        .json(&common::ask("echo", "hello from the command line"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let user = wallet.pubkey().to_string();
+    common::eventually("the call is settled", || async {
+        stack.ledger.balance(&user).await.unwrap().debited > 0
+    })
+    .await;
+
+    // A delegated key made with `proxy delegate` spends; `proxy revoke` ends it.
+    let key = run(vec![
+        "delegate".into(),
+        "--wallet".into(),
+        keypair.clone(),
+        "--audience".into(),
+        base.clone(),
+        "--budget".into(),
+        "500".into(),
+    ])
+    .await
+    .ok()
+    .stdout;
+    let key = key.trim().to_owned();
+    let call = |key: String| {
+        let base = base.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(key)
+                .json(&common::ask("echo", "with a delegated key"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(call(key.clone()).await, 200);
+    let revoked = run(vec![
+        "revoke".into(),
+        "--wallet".into(),
+        keypair.clone(),
+        "--key".into(),
+        key.clone(),
+        "--gateway".into(),
+        base.clone(),
+    ])
+    .await
+    .ok()
+    .stdout;
+    assert!(revoked.starts_with("revoked "), "{revoked}");
+    assert_eq!(call(key).await, 401, "a revoked key is refused");
+
+    run(with(&["withdraw", "1"]))
+        .await
+        .fails_with("insufficient funds: 0.49 SOL can be withdrawn now");
+    let withdrawn = run(with(&["withdraw", "0.1"])).await.ok().json();
+    assert_eq!(withdrawn["vault_sol"], "0.39");
+    // Without the gateway: --url names the cluster, and the SOL still comes back.
+    let rpc = stack.validator.rpc_url().to_owned();
+    let all = proxy(
+        &home,
+        &[
+            "withdraw",
+            "all",
+            "--gateway",
+            "http://127.0.0.1:9",
+            "--url",
+            &rpc,
+            "--keypair",
+            &keypair,
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(all["vault_sol"], "0");
+    proxy(
+        &home,
+        &[
+            "balance",
+            "--gateway",
+            "http://127.0.0.1:9",
+            "--keypair",
+            &keypair,
+        ],
+    )
+    .await
+    .fails_with("cannot reach the gateway at http://127.0.0.1:9");
+
+    // No controller answers: once the deadline passes, the command says the authorisation
+    // expired (and nothing was paid).
+    stack.stop_services().await;
+    run(with(&["deposit", "0.1"])).await.ok();
+    run(with(&[
+        "topup",
+        "0.01",
+        "--valid-for",
+        "1",
+        "--timeout",
+        "3",
+    ]))
+    .await
+    .fails_with("The authorisation expired");
+    assert_eq!(
+        stack.next_nonce(&wallet.pubkey()).await.unwrap(),
+        1,
+        "nothing was paid"
+    );
+
+    let audit = stack.ledger.audit().await.unwrap();
+    assert!(audit.is_clean(), "{audit:?}");
+    gateway.shutdown().await;
+    relay.shutdown().await;
+    stack.stop().await;
+    db.remove().await;
+    let _ = std::fs::remove_dir_all(&home);
+}
