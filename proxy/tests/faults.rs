@@ -1,39 +1,43 @@
 //! Faults across processes. The chain, the relay, the echo model, the indexer with its
 //! controller and two gateway replicas run as separate processes on one Postgres ledger, set
 //! up with the operator commands. While wallets top up and chat, the indexer is killed with
-//! SIGKILL at 20 random moments and once between a `pay` landing and its announcement; a
-//! gateway replica is killed mid-stream and the relay once. Afterwards: no double payment, no
-//! lost credit, every balance equal to what the chain and the served requests say, audit clean.
+//! SIGKILL once between a `pay` landing and its announcement and at 20 random moments, a
+//! gateway replica mid-stream, and the relay once. Afterwards: no double payment, no lost
+//! credit, every balance equal to what the chain and the served requests say, audit clean.
 //! It prints its figures (kills, top-ups, calls, timings) for the README.
 mod common;
 
-use balance_payment::{authorization::AuthorizationTerms, sdk::instructions as ix};
+use balance_payment::{
+    authorization::AuthorizationTerms,
+    sdk::{events::ProgramEvent, instructions as ix, pda},
+};
+use common::processes::{free_port, run_ok, sibling_binary, Proc};
 use futures_util::StreamExt;
 use indexer::{
     chain::{client::ProgramClient, rpc::RpcChain, Chain},
-    ledger::{now, testing::TempDatabase, Ledger, RequestState},
+    ledger::{now, testing::TempDatabase, Ledger, RequestState, Reservation},
     topup::{authorization_payload, request_event},
 };
-use nostr_sdk::prelude::{Client, Keys};
+use nostr_sdk::prelude::{Client, Keys, PublicKey};
 use rand::Rng;
 use serde_json::{json, Value};
 use solana_commitment_config::CommitmentConfig;
 use solana_pubsub_client::nonblocking::pubsub_client::PubsubClient;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
 use solana_rpc_client_types::config::{RpcTransactionLogsConfig, RpcTransactionLogsFilter};
-use solana_sdk::signature::{read_keypair_file, Keypair, Signer};
+use solana_sdk::{
+    pubkey::Pubkey,
+    signature::{read_keypair_file, Keypair, Signer},
+};
 use std::{
     collections::HashMap,
-    net::TcpListener,
     path::{Path, PathBuf},
-    process::Stdio,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::{Duration, Instant},
 };
-use tokio::process::{Child, Command};
 
 const SOL: u64 = 1_000_000_000;
 const TOP_UP: u64 = SOL / 100; // 0.01 SOL = 10,000 tokens
@@ -42,161 +46,247 @@ const USERS: usize = 3;
 const TOP_UPS_PER_USER: u64 = 6;
 const RANDOM_KILLS: usize = 20;
 
-fn binary(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_proxy")).with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} is missing: `cargo test --workspace` builds it (or `cargo build -p indexer -p localnet`)",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A process of the stack that can be killed and started again with the same arguments.
-struct Proc {
-    name: &'static str,
-    program: PathBuf,
-    args: Vec<String>,
+/// The stack's processes and addresses.
+struct Stack {
     dir: PathBuf,
-    child: Option<Child>,
-    starts: u32,
+    chain: Proc,
+    relay: Proc,
+    echo: Proc,
+    indexer: Proc,
+    indexer_health: String,
+    /// Replica A (killed mid-stream) and replica B (the callers'), with their base URLs.
+    gateways: [(Proc, String); 2],
+    rpc_url: String,
+    ws_url: String,
+    relay_url: String,
+    machine: PublicKey,
+    http: reqwest::Client,
 }
 
-impl Proc {
-    fn new(name: &'static str, program: PathBuf, args: &[&str], dir: &Path) -> Self {
+impl Stack {
+    /// The outside world (chain, relay on disk, model), the operator's setup done with the
+    /// operator commands, the indexer and two gateway replicas, all healthy.
+    async fn start(db: &TempDatabase) -> Self {
+        let dir = std::env::temp_dir().join(format!("faults-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        let (localnet, indexer) = (sibling_binary("localnet"), sibling_binary("indexer"));
+        let (rpc_port, relay_port, echo_port) = (free_port(), free_port(), free_port());
+        let (rpc, relay) = (rpc_port.to_string(), relay_port.to_string());
+        let mut chain = Proc::new("chain", &localnet, &["validator", "--rpc-port", &rpc], &dir);
+        let store = path("relay-store");
+        let mut relay = Proc::new(
+            "relay",
+            &localnet,
+            &["relay", "--port", &relay, "--dir", &store],
+            &dir,
+        );
+        let port = echo_port.to_string();
+        let mut echo = Proc::new("echo", &localnet, &["echo", "--port", &port], &dir);
+        for proc in [&mut chain, &mut relay, &mut echo] {
+            proc.spawn();
+            proc.ready().await;
+        }
+        let rpc_url = format!("http://127.0.0.1:{rpc_port}");
+        let relay_url = format!("ws://127.0.0.1:{relay_port}");
+
+        // The operator.
+        let hex = |out: String| out.split_whitespace().next().unwrap().to_owned();
+        for key in ["authority.json", "bot.json"] {
+            run_ok(&indexer, &["keygen", "--solana", "--out", &path(key)], &dir).await;
+            let pubkey = read_keypair_file(path(key)).unwrap().pubkey();
+            airdrop(&rpc_url, &pubkey).await;
+        }
+        let controller = hex(run_ok(
+            &indexer,
+            &["keygen", "--out", &path("controller.key")],
+            &dir,
+        )
+        .await);
+        let proxy_key = hex(run_ok(&indexer, &["keygen", "--out", &path("proxy.key")], &dir).await);
+        std::fs::write(path("token.secret"), common::rand_bytes().repeat(2)).unwrap();
+        let authority = path("authority.json");
+        run_ok(
+            &indexer,
+            &["initialize", "-u", &rpc_url, "-k", &authority],
+            &dir,
+        )
+        .await;
+        let create = [
+            "namespace",
+            "create",
+            "--name",
+            "faults",
+            "--bot",
+            &path("bot.json"),
+            "-u",
+            &rpc_url,
+            "-k",
+            &authority,
+        ];
+        let namespace: Value =
+            serde_json::from_str(&run_ok(&indexer, &create, &dir).await).unwrap();
+        let machine = Keys::generate().public_key();
+        let settings = Settings {
+            db: db.url.clone(),
+            rpc_url: rpc_url.clone(),
+            relay_url: relay_url.clone(),
+            machine: machine.to_hex(),
+            controller,
+        };
+        let health_port = free_port();
+        let treasury = namespace["treasury"].as_str().unwrap();
+        std::fs::write(
+            path("indexer.toml"),
+            settings.indexer(
+                health_port,
+                &proxy_key,
+                &path("bot.json"),
+                &path("controller.key"),
+                treasury,
+            ),
+        )
+        .unwrap();
+        run_ok(&indexer, &["migrate", "--database-url", &db.url], &dir).await;
+        let doctor = run_ok(
+            &indexer,
+            &["doctor", "--config", &path("indexer.toml")],
+            &dir,
+        )
+        .await;
+        assert!(!doctor.contains("FAIL"), "{doctor}");
+        let http = reqwest::Client::new();
+        let config = path("indexer.toml");
+        let mut indexer_proc = Proc::new("indexer", &indexer, &["run", "--config", &config], &dir);
+        let indexer_health = format!("http://127.0.0.1:{health_port}/health");
+        indexer_proc.spawn();
+        indexer_proc.healthy(&http, &indexer_health).await;
+
+        let proxy = PathBuf::from(env!("CARGO_BIN_EXE_proxy"));
+        let replica = |name: &'static str| {
+            let port = free_port();
+            let config = path(&format!("{name}.toml"));
+            std::fs::write(&config, settings.gateway(port, echo_port, &dir)).unwrap();
+            let proc = Proc::new(name, &proxy, &["run", "--config", &config], &dir);
+            (proc, format!("http://127.0.0.1:{port}"))
+        };
+        let mut gateways = [replica("gateway-a"), replica("gateway-b")];
+        for (proc, base) in &mut gateways {
+            proc.spawn();
+            proc.healthy(&http, &format!("{base}/health")).await;
+        }
         Self {
-            name,
-            program,
-            args: args.iter().map(|a| a.to_string()).collect(),
-            dir: dir.to_owned(),
-            child: None,
-            starts: 0,
+            dir,
+            chain,
+            relay,
+            echo,
+            indexer: indexer_proc,
+            indexer_health,
+            gateways,
+            ws_url: format!("ws://127.0.0.1:{}", rpc_port + 1),
+            rpc_url,
+            relay_url,
+            machine,
+            http,
         }
     }
 
-    fn log(&self) -> PathBuf {
-        self.dir.join(format!("{}.log", self.name))
+    /// SIGKILL, start again, wait until healthy.
+    async fn restart_indexer(&mut self) {
+        self.indexer.kill().await;
+        self.indexer.spawn();
+        self.indexer.healthy(&self.http, &self.indexer_health).await;
     }
 
-    /// Starts it, its output appended to `<name>.log`.
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log())
-            .unwrap();
-        let child = Command::new(&self.program)
-            .args(&self.args)
-            .current_dir(&self.dir)
-            .env("RUST_LOG", "info,sqlx=warn,nostr_relay_pool=warn")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", self.name));
-        self.child = Some(child);
-        self.starts += 1;
-    }
-
-    /// SIGKILL, and wait until it is gone.
-    async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.start_kill().unwrap();
-            child.wait().await.unwrap();
+    async fn stop(mut self) {
+        for (proc, _) in &mut self.gateways {
+            proc.terminate().await;
         }
-    }
-
-    /// SIGTERM, and wait for it to exit.
-    async fn terminate(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Some(pid) = child.id() {
-                let _ = std::process::Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status();
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+        self.indexer.terminate().await;
+        for proc in [&mut self.echo, &mut self.relay, &mut self.chain] {
+            proc.terminate().await;
         }
-    }
-
-    /// Fails the test if the process exited by itself.
-    fn assert_running(&mut self) {
-        if let Some(child) = &mut self.child {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "{} exited by itself ({status}); its log:\n{}",
-                    self.name,
-                    std::fs::read_to_string(self.log()).unwrap_or_default()
-                );
-            }
-        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-/// Waits until `url` answers 200.
-async fn healthy(http: &reqwest::Client, url: &str, proc: &mut Proc) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        proc.assert_running();
-        if let Ok(response) = http.get(url).send().await {
-            if response.status().is_success() {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never became healthy at {url}",
-            proc.name
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// What the configs share.
+struct Settings {
+    db: String,
+    rpc_url: String,
+    relay_url: String,
+    machine: String,
+    controller: String,
+}
+
+impl Settings {
+    fn indexer(
+        &self,
+        health: u16,
+        proxy_key: &str,
+        bot: &str,
+        key: &str,
+        treasury: &str,
+    ) -> String {
+        let Settings {
+            db,
+            rpc_url,
+            relay_url,
+            machine,
+            controller,
+        } = self;
+        let ws_port = rpc_url.rsplit(':').next().unwrap().parse::<u16>().unwrap() + 1;
+        format!(
+            "database_url = \"{db}\"\nhealth_listen = \"127.0.0.1:{health}\"\n\
+             [nostr]\nrelays = [\"{relay_url}\"]\nmachine = \"{machine}\"\n\
+             controller_pubkeys = [\"{controller}\"]\nproxy_pubkeys = [\"{proxy_key}\"]\n\
+             [chain]\nrpc_url = \"{rpc_url}\"\nws_url = \"ws://127.0.0.1:{ws_port}\"\n\
+             namespace_id = 0\npoll_seconds = 1\ntokens_per_sol = {TOKENS_PER_SOL}\n\
+             [controller]\nbot_keypair = \"{bot}\"\nnostr_secret_key_file = \"{key}\"\n\
+             treasury = \"{treasury}\"\nmax_lamports_per_request = {SOL}\n"
+        )
+    }
+
+    /// A replica of one deployment: shared ledger, proxy key and token secret; reservations
+    /// expire after 10 s; `echo` and a slow streaming `slow` at one token per token.
+    fn gateway(&self, port: u16, echo_port: u16, dir: &Path) -> String {
+        let Settings {
+            db,
+            rpc_url,
+            relay_url,
+            machine,
+            controller,
+        } = self;
+        let (key, secret) = (dir.join("proxy.key"), dir.join("token.secret"));
+        let model = |id: &str, upstream: &str| {
+            format!(
+                "[[models]]\nid = \"{id}\"\nprompt_price = 1000000\ncompletion_price = 1000000\n\
+                 max_output_tokens = 64\n[[models.upstreams]]\n\
+                 base_url = \"http://127.0.0.1:{echo_port}/v1\"\nmodel = \"{upstream}\"\n"
+            )
+        };
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndatabase_url = \"{db}\"\nreservation_ttl_seconds = 10\n\
+             [nostr]\nrelays = [\"{relay_url}\"]\nsecret_key_file = \"{}\"\nmachine = \"{machine}\"\n\
+             tokens_per_sol = {TOKENS_PER_SOL}\ncontroller_pubkeys = [\"{controller}\"]\n\
+             [chain]\nrpc_url = \"{rpc_url}\"\nnamespace_id = 0\n\
+             [auth]\naudience = \"https://faults.test\"\ntoken_secret_file = \"{}\"\n\
+             [limits]\nrequest_timeout_seconds = 10\nrpm = 100000\ntpm = 100000000\n{}{}",
+            key.display(),
+            secret.display(),
+            model("echo", "echo"),
+            model("slow", "echo+slow"),
+        )
     }
 }
 
-/// Waits until the process printed `ready` (localnet stand-ins).
-async fn ready(proc: &mut Proc) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let starts_seen = proc.starts as usize;
-    loop {
-        proc.assert_running();
-        let log = std::fs::read_to_string(proc.log()).unwrap_or_default();
-        if log.lines().filter(|l| l.starts_with("ready ")).count() >= starts_seen {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never became ready",
-            proc.name
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Runs a command (the operator CLIs) to completion; returns its stdout.
-async fn run_ok(program: &Path, args: &[&str], dir: &Path) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env_remove("SOLANA_URL")
-        .env_remove("SOLANA_KEYPAIR")
-        .output()
+/// Gives `to` 20 SOL from the validator's faucet.
+async fn airdrop(rpc_url: &str, to: &Pubkey) {
+    let rpc = RpcClient::new_with_commitment(rpc_url.to_owned(), CommitmentConfig::confirmed());
+    let signature = rpc.request_airdrop(to, 20 * SOL).await.unwrap();
+    rpc.poll_for_signature_with_commitment(&signature, CommitmentConfig::confirmed())
         .await
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{} {args:?}: {}{}",
-        program.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// What the wallets and callers saw, to hold the ledger to.
@@ -210,329 +300,132 @@ struct Observed {
     republished: AtomicU64,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn no_money_is_lost_or_doubled_when_processes_die() {
-    let started = Instant::now();
-    let Ok(db) = TempDatabase::postgres().await else {
-        assert!(std::env::var_os("CI").is_none(), "CI must have Postgres");
-        eprintln!("skipped: no Postgres on 127.0.0.1:5432");
-        return;
-    };
-    let dir = std::env::temp_dir().join(format!("faults-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
-    let (localnet, indexer_bin, proxy_bin) = (
-        binary("localnet"),
-        binary("indexer"),
-        PathBuf::from(env!("CARGO_BIN_EXE_proxy")),
-    );
-    let http = reqwest::Client::new();
-
-    // The outside world: a chain, a relay kept on disk, a model.
-    let (rpc_port, relay_port, echo_port) = (free_port(), free_port(), free_port());
-    let mut chain = Proc::new(
-        "chain",
-        localnet.clone(),
-        &["validator", "--rpc-port", &rpc_port.to_string()],
-        &dir,
-    );
-    let mut relay = Proc::new(
-        "relay",
-        localnet.clone(),
-        &[
-            "relay",
-            "--port",
-            &relay_port.to_string(),
-            "--dir",
-            &path("relay-store"),
-        ],
-        &dir,
-    );
-    let mut echo = Proc::new(
-        "echo",
-        localnet.clone(),
-        &["echo", "--port", &echo_port.to_string()],
-        &dir,
-    );
-    for proc in [&mut chain, &mut relay, &mut echo] {
-        proc.spawn();
-        ready(proc).await;
-    }
-    let rpc_url = format!("http://127.0.0.1:{rpc_port}");
-    let ws_url = format!("ws://127.0.0.1:{}", rpc_port + 1);
-    let relay_url = format!("ws://127.0.0.1:{relay_port}");
-    let rpc = RpcClient::new_with_commitment(rpc_url.clone(), CommitmentConfig::confirmed());
-    let airdrop = |to| {
-        let rpc = &rpc;
-        async move {
-            let signature = rpc.request_airdrop(&to, 20 * SOL).await.unwrap();
-            rpc.poll_for_signature_with_commitment(&signature, CommitmentConfig::confirmed())
-                .await
-                .unwrap();
-        }
-    };
-
-    // The operator, with the operator commands.
-    run_ok(
-        &indexer_bin,
-        &["keygen", "--solana", "--out", &path("authority.json")],
-        &dir,
-    )
-    .await;
-    run_ok(
-        &indexer_bin,
-        &["keygen", "--solana", "--out", &path("bot.json")],
-        &dir,
-    )
-    .await;
-    let controller_hex = run_ok(
-        &indexer_bin,
-        &["keygen", "--out", &path("controller.key")],
-        &dir,
-    )
-    .await
-    .split_whitespace()
-    .next()
-    .unwrap()
-    .to_owned();
-    let proxy_hex = run_ok(&indexer_bin, &["keygen", "--out", &path("proxy.key")], &dir)
-        .await
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
-    std::fs::write(path("token.secret"), common::rand_bytes().repeat(2)).unwrap();
-    let authority = read_keypair_file(path("authority.json")).unwrap();
-    let bot = read_keypair_file(path("bot.json")).unwrap();
-    airdrop(authority.pubkey()).await;
-    airdrop(bot.pubkey()).await;
-    run_ok(
-        &indexer_bin,
-        &["initialize", "-u", &rpc_url, "-k", &path("authority.json")],
-        &dir,
-    )
-    .await;
-    let namespace: Value = serde_json::from_str(
-        &run_ok(
-            &indexer_bin,
-            &[
-                "namespace",
-                "create",
-                "--name",
-                "faults",
-                "--bot",
-                &path("bot.json"),
-                "-u",
-                &rpc_url,
-                "-k",
-                &path("authority.json"),
-            ],
-            &dir,
-        )
-        .await,
-    )
-    .unwrap();
-    let machine = Keys::generate().public_key();
-    let health_port = free_port();
-    std::fs::write(
-        path("indexer.toml"),
-        format!(
-            "database_url = \"{db}\"\nhealth_listen = \"127.0.0.1:{health_port}\"\n\
-             [nostr]\nrelays = [\"{relay_url}\"]\nmachine = \"{machine}\"\n\
-             controller_pubkeys = [\"{controller_hex}\"]\nproxy_pubkeys = [\"{proxy_hex}\"]\n\
-             [chain]\nrpc_url = \"{rpc_url}\"\nws_url = \"{ws_url}\"\nnamespace_id = 0\npoll_seconds = 1\n\
-             tokens_per_sol = {TOKENS_PER_SOL}\n\
-             [controller]\nbot_keypair = \"{bot}\"\nnostr_secret_key_file = \"{key}\"\n\
-             treasury = \"{treasury}\"\nmax_lamports_per_request = {SOL}\n",
-            db = db.url,
-            machine = machine.to_hex(),
-            bot = path("bot.json"),
-            key = path("controller.key"),
-            treasury = namespace["treasury"].as_str().unwrap(),
-        ),
-    )
-    .unwrap();
-    run_ok(&indexer_bin, &["migrate", "--database-url", &db.url], &dir).await;
-    let doctor = run_ok(
-        &indexer_bin,
-        &["doctor", "--config", &path("indexer.toml")],
-        &dir,
-    )
-    .await;
-    assert!(!doctor.contains("FAIL"), "{doctor}");
-    let mut indexer = Proc::new(
-        "indexer",
-        indexer_bin.clone(),
-        &["run", "--config", &path("indexer.toml")],
-        &dir,
-    );
-    let indexer_health = format!("http://127.0.0.1:{health_port}/health");
-    indexer.spawn();
-    healthy(&http, &indexer_health, &mut indexer).await;
-
-    // Two gateway replicas of one deployment on the shared ledger.
-    let mut gateways = vec![];
-    for name in ["gateway-a", "gateway-b"] {
-        let port = free_port();
-        std::fs::write(
-            path(&format!("{name}.toml")),
-            format!(
-                "listen = \"127.0.0.1:{port}\"\ndatabase_url = \"{db}\"\n\
-                 reservation_ttl_seconds = 10\n\
-                 [nostr]\nrelays = [\"{relay_url}\"]\nsecret_key_file = \"{key}\"\n\
-                 machine = \"{machine}\"\ntokens_per_sol = {TOKENS_PER_SOL}\n\
-                 controller_pubkeys = [\"{controller_hex}\"]\n\
-                 [chain]\nrpc_url = \"{rpc_url}\"\nnamespace_id = 0\n\
-                 [auth]\naudience = \"https://faults.test\"\ntoken_secret_file = \"{secret}\"\n\
-                 [limits]\nrequest_timeout_seconds = 10\nrpm = 100000\ntpm = 100000000\n\
-                 [[models]]\nid = \"echo\"\nprompt_price = 1000000\ncompletion_price = 1000000\n\
-                 max_output_tokens = 64\n[[models.upstreams]]\nbase_url = \"http://127.0.0.1:{echo_port}/v1\"\n\
-                 [[models]]\nid = \"slow\"\nprompt_price = 1000000\ncompletion_price = 1000000\n\
-                 max_output_tokens = 64\n[[models.upstreams]]\nbase_url = \"http://127.0.0.1:{echo_port}/v1\"\n\
-                 model = \"echo+slow\"\n",
-                db = db.url,
-                key = path("proxy.key"),
-                machine = machine.to_hex(),
-                secret = path("token.secret"),
-            ),
-        )
-        .unwrap();
-        let mut proc = Proc::new(
-            name,
-            proxy_bin.clone(),
-            &["run", "--config", &path(&format!("{name}.toml"))],
-            &dir,
-        );
-        proc.spawn();
-        let base = format!("http://127.0.0.1:{port}");
-        healthy(&http, &format!("{base}/health"), &mut proc).await;
-        gateways.push((proc, base));
-    }
-    let (base_a, base_b) = (gateways[0].1.clone(), gateways[1].1.clone());
-    let setup_done = started.elapsed();
-
-    // Wallets: registered, 2 SOL in each vault, logged in at the gateway.
-    let program = ProgramClient::new(&rpc_url);
-    let ledger = Ledger::connect(&db.url).await.unwrap();
-    let mut wallets = vec![];
-    for _ in 0..USERS {
-        let wallet = Keypair::new();
-        airdrop(wallet.pubkey()).await;
-        program
-            .send(&[ix::register(wallet.pubkey())], &[&wallet])
-            .await
-            .unwrap();
-        program
-            .send(
-                &[ix::deposit(wallet.pubkey(), wallet.pubkey(), 2 * SOL)],
-                &[&wallet],
-            )
-            .await
-            .unwrap();
-        let token = proxy::wallet::login::login(&http, &base_b, &wallet, None)
-            .await
-            .unwrap();
-        wallets.push((Arc::new(wallet), token));
-    }
-    let cluster = program.global().await.unwrap().unwrap().cluster;
+/// Each wallet redeems its next nonce, one after another; a request with no answer in 30 s is
+/// published again for the same nonce (what a wallet app does), which is safe.
+async fn spawn_top_ups(
+    stack: &Stack,
+    wallets: &[(Arc<Keypair>, String)],
+    cluster: [u8; 32],
+    observed: &Arc<Observed>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let publisher = Client::new(Keys::generate());
-    publisher.add_relay(relay_url.as_str()).await.unwrap();
+    publisher.add_relay(stack.relay_url.as_str()).await.unwrap();
     publisher.connect().await;
+    wallets
+        .iter()
+        .map(|(wallet, _)| {
+            let (wallet, publisher, observed) =
+                (wallet.clone(), publisher.clone(), observed.clone());
+            let (program, machine) = (ProgramClient::new(&stack.rpc_url), stack.machine);
+            tokio::spawn(async move {
+                for nonce in 0..TOP_UPS_PER_USER {
+                    while !redeem(&publisher, &program, &wallet, cluster, machine, nonce).await {
+                        observed.republished.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect()
+}
 
-    let observed = Arc::new(Observed::default());
-    let traffic_on = Arc::new(AtomicBool::new(true));
+/// Publishes an authorisation for `nonce` and waits (30 s at most) for it to be used on chain.
+async fn redeem(
+    publisher: &Client,
+    program: &ProgramClient,
+    wallet: &Keypair,
+    cluster: [u8; 32],
+    machine: PublicKey,
+    nonce: u64,
+) -> bool {
+    let terms = AuthorizationTerms {
+        program_id: balance_payment::ID,
+        cluster,
+        namespace_id: 0,
+        user: wallet.pubkey(),
+        nonce,
+        max_amount: TOP_UP,
+        deadline: now() + 600,
+        extra_data: [0; 32],
+    };
+    let payload = authorization_payload(wallet, &terms).unwrap();
+    let event = request_event(&payload, indexer::wire::DEFAULT_SESSION, &machine).unwrap();
+    let _ = publisher.send_event(&event).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(account) = program.user_account(&wallet.pubkey()).await {
+            if account.nonce > nonce {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
 
-    // Top-ups: each wallet redeems its next nonce, one after another; a request with no answer
-    // in 30 s is published again for the same nonce (what a wallet app does), which is safe.
-    let mut top_ups = vec![];
-    for (wallet, _) in &wallets {
-        let (wallet, publisher, program, observed) = (
-            wallet.clone(),
-            publisher.clone(),
-            ProgramClient::new(&rpc_url),
-            observed.clone(),
-        );
-        top_ups.push(tokio::spawn(async move {
-            for nonce in 0..TOP_UPS_PER_USER {
-                'redeem: loop {
-                    let terms = AuthorizationTerms {
-                        program_id: balance_payment::ID,
-                        cluster,
-                        namespace_id: 0,
-                        user: wallet.pubkey(),
-                        nonce,
-                        max_amount: TOP_UP,
-                        deadline: now() + 600,
-                        extra_data: [0; 32],
-                    };
-                    let event = request_event(
-                        &authorization_payload(&wallet, &terms).unwrap(),
-                        indexer::wire::DEFAULT_SESSION,
-                        &machine,
-                    )
-                    .unwrap();
-                    let _ = publisher.send_event(&event).await;
-                    let deadline = Instant::now() + Duration::from_secs(30);
-                    while Instant::now() < deadline {
-                        if let Ok(account) = program.user_account(&wallet.pubkey()).await {
-                            if account.nonce > nonce {
-                                break 'redeem;
-                            }
+/// Every wallet calls `base` in a loop while `on`, counting what it was served.
+fn spawn_callers(
+    base: &str,
+    wallets: &[(Arc<Keypair>, String)],
+    observed: &Arc<Observed>,
+    on: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    wallets
+        .iter()
+        .map(|(wallet, token)| {
+            let (user, token, base) = (wallet.pubkey().to_string(), token.clone(), base.to_owned());
+            let (observed, on, http) = (observed.clone(), on.clone(), reqwest::Client::new());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while on.load(Ordering::Relaxed) {
+                    i += 1;
+                    let text = format!("call {i} {}", "word ".repeat((i % 7) as usize));
+                    let response = http
+                        .post(format!("{base}/v1/chat/completions"))
+                        .bearer_auth(&token)
+                        .json(&json!({"model": "echo", "max_tokens": 16,
+                            "messages": [{"role": "user", "content": text}]}))
+                        .send()
+                        .await
+                        .unwrap();
+                    match response.status().as_u16() {
+                        200 => {
+                            let body: Value = response.json().await.unwrap();
+                            let usage = &body["usage"];
+                            let tokens = usage["prompt_tokens"].as_i64().unwrap()
+                                + usage["completion_tokens"].as_i64().unwrap();
+                            *observed
+                                .served
+                                .lock()
+                                .unwrap()
+                                .entry(user.clone())
+                                .or_default() += tokens;
+                            observed.calls.fetch_add(1, Ordering::Relaxed);
                         }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        402 => {
+                            observed.refused_for_funds.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        status => panic!(
+                            "call {i}: {status}: {}",
+                            response.text().await.unwrap_or_default()
+                        ),
                     }
-                    observed.republished.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-            }
-        }));
-    }
+            })
+        })
+        .collect()
+}
 
-    // Calls: every wallet spends on replica B while its balance lasts.
-    let mut callers = vec![];
-    for (wallet, token) in &wallets {
-        let (user, token, base, http, observed, on) = (
-            wallet.pubkey().to_string(),
-            token.clone(),
-            base_b.clone(),
-            http.clone(),
-            observed.clone(),
-            traffic_on.clone(),
-        );
-        callers.push(tokio::spawn(async move {
-            let mut i = 0u64;
-            while on.load(Ordering::Relaxed) {
-                i += 1;
-                let text = format!("call {i} {}", "word ".repeat((i % 7) as usize));
-                let response = http
-                    .post(format!("{base}/v1/chat/completions"))
-                    .bearer_auth(&token)
-                    .json(&json!({"model": "echo", "max_tokens": 16, "messages": [{"role": "user", "content": text}]}))
-                    .send()
-                    .await
-                    .unwrap();
-                match response.status().as_u16() {
-                    200 => {
-                        let body: Value = response.json().await.unwrap();
-                        let usage = &body["usage"];
-                        let tokens = usage["prompt_tokens"].as_i64().unwrap()
-                            + usage["completion_tokens"].as_i64().unwrap();
-                        *observed.served.lock().unwrap().entry(user.clone()).or_default() += tokens;
-                        observed.calls.fetch_add(1, Ordering::Relaxed);
-                    }
-                    402 => {
-                        observed.refused_for_funds.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                    status => panic!("call {i}: {status}: {}", response.text().await.unwrap_or_default()),
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }));
-    }
-
-    // 1. The indexer killed right after a `pay` lands, before the controller records and
-    //    announces it (the request is still `paying` in the ledger).
-    let pubsub = PubsubClient::new(&ws_url).await.unwrap();
+/// Kills the indexer as soon as a `pay` shows on chain (`processed`), until once it died
+/// between the `pay` and its announcement: a request still `paying` whose nonce is used on
+/// chain. Returns (times caught, attempts).
+async fn kill_between_pay_and_announcement(
+    stack: &mut Stack,
+    ledger: &Ledger,
+    program: &ProgramClient,
+) -> (u32, u32) {
+    let pubsub = PubsubClient::new(&stack.ws_url).await.unwrap();
     let (mut pays, unsubscribe) = pubsub
         .logs_subscribe(
             RpcTransactionLogsFilter::Mentions(vec![balance_payment::ID.to_string()]),
@@ -542,47 +435,54 @@ async fn no_money_is_lost_or_doubled_when_processes_die() {
         )
         .await
         .unwrap();
-    let mut caught_between = 0;
-    let mut attempts = 0;
-    while caught_between == 0 {
+    let (mut caught, mut attempts) = (0, 0);
+    while caught == 0 {
         attempts += 1;
         assert!(
             attempts <= 10,
             "never caught the indexer between pay and its announcement"
         );
         let _ = pays.next().await.unwrap();
-        indexer.kill().await;
-        // A claimed request whose payment is on chain: killed between the two.
+        stack.indexer.kill().await;
         for record in ledger.unfinished_requests().await.unwrap() {
             assert_eq!(record.state, RequestState::Paying);
-            let user = record.user.parse().unwrap();
+            let user: Pubkey = record.user.parse().unwrap();
             let landed = Instant::now() + Duration::from_secs(3);
             while Instant::now() < landed {
                 if program.user_account(&user).await.unwrap().nonce > record.nonce {
-                    caught_between += 1;
+                    caught += 1;
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        indexer.spawn();
-        healthy(&http, &indexer_health, &mut indexer).await;
+        stack.indexer.spawn();
+        stack
+            .indexer
+            .healthy(&stack.http, &stack.indexer_health)
+            .await;
     }
     unsubscribe().await;
+    (caught, attempts)
+}
 
-    // 2. A replica killed mid-stream: its reservation is charged by the other's sweep.
-    let (wallet, token) = &wallets[0];
-    let stream_user = wallet.pubkey().to_string();
+/// Starts a slow stream on replica A and kills A after two chunks; A is started again. Returns
+/// the reservation the stream left (served, so the sweep must charge it).
+async fn kill_mid_stream(
+    stack: &mut Stack,
+    ledger: &Ledger,
+    (wallet, token): &(Arc<Keypair>, String),
+) -> Reservation {
+    let user = wallet.pubkey().to_string();
     let funded = Instant::now() + Duration::from_secs(60);
-    while ledger.balance(&stream_user).await.unwrap().available < 1_000 {
-        assert!(
-            Instant::now() < funded,
-            "the first wallet is never credited"
-        );
+    while ledger.balance(&user).await.unwrap().available < 1_000 {
+        assert!(Instant::now() < funded, "the wallet is never credited");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let response = http
-        .post(format!("{base_a}/v1/chat/completions"))
+    let (replica, base) = &mut stack.gateways[0];
+    let response = stack
+        .http
+        .post(format!("{base}/v1/chat/completions"))
         .bearer_auth(token)
         .json(&json!({"model": "slow", "stream": true, "max_tokens": 64,
             "messages": [{"role": "user", "content": "a long answer ".repeat(40)}]}))
@@ -590,98 +490,154 @@ async fn no_money_is_lost_or_doubled_when_processes_die() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let killed_request = response.headers()["x-request-id"]
+    let request_id = response.headers()["x-request-id"]
         .to_str()
         .unwrap()
         .to_owned();
     let mut body = response.bytes_stream();
     body.next().await.unwrap().unwrap();
     body.next().await.unwrap().unwrap();
-    gateways[0].0.kill().await;
+    replica.kill().await;
     drop(body);
-    let killed_reservation = ledger
-        .reservation(&killed_request)
+    let reservation = ledger
+        .reservation(&request_id)
         .await
         .unwrap()
         .expect("the killed stream's reservation is left behind");
-    assert!(killed_reservation.served_at.is_some());
-    gateways[0].0.spawn();
-    healthy(&http, &format!("{base_a}/health"), &mut gateways[0].0).await;
+    assert!(reservation.served_at.is_some());
+    replica.spawn();
+    replica
+        .healthy(&stack.http, &format!("{base}/health"))
+        .await;
+    reservation
+}
 
+/// Waits until every payment on chain is credited, the killed stream is charged, nothing is
+/// reserved and the outbox is empty; returns each user's `Paid` (count, lamports).
+async fn settled(
+    stack: &Stack,
+    ledger: &Ledger,
+    users: &[String],
+    killed: &Reservation,
+) -> HashMap<String, (u64, u64)> {
+    let chain = RpcChain::new(
+        &stack.rpc_url,
+        None,
+        balance_payment::ID,
+        CommitmentConfig::finalized(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut paid: HashMap<String, (u64, u64)> = HashMap::new();
+        for event in chain.events_after(None).await.unwrap().events {
+            if let ProgramEvent::Paid(p) = &event.event {
+                let entry = paid.entry(p.user.to_string()).or_default();
+                entry.0 += 1;
+                entry.1 += p.amount;
+            }
+        }
+        let mut done = ledger.reservation(&killed.id).await.unwrap().is_none()
+            && ledger.outbox_backlog().await.unwrap() == 0;
+        for user in users {
+            let (count, lamports) = paid.get(user).copied().unwrap_or_default();
+            let balance = ledger.balance(user).await.unwrap();
+            done &= count == TOP_UPS_PER_USER
+                && balance.credited == credit_for(lamports)
+                && balance.reserved == 0;
+        }
+        if done {
+            return paid;
+        }
+        assert!(Instant::now() < deadline, "the ledger never settled");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// What `lamports` paid are worth in tokens.
+fn credit_for(lamports: u64) -> i64 {
+    (lamports as i64) * TOKENS_PER_SOL as i64 / SOL as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_money_is_lost_or_doubled_when_processes_die() {
+    let started = Instant::now();
+    let Ok(db) = TempDatabase::postgres().await else {
+        assert!(std::env::var_os("CI").is_none(), "CI must have Postgres");
+        eprintln!("skipped: no Postgres on 127.0.0.1:5432");
+        return;
+    };
+    let mut stack = Stack::start(&db).await;
+    let setup = started.elapsed();
+    let base_b = stack.gateways[1].1.clone();
+
+    // Wallets: registered, 2 SOL in each vault, logged in at the gateway.
+    let program = ProgramClient::new(&stack.rpc_url);
+    let ledger = Ledger::connect(&db.url).await.unwrap();
+    let mut wallets = vec![];
+    for _ in 0..USERS {
+        let wallet = Keypair::new();
+        airdrop(&stack.rpc_url, &wallet.pubkey()).await;
+        program
+            .send(&[ix::register(wallet.pubkey())], &[&wallet])
+            .await
+            .unwrap();
+        let deposit = ix::deposit(wallet.pubkey(), wallet.pubkey(), 2 * SOL);
+        program.send(&[deposit], &[&wallet]).await.unwrap();
+        let token = proxy::wallet::login::login(&stack.http, &base_b, &wallet, None)
+            .await
+            .unwrap();
+        wallets.push((Arc::new(wallet), token));
+    }
+    let users: Vec<String> = wallets
+        .iter()
+        .map(|(w, _)| w.pubkey().to_string())
+        .collect();
+    let cluster = program.global().await.unwrap().unwrap().cluster;
+    let observed = Arc::new(Observed::default());
+    let calling = Arc::new(AtomicBool::new(true));
+    let top_ups = spawn_top_ups(&stack, &wallets, cluster, &observed).await;
+    let callers = spawn_callers(&base_b, &wallets, &observed, &calling);
+
+    // 1. The indexer killed between a `pay` and its announcement.
+    let (caught, attempts) = kill_between_pay_and_announcement(&mut stack, &ledger, &program).await;
+    // 2. Replica A killed mid-stream: its reservation is charged by B's expiry sweep.
+    let killed = kill_mid_stream(&mut stack, &ledger, &wallets[0]).await;
     // 3. The relay killed once, and started again on its store.
-    relay.kill().await;
+    stack.relay.kill().await;
     tokio::time::sleep(Duration::from_millis(300)).await; // traffic meanwhile finds it gone
-    relay.spawn();
-    ready(&mut relay).await;
-
+    stack.relay.spawn();
+    stack.relay.ready().await;
     // 4. The indexer killed at 20 random moments.
     let mut downtime = Duration::ZERO;
     for _ in 0..RANDOM_KILLS {
         let wait = rand::thread_rng().gen_range(100..1_500);
         tokio::time::sleep(Duration::from_millis(wait)).await;
         let down = Instant::now();
-        indexer.kill().await;
-        indexer.spawn();
-        healthy(&http, &indexer_health, &mut indexer).await;
+        stack.restart_indexer().await;
         downtime += down.elapsed();
     }
 
-    // Let the top-ups finish, then stop calling.
     for top_up in top_ups {
         tokio::time::timeout(Duration::from_secs(240), top_up)
             .await
             .expect("every wallet's top-ups are redeemed")
             .unwrap();
     }
-    traffic_on.store(false, Ordering::Relaxed);
+    calling.store(false, Ordering::Relaxed);
     for caller in callers {
         caller.await.unwrap();
     }
+    let paid = settled(&stack, &ledger, &users, &killed).await;
 
-    // Settle: credits for every payment, the killed stream's charge, nothing reserved.
-    let events_chain = RpcChain::new(
-        &rpc_url,
-        None,
-        balance_payment::ID,
-        CommitmentConfig::finalized(),
-    );
-    let expected_credit = |paid: u64| (paid as i64) * TOKENS_PER_SOL as i64 / SOL as i64;
-    let settle_deadline = Instant::now() + Duration::from_secs(90);
-    let settled = loop {
-        let events = events_chain.events_after(None).await.unwrap().events;
-        let mut paid: HashMap<String, (u64, u64)> = HashMap::new();
-        for event in &events {
-            if let balance_payment::sdk::events::ProgramEvent::Paid(p) = &event.event {
-                let entry = paid.entry(p.user.to_string()).or_default();
-                entry.0 += 1;
-                entry.1 += p.amount;
-            }
-        }
-        let mut done = ledger.reservation(&killed_request).await.unwrap().is_none();
-        for (wallet, _) in &wallets {
-            let user = wallet.pubkey().to_string();
-            let (count, lamports) = paid.get(&user).copied().unwrap_or_default();
-            let balance = ledger.balance(&user).await.unwrap();
-            done &= count == TOP_UPS_PER_USER && balance.credited == expected_credit(lamports);
-            done &= balance.reserved == 0;
-        }
-        done &= ledger.outbox_backlog().await.unwrap() == 0;
-        if done {
-            break paid;
-        }
-        assert!(Instant::now() < settle_deadline, "the ledger never settled");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-
-    // No double payment: each wallet paid exactly its authorisations, once each.
     for (wallet, _) in &wallets {
         let user = wallet.pubkey().to_string();
+        // No double payment: one `Paid` of exactly the signed amount per authorisation.
         let account = program.user_account(&wallet.pubkey()).await.unwrap();
         assert_eq!(
             account.nonce, TOP_UPS_PER_USER,
             "{user}: one nonce per top-up"
         );
-        let (count, lamports) = settled[&user];
+        let (count, lamports) = paid[&user];
         assert_eq!(
             count, TOP_UPS_PER_USER,
             "{user}: one Paid per authorisation"
@@ -692,7 +648,7 @@ async fn no_money_is_lost_or_doubled_when_processes_die() {
             "{user}: exactly the signed amounts"
         );
         let vault = program
-            .lamports(&balance_payment::sdk::pda::vault(&wallet.pubkey()))
+            .lamports(&pda::vault(&wallet.pubkey()))
             .await
             .unwrap();
         assert_eq!(
@@ -704,7 +660,7 @@ async fn no_money_is_lost_or_doubled_when_processes_die() {
         let balance = ledger.balance(&user).await.unwrap();
         assert_eq!(
             balance.credited,
-            expected_credit(lamports),
+            credit_for(lamports),
             "{user}: credit = payments"
         );
         let mut served = observed
@@ -714,43 +670,34 @@ async fn no_money_is_lost_or_doubled_when_processes_die() {
             .get(&user)
             .copied()
             .unwrap_or_default();
-        if user == stream_user {
-            served += killed_reservation.amount;
+        if user == killed.user {
+            served += killed.amount;
         }
         assert_eq!(balance.debited, served, "{user}: debits = what was served");
         assert_eq!(balance.reserved, 0);
     }
     let audit = ledger.audit().await.unwrap();
     assert!(audit.is_clean(), "{audit:?}");
-    let audit_cli = run_ok(&indexer_bin, &["audit", "--database-url", &db.url], &dir).await;
-    assert!(audit_cli.contains("credits_without_payment"), "{audit_cli}");
+    let indexer = sibling_binary("indexer");
+    let report = run_ok(&indexer, &["audit", "--database-url", &db.url], &stack.dir).await;
+    assert!(report.contains("credits_without_payment"), "{report}");
 
     println!(
-        "fault run: setup {:.1} s, total {:.1} s; indexer killed {} times ({} between pay and \
-         announcement, after {attempts} tries; mean restart-to-healthy {:.0} ms), a replica \
+        "fault run: setup {:.1} s, total {:.1} s; indexer killed {} times ({caught} between pay \
+         and announcement, after {attempts} tries; mean restart-to-healthy {:.0} ms), a replica \
          killed mid-stream (charged {} tokens by the sweep), the relay killed once; {} top-ups \
          ({} republished), {} calls served, {} refused for funds",
-        setup_done.as_secs_f64(),
+        setup.as_secs_f64(),
         started.elapsed().as_secs_f64(),
-        indexer.starts - 1,
-        caught_between,
+        stack.indexer.starts - 1,
         downtime.as_millis() as f64 / RANDOM_KILLS as f64,
-        killed_reservation.amount,
+        killed.amount,
         USERS as u64 * TOP_UPS_PER_USER,
         observed.republished.load(Ordering::Relaxed),
         observed.calls.load(Ordering::Relaxed),
         observed.refused_for_funds.load(Ordering::Relaxed),
     );
-
-    publisher.shutdown().await;
-    for (proc, _) in &mut gateways {
-        proc.terminate().await;
-    }
-    indexer.terminate().await;
-    for proc in [&mut echo, &mut relay, &mut chain] {
-        proc.terminate().await;
-    }
+    stack.stop().await;
     ledger.close().await;
     db.remove().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

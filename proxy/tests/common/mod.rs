@@ -1,5 +1,7 @@
 //! A gateway in front of the mock upstream, on a throwaway ledger, with a funded wallet.
 #![allow(dead_code)]
+pub mod processes;
+
 use ed25519_dalek::{Signer, SigningKey};
 use indexer::ledger::{testing::TempDatabase, Applied, Ledger, NewEntry, OutboxEvent, Payment};
 use localnet::MockUpstream;
