@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, clap::Args)]
 pub struct SolanaArgs {
     /// JSON-RPC URL or moniker (`localhost`, `devnet`, `testnet`, `mainnet-beta`, or `l`, `d`,
-    /// `t`, `m`). Default: the Solana CLI's `json_rpc_url`.
+    /// `t`, `m`). Default: the RPC the gateway publishes (wallet commands), else the Solana
+    /// CLI's `json_rpc_url`.
     #[arg(long, short = 'u', env = "SOLANA_URL")]
     pub url: Option<String>,
     /// Keypair file (a JSON array of 64 bytes, as `solana-keygen` writes). Default: the Solana

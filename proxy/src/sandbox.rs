@@ -57,7 +57,7 @@ impl SandboxArgs {
 
 /// Points `config` at `stack` (its relay, Nostr address, controller key, RPC, namespace and
 /// token rate), so the gateway's `/.well-known/llm-gateway` tells clients the truth.
-pub fn describe(config: &mut Config, stack: &Sandbox) {
+fn describe(config: &mut Config, stack: &Sandbox) {
     config.nostr.relays = vec![stack.relay.url().to_owned()];
     config.nostr.machine = stack.machine.to_hex();
     config.nostr.session = stack.session.clone();

@@ -23,6 +23,8 @@ pub enum ClientError {
     NoNamespace(u64),
     #[error("wallet {0} is not registered with the program: run `proxy register` first")]
     NotRegistered(Pubkey),
+    #[error("account {0} does not hold the program data it should")]
+    Unreadable(Pubkey),
     #[error("{0}")]
     Refused(String),
 }
@@ -97,9 +99,9 @@ impl ProgramClient {
             .map_err(|e| self.unreachable(e))?
         {
             None => Ok(None),
-            Some(data) => T::decode(&data).map(Some).ok_or_else(|| {
-                ClientError::Refused(format!("account {address} does not hold what it should"))
-            }),
+            Some(data) => T::decode(&data)
+                .map(Some)
+                .ok_or(ClientError::Unreadable(*address)),
         }
     }
 

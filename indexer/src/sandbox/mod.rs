@@ -4,7 +4,6 @@
 //! `proxy sandbox` run it; the end-to-end tests drive it.
 pub mod cli;
 
-use crate::wire::RequestPayload;
 use crate::{
     chain::{cluster::cluster_tag, rpc::RpcChain, watcher::PaymentRule, Chain},
     config::Commitment,
@@ -12,7 +11,7 @@ use crate::{
     ledger::Ledger,
     nostr::watcher::Trust,
     services::{Components, Services},
-    wire::DEFAULT_SESSION,
+    wire::{RequestPayload, DEFAULT_SESSION},
 };
 use balance_payment::{
     authorization::AuthorizationTerms,
