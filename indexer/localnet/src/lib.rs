@@ -2,10 +2,17 @@
 //! ([`validator`]), a Nostr relay ([`relay`]) and an OpenAI-compatible echo server ([`echo`]).
 //! The sandbox and the tests link this crate; the production `proxy` and `indexer` binaries
 //! do not.
+//!
+//! Features `chain` (the validator) and `relay` are on by default; without them only the echo
+//! model is built.
 pub mod echo;
+#[cfg(feature = "relay")]
 pub mod relay;
+#[cfg(feature = "chain")]
 pub mod validator;
 
 pub use echo::MockUpstream;
+#[cfg(feature = "relay")]
 pub use relay::EmbeddedRelay;
+#[cfg(feature = "chain")]
 pub use validator::{Validator, ValidatorConfig};

@@ -2,13 +2,10 @@
 //! disk, or the echo model — for tests that start the stack as separate processes and kill
 //! them (`proxy/tests/faults.rs`). Each prints `ready <url>` once it serves, then runs until
 //! SIGTERM, Ctrl-C or SIGKILL.
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use localnet::{EmbeddedRelay, MockUpstream, Validator, ValidatorConfig};
-use solana_commitment_config::CommitmentConfig;
-use solana_rpc_client::nonblocking::rpc_client::RpcClient;
-use solana_sdk::pubkey::Pubkey;
-use std::{path::PathBuf, str::FromStr, time::Duration};
+use localnet::MockUpstream;
+#[cfg(feature = "relay")]
+use std::path::PathBuf;
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser)]
@@ -23,11 +20,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    #[cfg(feature = "chain")]
     /// A Solana validator with the program, JSON-RPC on --rpc-port, websocket on the next port.
     Validator {
         #[arg(long, default_value_t = 8899)]
         rpc_port: u16,
     },
+    #[cfg(feature = "relay")]
     /// A Nostr relay keeping its events in --dir (a restart on the same folder keeps them).
     Relay {
         #[arg(long)]
@@ -40,6 +39,7 @@ enum Command {
         #[arg(long)]
         port: u16,
     },
+    #[cfg(feature = "chain")]
     /// The local validator's faucet (`solana airdrop` on devnet): gives PUBKEY SOL and
     /// returns once it is confirmed, waiting up to 30 s for the validator to answer.
     Airdrop {
@@ -60,14 +60,17 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     match Cli::parse().command {
+        #[cfg(feature = "chain")]
         Command::Validator { rpc_port } => {
+            use localnet::{Validator, ValidatorConfig};
             let mut validator = Validator::start(ValidatorConfig::on_port(rpc_port)).await?;
             println!("ready {} {}", validator.rpc_url(), validator.ws_url());
             stop.await;
             validator.shutdown();
         }
+        #[cfg(feature = "relay")]
         Command::Relay { port, dir } => {
-            let relay = EmbeddedRelay::open(port, &dir).await?;
+            let relay = localnet::EmbeddedRelay::open(port, &dir).await?;
             println!("ready {}", relay.url());
             stop.await;
             relay.shutdown().await;
@@ -77,26 +80,38 @@ async fn main() -> anyhow::Result<()> {
             println!("ready {}", echo.base_url());
             stop.await;
         }
-        Command::Airdrop { pubkey, sol, url } => airdrop(&url, &pubkey, sol).await?,
+        #[cfg(feature = "chain")]
+        Command::Airdrop { pubkey, sol, url } => chain::airdrop(&url, &pubkey, sol).await?,
     }
     Ok(())
 }
 
-async fn airdrop(url: &str, pubkey: &str, sol: u64) -> anyhow::Result<()> {
-    let to = Pubkey::from_str(pubkey).with_context(|| format!("{pubkey:?} is not a public key"))?;
-    let rpc = RpcClient::new_with_commitment(url.to_owned(), CommitmentConfig::confirmed());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while rpc.get_health().await.is_err() {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "no validator answers at {url}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+#[cfg(feature = "chain")]
+mod chain {
+    use anyhow::Context;
+    use solana_commitment_config::CommitmentConfig;
+    use solana_rpc_client::nonblocking::rpc_client::RpcClient;
+    use solana_sdk::pubkey::Pubkey;
+    use std::{str::FromStr, time::Duration};
+
+    /// Gives `pubkey` `sol` SOL once the validator at `url` answers, and waits for it.
+    pub async fn airdrop(url: &str, pubkey: &str, sol: u64) -> anyhow::Result<()> {
+        let to =
+            Pubkey::from_str(pubkey).with_context(|| format!("{pubkey:?} is not a public key"))?;
+        let rpc = RpcClient::new_with_commitment(url.to_owned(), CommitmentConfig::confirmed());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while rpc.get_health().await.is_err() {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "no validator answers at {url}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let lamports = sol.checked_mul(1_000_000_000).context("too many SOL")?;
+        let signature = rpc.request_airdrop(&to, lamports).await?;
+        rpc.poll_for_signature_with_commitment(&signature, CommitmentConfig::confirmed())
+            .await?;
+        println!("{signature}");
+        Ok(())
     }
-    let lamports = sol.checked_mul(1_000_000_000).context("too many SOL")?;
-    let signature = rpc.request_airdrop(&to, lamports).await?;
-    rpc.poll_for_signature_with_commitment(&signature, CommitmentConfig::confirmed())
-        .await?;
-    println!("{signature}");
-    Ok(())
 }
