@@ -6,12 +6,6 @@
 //! says so and passes only outside CI.
 mod common;
 
-use indexer::{
-    ledger::testing::TempDatabase,
-    sandbox::{Sandbox, SandboxConfig},
-};
-use localnet::MockUpstream;
-use nostr_sdk::prelude::Keys;
 use std::{path::Path, process::Command};
 
 const WALLET_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/wallet");
@@ -26,29 +20,8 @@ async fn a_node_wallet_pays_through_the_idl_and_sees_its_credit_at_the_gateway()
         eprintln!("skipped: run `npm ci` in tests/wallet to run it");
         return;
     }
-    common::init_tracing();
-    let db = TempDatabase::sqlite();
-    let proxy_keys = Keys::generate();
-    let mut stack = Sandbox::start(SandboxConfig {
-        proxy_keys: vec![proxy_keys.clone()],
-        ..SandboxConfig::new(&db.url)
-    })
-    .await
-    .expect("the local stack starts");
-    let mock = MockUpstream::start(0).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut config = common::config(&mock, &db.url);
-    config.auth.audience = Some(base.clone());
-    let (gateway, relay) = proxy::sandbox::front(
-        &stack,
-        listener,
-        config,
-        proxy_keys,
-        b"a test secret of at least thirty-two bytes".to_vec(),
-    )
-    .await
-    .unwrap();
+    let fronted = common::FrontedStack::start().await;
+    let (stack, base) = (&fronted.stack, fronted.base.clone());
 
     let mut node = Command::new("node");
     node.arg("wallet.mjs")
@@ -74,10 +47,5 @@ async fn a_node_wallet_pays_through_the_idl_and_sees_its_credit_at_the_gateway()
         "wallet.mjs failed:\n{stdout}\n{stderr}"
     );
 
-    let audit = stack.ledger.audit().await.unwrap();
-    assert!(audit.is_clean(), "{audit:?}");
-    gateway.shutdown().await;
-    relay.shutdown().await;
-    stack.stop().await;
-    db.remove().await;
+    fronted.stop().await;
 }

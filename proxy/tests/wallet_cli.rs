@@ -5,12 +5,7 @@
 //! a chat paid with it, `withdraw`, and the errors that name their cause.
 mod common;
 
-use indexer::{
-    ledger::testing::TempDatabase,
-    sandbox::{Sandbox, SandboxConfig, SOL},
-};
-use localnet::MockUpstream;
-use nostr_sdk::prelude::Keys;
+use indexer::sandbox::SOL;
 use proxy::discovery::GatewayInfo;
 use serde_json::Value;
 use solana_sdk::signature::{write_keypair_file, Keypair, Signer};
@@ -67,29 +62,9 @@ async fn proxy(home: &PathBuf, args: &[&str]) -> Run {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wallet_registers_deposits_tops_up_spends_and_withdraws_with_only_the_gateway_url() {
-    common::init_tracing();
-    let db = TempDatabase::sqlite();
-    let proxy_keys = Keys::generate();
-    let mut stack = Sandbox::start(SandboxConfig {
-        proxy_keys: vec![proxy_keys.clone()],
-        ..SandboxConfig::new(&db.url)
-    })
-    .await
-    .expect("the local stack starts");
-    let mock = MockUpstream::start(0).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut config = common::config(&mock, &db.url);
-    config.auth.audience = Some(base.clone());
-    let (gateway, relay) = proxy::sandbox::front(
-        &stack,
-        listener,
-        config,
-        proxy_keys,
-        b"a test secret of at least thirty-two bytes".to_vec(),
-    )
-    .await
-    .unwrap();
+    let mut fronted = common::FrontedStack::start().await;
+    let base = fronted.base.clone();
+    let stack = &mut fronted.stack;
 
     // What the gateway publishes is what a client needs, and true.
     let info = GatewayInfo::fetch(&reqwest::Client::new(), &base)
@@ -309,11 +284,6 @@ async fn a_wallet_registers_deposits_tops_up_spends_and_withdraws_with_only_the_
         "nothing was paid"
     );
 
-    let audit = stack.ledger.audit().await.unwrap();
-    assert!(audit.is_clean(), "{audit:?}");
-    gateway.shutdown().await;
-    relay.shutdown().await;
-    stack.stop().await;
-    db.remove().await;
+    fronted.stop().await;
     let _ = std::fs::remove_dir_all(&home);
 }

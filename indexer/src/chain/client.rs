@@ -114,6 +114,13 @@ impl ProgramClient {
         self.account(&pda::namespace(id)).await
     }
 
+    /// Namespace `id`, or `NoNamespace`.
+    pub async fn require_namespace(&self, id: u64) -> Result<Namespace, ClientError> {
+        self.namespace(id)
+            .await?
+            .ok_or(ClientError::NoNamespace(id))
+    }
+
     /// `user`'s account, or `NotRegistered`.
     pub async fn user_account(&self, user: &Pubkey) -> Result<UserAccount, ClientError> {
         self.account(&pda::user_account(user))

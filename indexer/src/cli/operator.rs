@@ -58,8 +58,7 @@ pub enum NamespaceCommand {
 
 /// `indexer initialize`: binds the deployment to this cluster (its genesis hash), once.
 pub async fn initialize(solana: SolanaArgs) -> anyhow::Result<()> {
-    let client = ProgramClient::new(&solana.rpc_url(None)?);
-    client.ensure_deployed().await?;
+    let client = connect(&solana).await?;
     let genesis = client.genesis_hash().await?;
     if let Some(global) = client.global().await? {
         let tag = bs58::encode(global.cluster).into_string();
@@ -96,8 +95,7 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<()> {
             treasury,
             solana,
         } => {
-            let client = ProgramClient::new(&solana.rpc_url(None)?);
-            client.ensure_deployed().await?;
+            let client = connect(&solana).await?;
             let global = client.global().await?.ok_or(ClientError::NotInitialized)?;
             let authority = solana.keypair()?;
             ensure_fee_payer(&client, &authority.pubkey()).await?;
@@ -116,10 +114,7 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<()> {
                     &[&authority],
                 )
                 .await?;
-            let created = client
-                .namespace(id)
-                .await?
-                .ok_or(ClientError::NoNamespace(id))?;
+            let created = client.require_namespace(id).await?;
             println!("{}", with_transaction(namespace_json(&created), &signature));
         }
         NamespaceCommand::Update {
@@ -130,12 +125,8 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<()> {
             treasury,
             solana,
         } => {
-            let client = ProgramClient::new(&solana.rpc_url(None)?);
-            client.ensure_deployed().await?;
-            let current = client
-                .namespace(id)
-                .await?
-                .ok_or(ClientError::NoNamespace(id))?;
+            let client = connect(&solana).await?;
+            let current = client.require_namespace(id).await?;
             let authority = solana.keypair()?;
             anyhow::ensure!(
                 current.authority == authority.pubkey(),
@@ -163,21 +154,14 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<()> {
                     &[&authority],
                 )
                 .await?;
-            let updated = client
-                .namespace(id)
-                .await?
-                .ok_or(ClientError::NoNamespace(id))?;
+            let updated = client.require_namespace(id).await?;
             println!("{}", with_transaction(namespace_json(&updated), &signature));
         }
         NamespaceCommand::Show { id, solana } => {
-            let client = ProgramClient::new(&solana.rpc_url(None)?);
-            client.ensure_deployed().await?;
+            let client = connect(&solana).await?;
             match id {
                 Some(id) => {
-                    let namespace = client
-                        .namespace(id)
-                        .await?
-                        .ok_or(ClientError::NoNamespace(id))?;
+                    let namespace = client.require_namespace(id).await?;
                     println!(
                         "{}",
                         serde_json::to_string_pretty(&namespace_json(&namespace))?
@@ -214,6 +198,13 @@ fn namespace_json(namespace: &Namespace) -> serde_json::Value {
 fn with_transaction(mut value: serde_json::Value, signature: &str) -> serde_json::Value {
     value["transaction"] = json!(signature);
     value
+}
+
+/// The cluster `--url` names, with the program deployed on it.
+async fn connect(solana: &SolanaArgs) -> anyhow::Result<ProgramClient> {
+    let client = ProgramClient::new(&solana.rpc_url(None)?);
+    client.ensure_deployed().await?;
+    Ok(client)
 }
 
 /// A base58 public key, or the public key of a keypair file.

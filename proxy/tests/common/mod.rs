@@ -302,3 +302,61 @@ where
 pub fn ask(model: &str, text: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": text}]})
 }
+
+/// The whole local stack (validator, relay, indexer services with a controller) on a SQLite
+/// ledger, with a gateway in front of the mock whose audience is its own URL.
+pub struct FrontedStack {
+    pub db: TempDatabase,
+    pub stack: indexer::sandbox::Sandbox,
+    pub mock: MockUpstream,
+    pub gateway: Gateway,
+    pub relay: nostr_sdk::Client,
+    /// The gateway's base URL.
+    pub base: String,
+}
+
+impl FrontedStack {
+    pub async fn start() -> Self {
+        init_tracing();
+        let db = TempDatabase::sqlite();
+        let proxy_keys = Keys::generate();
+        let stack = indexer::sandbox::Sandbox::start(indexer::sandbox::SandboxConfig {
+            proxy_keys: vec![proxy_keys.clone()],
+            ..indexer::sandbox::SandboxConfig::new(&db.url)
+        })
+        .await
+        .expect("the local stack starts");
+        let mock = MockUpstream::start(0).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut config = config(&mock, &db.url);
+        config.auth.audience = Some(base.clone());
+        let (gateway, relay) = proxy::sandbox::front(
+            &stack,
+            listener,
+            config,
+            proxy_keys,
+            b"a test secret of at least thirty-two bytes".to_vec(),
+        )
+        .await
+        .unwrap();
+        Self {
+            db,
+            stack,
+            mock,
+            gateway,
+            relay,
+            base,
+        }
+    }
+
+    /// Stops everything and drops the database (after the audit is clean).
+    pub async fn stop(mut self) {
+        let audit = self.stack.ledger.audit().await.unwrap();
+        assert!(audit.is_clean(), "{audit:?}");
+        self.gateway.shutdown().await;
+        self.relay.shutdown().await;
+        self.stack.stop().await;
+        self.db.remove().await;
+    }
+}
