@@ -207,6 +207,32 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Each of `keys` (in the section `field`) is a Nostr public key.
+pub fn check_nostr_keys<'a>(
+    field: &str,
+    keys: impl IntoIterator<Item = &'a String>,
+) -> Result<(), ConfigError> {
+    match keys
+        .into_iter()
+        .find(|key| nostr_sdk::PublicKey::parse(key).is_err())
+    {
+        Some(key) => Err(ConfigError::Invalid(format!(
+            "{field}: not a Nostr public key: {key}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `chain.program_id` is a Solana address.
+pub fn check_program_id(program_id: &str) -> Result<(), ConfigError> {
+    match program_id.parse::<solana_sdk::pubkey::Pubkey>() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(ConfigError::Invalid(format!(
+            "chain.program_id is not a Solana address: {program_id}"
+        ))),
+    }
+}
+
 impl Config {
     /// Defaults, then `file` (if given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -220,26 +246,14 @@ impl Config {
         if self.nostr.machine.is_empty() {
             return invalid("nostr.machine (the gateway's Nostr address) is required".into());
         }
-        for key in [&self.nostr.machine]
-            .into_iter()
-            .chain(&self.nostr.controller_pubkeys)
-            .chain(&self.nostr.proxy_pubkeys)
-        {
-            if nostr_sdk::PublicKey::parse(key).is_err() {
-                return invalid(format!("not a Nostr public key: {key}"));
-            }
-        }
-        if self
-            .chain
-            .program_id
-            .parse::<solana_sdk::pubkey::Pubkey>()
-            .is_err()
-        {
-            return invalid(format!(
-                "chain.program_id is not a Solana address: {}",
-                self.chain.program_id
-            ));
-        }
+        check_nostr_keys(
+            "nostr",
+            [&self.nostr.machine]
+                .into_iter()
+                .chain(&self.nostr.controller_pubkeys)
+                .chain(&self.nostr.proxy_pubkeys),
+        )?;
+        check_program_id(&self.chain.program_id)?;
         if self.nostr.relays.is_empty() {
             return invalid("nostr.relays must name at least one relay (ws:// or wss://)".into());
         }

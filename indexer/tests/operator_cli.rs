@@ -105,14 +105,21 @@ async fn funded_keypair(rpc: &RpcClient, files: &Files, home: &Files, name: &str
     path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operator_initializes_creates_updates_and_shows_a_namespace() {
-    let mut validator = Validator::start(ValidatorConfig::free_ports().unwrap())
+/// A local validator with the program, its URL, an RPC client, and folders for keys and home.
+async fn cluster(name: &str) -> (Validator, String, RpcClient, Files, Files) {
+    let validator = Validator::start(ValidatorConfig::free_ports().unwrap())
         .await
         .unwrap();
     let url = validator.rpc_url().to_owned();
     let rpc = RpcClient::new_with_commitment(url.clone(), CommitmentConfig::confirmed());
-    let (files, home) = (Files::new("operator-keys"), Files::new("operator-home"));
+    let files = Files::new(&format!("{name}-keys"));
+    let home = Files::new(&format!("{name}-home"));
+    (validator, url, rpc, files, home)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_initializes_creates_updates_and_shows_a_namespace() {
+    let (mut validator, url, rpc, files, home) = cluster("operator").await;
     let authority = funded_keypair(&rpc, &files, &home, "authority.json").await;
     let other = funded_keypair(&rpc, &files, &home, "other.json").await;
     let bot = files.path("bot.json");
@@ -336,12 +343,7 @@ fn write_config(files: &Files, name: &str, body: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_doctor_passes_a_ready_config_and_names_each_fault() {
-    let mut validator = Validator::start(ValidatorConfig::free_ports().unwrap())
-        .await
-        .unwrap();
-    let url = validator.rpc_url().to_owned();
-    let rpc = RpcClient::new_with_commitment(url.clone(), CommitmentConfig::confirmed());
-    let (files, home) = (Files::new("doctor-keys"), Files::new("doctor-home"));
+    let (mut validator, url, rpc, files, home) = cluster("doctor").await;
     let authority = funded_keypair(&rpc, &files, &home, "authority.json").await;
     let bot = funded_keypair(&rpc, &files, &home, "bot.json").await;
     let stranger = funded_keypair(&rpc, &files, &home, "stranger.json").await;

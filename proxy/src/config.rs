@@ -230,24 +230,11 @@ impl Config {
                 self.nostr.machine
             ));
         }
-        for key in &self.nostr.controller_pubkeys {
-            if nostr_sdk::PublicKey::parse(key).is_err() {
-                return invalid(format!(
-                    "nostr.controller_pubkeys: not a Nostr public key: {key}"
-                ));
-            }
-        }
-        if self
-            .chain
-            .program_id
-            .parse::<solana_sdk::pubkey::Pubkey>()
-            .is_err()
-        {
-            return invalid(format!(
-                "chain.program_id is not a Solana address: {}",
-                self.chain.program_id
-            ));
-        }
+        indexer::config::check_nostr_keys(
+            "nostr.controller_pubkeys",
+            &self.nostr.controller_pubkeys,
+        )?;
+        indexer::config::check_program_id(&self.chain.program_id)?;
         let audience = self.audience();
         if audience.trim().is_empty()
             || audience.trim() != audience
