@@ -93,10 +93,7 @@ async fn serve(
     state.limiter.admit(caller.limit_key(), limits)?;
 
     let prompt = request.estimate_prompt();
-    let sequences = request.sequences();
-    let bound = output_bound(&state, &caller, &model, &request, prompt).await?;
-    let amount = model.price.cost(prompt, bound.saturating_mul(sequences));
-    reserve(&state, &caller, &request_id, amount).await?;
+    let bound = reserve(&state, &caller, &model, &request, prompt, &request_id).await?;
     let meter = Meter::new(
         state.clone(),
         request_id.clone(),
@@ -211,16 +208,18 @@ impl Call {
     }
 }
 
-/// The one completion-token bound per sequence: reserved for, and the only bound sent upstream.
-/// A client's own bound (the smallest of every field it used) must fit the key's and the
-/// model's caps, else 400, and is then held against the balance (402 if it does not cover it);
-/// without one, the bound is what the balance (and the key's budget) affords, within the caps.
-async fn output_bound(
+/// Reserves the worst case and returns the one completion-token bound per sequence it pays
+/// for: the only bound sent upstream. A client's own bound (the smallest of every field it
+/// used) must fit the key's and the model's caps, else 400, and is then held in full (402 if
+/// the balance does not cover it); without one, the hold takes what the balance and the key's
+/// budget afford, up to the caps (at least one token per sequence), and the bound follows.
+async fn reserve(
     state: &AppState,
     caller: &Caller,
     model: &Model,
     request: &ChatRequest,
     prompt: u64,
+    request_id: &str,
 ) -> Result<u64, ApiError> {
     let cap = caller
         .key
@@ -229,46 +228,26 @@ async fn output_bound(
         .map_or(model.max_output_tokens, |key_cap| {
             key_cap.min(model.max_output_tokens)
         });
-    if let Some(tokens) = request.max_output {
-        if tokens > cap {
-            return Err(ApiError::BadRequest(format!(
-                "max_tokens {tokens} exceeds this {} limit of {cap}",
-                if caller.key.is_some() {
-                    "key's"
-                } else {
-                    "model's"
-                }
-            )));
-        }
-        return Ok(tokens);
+    if let Some(tokens) = request.max_output.filter(|tokens| *tokens > cap) {
+        return Err(ApiError::BadRequest(format!(
+            "max_tokens {tokens} exceeds this {} limit of {cap}",
+            if caller.key.is_some() {
+                "key's"
+            } else {
+                "model's"
+            }
+        )));
     }
     let sequences = request.sequences();
-    let available = state.ledger.balance(&caller.user).await?.available;
-    let mut affordable = model.price.affordable_completion(available, prompt) / sequences;
-    if let Some(key) = &caller.key {
-        let remaining = match state.ledger.key_budget(&key.key_id).await? {
-            Some(budget) => budget.remaining,
-            None => i64::try_from(key.claims.budget).unwrap_or(i64::MAX),
-        };
-        affordable =
-            affordable.min(model.price.affordable_completion(remaining, prompt) / sequences);
-    }
-    let tokens = affordable.min(cap);
-    if tokens == 0 {
-        return Err(ApiError::Insufficient {
-            needed: model.price.cost(prompt, sequences),
-            available,
-        });
-    }
-    Ok(tokens)
-}
-
-async fn reserve(
-    state: &AppState,
-    caller: &Caller,
-    request_id: &str,
-    amount: i64,
-) -> Result<(), ApiError> {
+    let tokens = request.max_output.unwrap_or(cap);
+    let amount = model
+        .price
+        .cost(prompt, tokens.saturating_mul(sequences))
+        .max(1);
+    let minimum = match request.max_output {
+        Some(_) => None,
+        None => Some(model.price.cost(prompt, sequences).clamp(1, amount)),
+    };
     let key = caller.key.as_ref().map(|key| KeyLimit {
         key_id: &key.key_id,
         budget: i64::try_from(key.claims.budget).unwrap_or(i64::MAX),
@@ -277,14 +256,20 @@ async fn reserve(
     let hold = Hold {
         id: request_id,
         user: &caller.user,
-        amount: amount.max(1),
+        amount,
+        minimum,
         ttl_seconds: state.config.reservation_ttl_seconds,
         key,
     };
     match state.ledger.hold(&hold).await {
-        Ok(_) => {
+        Ok(held) => {
             state.metrics.reservation("held");
-            Ok(())
+            Ok(match request.max_output {
+                Some(tokens) => tokens,
+                None => {
+                    (model.price.affordable_completion(held.amount, prompt) / sequences).min(cap)
+                }
+            })
         }
         Err(error) => {
             state.metrics.reservation("refused");

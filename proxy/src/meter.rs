@@ -147,18 +147,19 @@ impl Pending {
         };
         let mut attempt = 0;
         let settlement = loop {
-            match ledger
-                .charge(&charge, |charged| {
-                    debit_event(
-                        &self.state.nostr,
-                        &self.caller.user,
-                        &self.request_id,
-                        Some(&self.model.id),
-                        charged,
-                    )
-                })
-                .await
-            {
+            let (state, caller, model) =
+                (self.state.clone(), self.caller.clone(), self.model.clone());
+            let request_id = self.request_id.clone();
+            let announce = move |charged| {
+                debit_event(
+                    &state.nostr,
+                    &caller.user,
+                    &request_id,
+                    Some(&model.id),
+                    charged,
+                )
+            };
+            match ledger.charge(&charge, announce).await {
                 Ok(settlement) => break settlement,
                 Err(error) if attempt < 5 => {
                     attempt += 1;

@@ -287,7 +287,9 @@ mod tests {
             }
         }
         assert!(limiter.tracked() <= 16);
-        assert!(limiter.admit_at("caller", None, t).is_ok(), "its third");
+        // It re-enters with at least its own two requests (more when a busier evicted caller
+        // shares its bucket), so at most its third is served: a fresh window would serve three.
+        let _third = limiter.admit_at("caller", None, t);
         assert!(
             limited(limiter.admit_at("caller", None, t)),
             "not a fresh window"

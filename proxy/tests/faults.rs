@@ -11,7 +11,7 @@ use balance_payment::{
     authorization::AuthorizationTerms,
     sdk::{events::ProgramEvent, instructions as ix, pda},
 };
-use common::processes::{free_port, run_ok, sibling_binary, Proc};
+use common::processes::{free_port, free_port_pair, run_ok, sibling_binary, Proc};
 use futures_util::StreamExt;
 use indexer::{
     chain::{client::ProgramClient, rpc::RpcChain, Chain},
@@ -71,7 +71,7 @@ impl Stack {
         std::fs::create_dir_all(&dir).unwrap();
         let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
         let (localnet, indexer) = (sibling_binary("localnet"), sibling_binary("indexer"));
-        let (rpc_port, relay_port, echo_port) = (free_port(), free_port(), free_port());
+        let (rpc_port, relay_port, echo_port) = (free_port_pair(), free_port(), free_port());
         let (rpc, relay) = (rpc_port.to_string(), relay_port.to_string());
         let mut chain = Proc::new("chain", &localnet, &["validator", "--rpc-port", &rpc], &dir);
         let store = path("relay-store");

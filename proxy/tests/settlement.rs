@@ -78,6 +78,7 @@ async fn served_reservations_are_charged_at_expiry(db: TempDatabase) {
             id,
             user: &h.user,
             amount,
+            minimum: None,
             ttl_seconds: 60,
             key: None,
         };

@@ -8,7 +8,9 @@
 # debit signed and queued. LiteLLM's proxy runs with one worker, no database and a master key. Load
 # generator, model and proxy share this machine.
 #
-# Usage: tests/bench/compare.sh [seconds per row, default 10]   (KEEP_WORK=1 keeps the logs)
+# Usage: tests/bench/compare.sh [seconds per row, default 10]   (KEEP_WORK=1 keeps the logs;
+# TARGETS="model gateway" skips LiteLLM; PERF=out.data records the gateway with `perf` during
+# its 32-connection keep-alive row (an absolute path), for `perf report -i out.data`)
 # Needs: cargo, python3 (venv), curl; installs wrk (apt) and litellm[proxy] (pip, into a venv of
 # its own, $LITELLM_VENV, since it pins another `openai` than tests/openai does) if missing.
 set -euo pipefail
@@ -97,6 +99,7 @@ EOF
 "$REL/indexer" migrate --database-url sqlite:ledger.sqlite > /dev/null
 RUST_LOG=warn "$REL/indexer" run --config indexer.toml > indexer.log 2>&1 &
 RUST_LOG=warn "$REL/proxy" run --config proxy.toml > proxy.log 2>&1 &
+PROXY_PID=$!
 until curl -sf http://127.0.0.1:$GATEWAY/health > /dev/null; do sleep 0.2; done
 WALLET=$("$REL/indexer" keygen --solana --out wallet.json)
 "$DBG/localnet" airdrop "$WALLET" 5 --url http://127.0.0.1:$RPC > /dev/null
@@ -106,6 +109,8 @@ export GATEWAY_URL=http://127.0.0.1:$GATEWAY
 "$REL/proxy" topup 3 --keypair wallet.json > /dev/null   # 3,000,000 tokens: one per request
 TOKEN=$("$REL/proxy" login --wallet wallet.json)
 
+TARGETS=${TARGETS:-model gateway litellm}
+if [[ $TARGETS == *litellm* ]]; then
 cat > litellm.yaml <<EOF
 model_list:
   - model_name: echo
@@ -124,6 +129,7 @@ for _ in $(seq 600); do
 done
 curl -sf http://127.0.0.1:$LITELLM/health/liveliness > /dev/null \
   || { echo "LiteLLM did not start:" >&2; tail -30 litellm.log >&2; exit 1; }
+fi
 
 BODY='{"model":"echo","max_tokens":16,"messages":[{"role":"user","content":"hello there"}]}'
 script() { # $1: bearer token or empty; $2: "close" or "keep-alive"
@@ -149,8 +155,13 @@ row() { # $1 name, $2 url, $3 token, $4 connections, $5 connection mode
   drain_time_wait
   script "$3" "$5" > load.lua
   local threads=$(( $4 > 1 ? 2 : 1 ))
-  local out
+  local out perf=""
+  if [ -n "${PERF:-}" ] && [ "$1" = "our gateway" ] && [ "$4" = 32 ] && [ "$5" = keep-alive ]; then
+    perf record -F 499 -g -p "$PROXY_PID" -o "$PERF" -- sleep "$ROW_SECONDS" 2> /dev/null &
+    perf=$!
+  fi
   out=$(wrk -t$threads -c"$4" -d"${ROW_SECONDS}s" --latency -s load.lua "$2")
+  [ -z "$perf" ] || wait "$perf"
   local rps p50 p99 errors
   rps=$(awk '/Requests\/sec/ {print $2}' <<< "$out")
   p50=$(awk '$1 == "50%" {print $2}' <<< "$out")
@@ -169,9 +180,12 @@ echo "| target | connections | connection | requests/s | p50 | p99 | non-2xx |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 for mode in keep-alive close; do
   for conns in 1 32; do
-    row "echo model alone" "http://127.0.0.1:$MOCK/v1/chat/completions" "" $conns $mode
-    row "our gateway" "http://127.0.0.1:$GATEWAY/v1/chat/completions" "$TOKEN" $conns $mode
-    row "LiteLLM proxy (1 worker, no DB)" "http://127.0.0.1:$LITELLM/v1/chat/completions" "$LITELLM_KEY" $conns $mode
+    [[ $TARGETS != *model* ]] ||
+      row "echo model alone" "http://127.0.0.1:$MOCK/v1/chat/completions" "" $conns $mode
+    [[ $TARGETS != *gateway* ]] ||
+      row "our gateway" "http://127.0.0.1:$GATEWAY/v1/chat/completions" "$TOKEN" $conns $mode
+    [[ $TARGETS != *litellm* ]] ||
+      row "LiteLLM proxy (1 worker, no DB)" "http://127.0.0.1:$LITELLM/v1/chat/completions" "$LITELLM_KEY" $conns $mode
   done
 done
 "$REL/indexer" audit --database-url sqlite:ledger.sqlite > audit.json \

@@ -15,6 +15,16 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A free port whose next port is free too: a validator serves its websocket on `--rpc-port` + 1.
+fn free_port_pair() -> u16 {
+    loop {
+        let port = free_port();
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Starts `localnet args…` and returns it with the words after `ready`.
 fn start(args: &[&str]) -> (Child, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_localnet"))
@@ -52,7 +62,7 @@ fn terminate(mut child: Child) {
 async fn each_stand_in_serves_where_it_says_and_stops_on_sigterm() {
     let http = reqwest::Client::new();
 
-    let (validator, urls) = start(&["validator", "--rpc-port", &free_port().to_string()]);
+    let (validator, urls) = start(&["validator", "--rpc-port", &free_port_pair().to_string()]);
     let health: Value = http
         .post(&urls[0])
         .json(

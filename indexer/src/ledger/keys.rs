@@ -49,7 +49,7 @@ impl Ledger {
             "SELECT budget, spent, reserved, uses, max_uses FROM key_budgets WHERE key_id = $1",
         )
         .bind(key_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         Ok(row.map(|row| key_budget_from_row(&row)).transpose()?)
     }
@@ -81,7 +81,7 @@ impl Ledger {
     pub async fn key_revoked(&self, key_id: &str) -> Result<bool> {
         let row = sqlx::query("SELECT 1 AS revoked FROM key_revocations WHERE key_id = $1")
             .bind(key_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         Ok(row.is_some())
     }
@@ -159,15 +159,15 @@ pub(super) async fn hold_key(
     })
 }
 
-/// Replaces the key's hold of `held` with the spend of `charged`, capped by what the budget
-/// still allows; returns the capped charge.
-pub(super) async fn settle_key(
+/// Gives back the key's hold of `held` and says what its budget still allows (`None` for a key
+/// without a budget row). Called before the owner's balance row is touched: every transaction
+/// takes a key's row before its owner's, so two of them never wait on each other in a cycle.
+pub(super) async fn release_key_hold(
     tx: &mut sqlx::AnyConnection,
     key_id: &str,
     held: i64,
-    charged: i64,
-) -> Result<i64> {
-    let remaining: Option<i64> = sqlx::query(
+) -> Result<Option<i64>> {
+    Ok(sqlx::query(
         "UPDATE key_budgets SET reserved = reserved - $1 WHERE key_id = $2
          RETURNING budget - spent - reserved AS remaining",
     )
@@ -176,17 +176,37 @@ pub(super) async fn settle_key(
     .fetch_optional(&mut *tx)
     .await?
     .map(|row| row.try_get("remaining"))
-    .transpose()?;
-    let Some(remaining) = remaining else {
-        return Ok(charged);
-    };
-    let charged = charged.min(remaining.max(0));
+    .transpose()?)
+}
+
+/// Records `charged` as the key's spend (after [`release_key_hold`] capped it).
+pub(super) async fn spend_key(
+    tx: &mut sqlx::AnyConnection,
+    key_id: &str,
+    charged: i64,
+) -> Result<()> {
     sqlx::query("UPDATE key_budgets SET spent = spent + $1 WHERE key_id = $2")
         .bind(charged)
         .bind(key_id)
         .execute(&mut *tx)
         .await?;
-    Ok(charged)
+    Ok(())
+}
+
+/// Takes back a hold [`hold_key`] just made (its owner's balance refused the same amount).
+pub(super) async fn undo_key_hold(
+    tx: &mut sqlx::AnyConnection,
+    key_id: &str,
+    amount: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE key_budgets SET reserved = reserved - $1, uses = uses - 1 WHERE key_id = $2",
+    )
+    .bind(amount)
+    .bind(key_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Gives `amount` of the key's held budget back.

@@ -17,8 +17,10 @@ mod outbox;
 mod payments;
 mod requests;
 mod reservations;
+mod spend;
 pub mod testing;
 mod usage;
+mod writer;
 
 pub use audit::{AuditReport, UserTotals};
 pub use clock::Clock;
@@ -57,6 +59,23 @@ pub enum LedgerError {
     Database(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("ledger writer: {0}")]
+    WriterStopped(&'static str),
+}
+
+impl LedgerError {
+    /// A refusal is an answer about the request (no funds, no budget, a revoked key, a bad
+    /// amount), not a fault of the database: it changed nothing and retrying will not help.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::Insufficient { .. }
+                | Self::KeyBudget { .. }
+                | Self::KeyUsedUp
+                | Self::KeyRevoked
+                | Self::Amount(_)
+        )
+    }
 }
 
 pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
@@ -80,7 +99,13 @@ pub struct Balance {
 /// Handle to the ledger database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Ledger {
+    /// Writes (on SQLite its one connection, shared with the writer).
     pool: AnyPool,
+    /// Reads that must not queue behind writes (on SQLite connections of their own, which
+    /// WAL lets read while the writer writes; on Postgres the same pool).
+    reads: AnyPool,
+    /// SQLite: the group-committing writer of requests' holds and charges.
+    writer: Option<writer::Writer>,
     backend: Backend,
     /// SQLite file databases: the connection that checkpoints the WAL.
     checkpointer: Option<AnyPool>,
@@ -104,7 +129,7 @@ impl Ledger {
                         Box::pin(async move {
                             sqlx::query(
                                 "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                                 PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
                                  PRAGMA wal_autocheckpoint = 0;",
                             )
                             .execute(conn)
@@ -123,14 +148,19 @@ impl Ledger {
             }
         };
         migrations::migrator(backend).run(&pool).await?;
-        let checkpointer = match backend {
-            Backend::Sqlite if !url.contains(":memory:") => {
-                Some(checkpoint::start(&sqlite_url_with_create(url)).await?)
-            }
-            _ => None,
+        let file = backend == Backend::Sqlite && !url.contains(":memory:");
+        let (checkpointer, reads) = match file {
+            true => (
+                Some(checkpoint::start(&sqlite_url_with_create(url)).await?),
+                read_pool(url).await?,
+            ),
+            false => (None, pool.clone()),
         };
+        let writer = (backend == Backend::Sqlite).then(|| writer::Writer::start(pool.clone()));
         Ok(Self {
             pool,
+            reads,
+            writer,
             backend,
             checkpointer,
             clock: Clock::system(),
@@ -156,6 +186,7 @@ impl Ledger {
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.close().await;
         }
+        self.reads.close().await;
         self.pool.close().await
     }
 
@@ -170,7 +201,7 @@ impl Ledger {
 
     /// Whether the database answers (readiness).
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.reads).await?;
         Ok(())
     }
 
@@ -179,7 +210,7 @@ impl Ledger {
         let row =
             sqlx::query("SELECT credited, debited, reserved FROM balances WHERE user_key = $1")
                 .bind(user)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reads)
                 .await?;
         Ok(row
             .map(|row| balance_from_row(&row))
@@ -198,6 +229,22 @@ fn balance_from_row(row: &sqlx::any::AnyRow) -> Result<Balance, sqlx::Error> {
         reserved,
         available: credited - debited - reserved,
     })
+}
+
+/// Read-only connections to a SQLite file, beside its one write connection.
+async fn read_pool(url: &str) -> Result<AnyPool> {
+    Ok(AnyPoolOptions::new()
+        .max_connections(4)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("PRAGMA busy_timeout = 10000; PRAGMA query_only = ON;")
+                    .execute(conn)
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .connect(&sqlite_url_with_create(url))
+        .await?)
 }
 
 /// The engine a database URL names.

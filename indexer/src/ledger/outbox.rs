@@ -28,7 +28,7 @@ impl Ledger {
         )
         .bind(self.now())
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|row| {
@@ -68,7 +68,7 @@ impl Ledger {
     /// How many events still wait for a relay.
     pub async fn outbox_backlog(&self) -> Result<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reads)
             .await?;
         Ok(row.try_get("n")?)
     }

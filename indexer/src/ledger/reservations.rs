@@ -5,16 +5,19 @@
 //! A delegated key's budget is held the same way, in the same transaction. `settle` replaces the
 //! reservation with the actual cost (never more than the reservation plus what is still
 //! available, nor more than the key's budget), records the debit and the usage, and queues the
-//! debit's Nostr event, in one transaction. A reservation is marked served when the upstream
+//! debit's Nostr event, in one transaction (the statements are in `spend`; on SQLite the
+//! writer group-commits them). A reservation is marked served when the upstream
 //! answers; the expiry sweep charges a served one whose settlement never came (the work was
 //! done) and releases an unserved one.
 use super::{
-    ensure_user,
-    entries::debit_id,
-    keys::{hold_key, settle_key, unhold_key, KeyLimit},
-    now,
+    keys::{release_key_hold, spend_key, unhold_key, KeyLimit},
     outbox::enqueue_in,
-    usage::{record_usage, UsageRecord},
+    spend::{
+        charge_in, debit, give_back, hold_in, insert_debit_entry, release_in, served_in, unreserve,
+        Held,
+    },
+    usage::UsageRecord,
+    writer::{Done, Op, OwnedCharge, OwnedHold},
     Ledger, LedgerError, Result,
 };
 use sqlx::Row;
@@ -63,7 +66,12 @@ pub struct ExpiredCharge {
 pub struct Hold<'a> {
     pub id: &'a str,
     pub user: &'a str,
+    /// What the caller wants held.
     pub amount: i64,
+    /// Hold less when that is all the balance (and the key's budget) affords, but not less
+    /// than this; `None` holds exactly `amount` or nothing. Folding "what can this caller
+    /// afford" into the hold saves the reads a caller would otherwise make before it.
+    pub minimum: Option<i64>,
     pub ttl_seconds: i64,
     /// The delegated key whose budget this also draws on.
     pub key: Option<KeyLimit<'a>>,
@@ -94,6 +102,7 @@ impl Ledger {
             id,
             user,
             amount,
+            minimum: None,
             ttl_seconds,
             key: None,
         })
@@ -101,56 +110,27 @@ impl Ledger {
     }
 
     /// Holds the amount against the user's balance and, for a delegated key, its budget (and
-    /// counts one use of a single-use key). Either both hold or neither does.
+    /// counts one use of a single-use key). Either both hold or neither does. The reservation
+    /// says what was held (less than asked only with [`Hold::minimum`]).
     pub async fn hold(&self, hold: &Hold<'_>) -> Result<Reservation> {
-        if hold.amount <= 0 {
+        if hold.amount <= 0 || hold.minimum.is_some_and(|minimum| minimum > hold.amount) {
             return Err(LedgerError::Amount(format!(
-                "reservation of {}",
-                hold.amount
+                "reservation of {} (at least {:?})",
+                hold.amount, hold.minimum
             )));
         }
-        let mut tx = self.begin().await?;
-        if let Some(key) = &hold.key {
-            hold_key(&mut tx, hold.user, key, hold.amount).await?;
+        match &self.writer {
+            Some(writer) => match writer.submit(Op::Hold(OwnedHold::from(hold))).await? {
+                Done::Held(reservation) => Ok(reservation),
+                other => Err(other.unexpected()),
+            },
+            None => {
+                let mut tx = self.begin().await?;
+                let reservation = hold_in(&mut tx, hold).await?;
+                tx.commit().await?;
+                Ok(reservation)
+            }
         }
-        let held = sqlx::query(
-            "UPDATE balances SET reserved = reserved + $1
-             WHERE user_key = $2 AND credited - debited - reserved >= $1",
-        )
-        .bind(hold.amount)
-        .bind(hold.user)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if held == 0 {
-            drop(tx);
-            let available = self.balance(hold.user).await?.available;
-            return Err(LedgerError::Insufficient {
-                needed: hold.amount,
-                available,
-            });
-        }
-        let expires_at = now() + hold.ttl_seconds;
-        sqlx::query(
-            "INSERT INTO reservations (id, user_key, amount, created_at, expires_at, key_id)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(hold.id)
-        .bind(hold.user)
-        .bind(hold.amount)
-        .bind(now())
-        .bind(expires_at)
-        .bind(hold.key.as_ref().map(|key| key.key_id))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Reservation {
-            id: hold.id.to_owned(),
-            user: hold.user.to_owned(),
-            amount: hold.amount,
-            expires_at,
-            served_at: None,
-        })
     }
 
     /// Replaces reservation `id` with the actual `cost`. `announce(charged)` returns the signed
@@ -161,7 +141,7 @@ impl Ledger {
         id: &str,
         user: &str,
         cost: i64,
-        announce: impl FnOnce(i64) -> Option<(String, String)>,
+        announce: impl Fn(i64) -> Option<(String, String)> + Send + Sync + 'static,
     ) -> Result<Settlement> {
         let charge = Charge {
             id,
@@ -174,97 +154,44 @@ impl Ledger {
     }
 
     /// `settle` for a proxy request: also caps the charge by the key's budget and records usage.
+    /// `announce` may be called more than once (a batch that failed is applied again).
     pub async fn charge(
         &self,
         charge: &Charge<'_>,
-        announce: impl FnOnce(i64) -> Option<(String, String)>,
+        announce: impl Fn(i64) -> Option<(String, String)> + Send + Sync + 'static,
     ) -> Result<Settlement> {
-        let (id, user) = (charge.id, charge.user);
-        let cost = charge.cost.max(0);
-        let mut tx = self.begin().await?;
-        ensure_user(&mut tx, user).await?;
-        let held: i64 = sqlx::query("DELETE FROM reservations WHERE id = $1 RETURNING amount")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| row.try_get("amount"))
-            .transpose()?
-            .unwrap_or(0);
-        let entry = sqlx::query(
-            "INSERT INTO entries (id, user_key, tokens, kind, status, reference, created_at, applied_at)
-             VALUES ($1, $2, 0, 'debit', 'applied', $3, $4, $4) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(debit_id(id))
-        .bind(user)
-        .bind(id)
-        .bind(now())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if entry == 0 {
-            // Settled before: only give back what this reservation (if any) still held.
-            unreserve(&mut tx, user, held).await?;
-            if let Some(key_id) = charge.key_id {
-                unhold_key(&mut tx, key_id, held).await?;
+        match &self.writer {
+            Some(writer) => {
+                let op = Op::Charge(OwnedCharge::from(charge), Box::new(announce));
+                match writer.submit(op).await? {
+                    Done::Charged(settlement) => Ok(settlement),
+                    other => Err(other.unexpected()),
+                }
             }
-            tx.commit().await?;
-            return Ok(Settlement {
-                charged: 0,
-                shortfall: 0,
-                newly_settled: false,
-            });
+            None => {
+                let mut tx = self.begin().await?;
+                let settlement = charge_in(&mut tx, charge, &announce).await?;
+                tx.commit().await?;
+                Ok(settlement)
+            }
         }
-        let available: i64 = sqlx::query(
-            "UPDATE balances SET reserved = reserved - $1 WHERE user_key = $2
-             RETURNING credited - debited - reserved AS available",
-        )
-        .bind(held)
-        .bind(user)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("available")?;
-        let mut charged = cost.min(available.max(0));
-        if let Some(key_id) = charge.key_id {
-            charged = settle_key(&mut tx, key_id, held, charged).await?;
-        }
-        sqlx::query("UPDATE balances SET debited = debited + $1 WHERE user_key = $2")
-            .bind(charged)
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE entries SET tokens = $1 WHERE id = $2")
-            .bind(-charged)
-            .bind(debit_id(id))
-            .execute(&mut *tx)
-            .await?;
-        if let Some(usage) = &charge.usage {
-            record_usage(&mut tx, id, user, charge.key_id, usage, charged).await?;
-        }
-        if let Some((dedupe_key, event_json)) = announce(charged) {
-            enqueue_in(&mut tx, &dedupe_key, &event_json).await?;
-        }
-        tx.commit().await?;
-        Ok(Settlement {
-            charged,
-            shortfall: cost - charged,
-            newly_settled: true,
-        })
     }
 
     /// Gives reservation `id` back in full (the upstream failed before producing anything).
     /// Returns false if it was already gone.
     pub async fn release(&self, id: &str) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        let row = sqlx::query(
-            "DELETE FROM reservations WHERE id = $1 RETURNING user_key, amount, key_id",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Ok(false) };
-        give_back(&mut tx, &row).await?;
-        tx.commit().await?;
-        Ok(true)
+        match &self.writer {
+            Some(writer) => match writer.submit(Op::Release(id.to_owned())).await? {
+                Done::Released(released) => Ok(released),
+                other => Err(other.unexpected()),
+            },
+            None => {
+                let mut tx = self.begin().await?;
+                let released = release_in(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(released)
+            }
+        }
     }
 
     /// Reservation `id` while it is held (for operators and tests).
@@ -273,7 +200,7 @@ impl Ledger {
             "SELECT id, user_key, amount, expires_at, served_at FROM reservations WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(Reservation {
@@ -289,17 +216,19 @@ impl Ledger {
     /// for the work even if its settlement never comes (see [`Ledger::expire_reservations`]).
     /// Returns false when the reservation is already gone (settled or released).
     pub async fn mark_served(&self, id: &str, now: i64) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        let marked = sqlx::query(
-            "UPDATE reservations SET served_at = $1 WHERE id = $2 AND served_at IS NULL",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(marked == 1)
+        match &self.writer {
+            Some(writer) => {
+                let op = Op::Served {
+                    id: id.to_owned(),
+                    at: now,
+                };
+                match writer.submit(op).await? {
+                    Done::Served(marked) => Ok(marked),
+                    other => Err(other.unexpected()),
+                }
+            }
+            None => Ok(served_in(&mut *self.pool.acquire().await?, id, now).await?),
+        }
     }
 
     /// The sweep for reservations past their expiry at `now` (a crashed proxy's leftovers, or a
@@ -319,52 +248,55 @@ impl Ledger {
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
+        let expired = expired
+            .iter()
+            .map(|row| {
+                Ok((
+                    Held::from_row(row)?,
+                    row.try_get::<String, _>("id")?,
+                    row.try_get::<Option<i64>, _>("served_at")?.is_some(),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Each expired hold is given back (`None`) or charged as its request's debit.
         let mut expiry = Expiry::default();
-        for row in &expired {
-            if row.try_get::<Option<i64>, _>("served_at")?.is_none() {
-                give_back(&mut tx, row).await?;
+        let mut settled: Vec<(Held, Option<ExpiredCharge>)> = Vec::with_capacity(expired.len());
+        for (held, id, served) in expired {
+            let charge = if !served {
                 expiry.released += 1;
-                continue;
+                None
+            } else if insert_debit_entry(&mut tx, &id, &held.user, now).await? {
+                let (user, charged) = (held.user.clone(), held.amount);
+                Some(ExpiredCharge { id, user, charged })
+            } else {
+                None // Debited before (a late settlement won): only the hold is left to give back.
+            };
+            settled.push((held, charge));
+        }
+        // Key rows first, then balance rows, each sorted: the module's lock order.
+        settled.sort_by(|a, b| a.0.key_id.cmp(&b.0.key_id));
+        for (held, charge) in &mut settled {
+            let Some(key_id) = &held.key_id else { continue };
+            match charge {
+                None => unhold_key(&mut tx, key_id, held.amount).await?,
+                Some(charge) => {
+                    if let Some(remaining) = release_key_hold(&mut tx, key_id, held.amount).await? {
+                        charge.charged = charge.charged.min(remaining.max(0));
+                        spend_key(&mut tx, key_id, charge.charged).await?;
+                    }
+                }
             }
-            let id: String = row.try_get("id")?;
-            let user: String = row.try_get("user_key")?;
-            let amount: i64 = row.try_get("amount")?;
-            let entry = sqlx::query(
-                "INSERT INTO entries (id, user_key, tokens, kind, status, reference, created_at, applied_at)
-                 VALUES ($1, $2, 0, 'debit', 'applied', $3, $4, $4) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(debit_id(&id))
-            .bind(&user)
-            .bind(&id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if entry == 0 {
-                // Debited before (a late settlement won): only the hold is left to give back.
-                give_back(&mut tx, row).await?;
-                continue;
-            }
-            unreserve(&mut tx, &user, amount).await?;
-            let mut charged = amount;
-            if let Some(key_id) = row.try_get::<Option<String>, _>("key_id")? {
-                charged = settle_key(&mut tx, &key_id, amount, amount).await?;
-            }
-            sqlx::query("UPDATE balances SET debited = debited + $1 WHERE user_key = $2")
-                .bind(charged)
-                .bind(&user)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE entries SET tokens = $1 WHERE id = $2")
-                .bind(-charged)
-                .bind(debit_id(&id))
-                .execute(&mut *tx)
-                .await?;
-            let expired = ExpiredCharge { id, user, charged };
-            if let Some((dedupe_key, event_json)) = announce(&expired).filter(|_| charged > 0) {
+        }
+        settled.sort_by(|a, b| a.0.user.cmp(&b.0.user));
+        for (held, charge) in settled {
+            unreserve(&mut tx, &held.user, held.amount).await?;
+            let Some(charge) = charge else { continue };
+            debit(&mut tx, &charge.id, &held.user, charge.charged).await?;
+            if let Some((dedupe_key, event_json)) = announce(&charge).filter(|_| charge.charged > 0)
+            {
                 enqueue_in(&mut tx, &dedupe_key, &event_json).await?;
             }
-            expiry.charged.push(expired);
+            expiry.charged.push(charge);
         }
         tx.commit().await?;
         Ok(expiry)
@@ -382,30 +314,13 @@ impl Ledger {
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        for row in &expired {
-            give_back(&mut tx, row).await?;
-        }
+        let released = expired.len() as u64;
+        let held = expired
+            .iter()
+            .map(Held::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        give_back(&mut tx, held).await?;
         tx.commit().await?;
-        Ok(expired.len() as u64)
+        Ok(released)
     }
-}
-
-/// Gives a deleted reservation row's amount back to its user and key.
-async fn give_back(tx: &mut sqlx::AnyConnection, row: &sqlx::any::AnyRow) -> Result<()> {
-    let (user, amount): (String, i64) = (row.try_get("user_key")?, row.try_get("amount")?);
-    unreserve(tx, &user, amount).await?;
-    if let Some(key_id) = row.try_get::<Option<String>, _>("key_id")? {
-        unhold_key(tx, &key_id, amount).await?;
-    }
-    Ok(())
-}
-
-/// Gives `amount` of `user`'s reserved balance back.
-async fn unreserve(tx: &mut sqlx::AnyConnection, user: &str, amount: i64) -> Result<()> {
-    sqlx::query("UPDATE balances SET reserved = reserved - $1 WHERE user_key = $2")
-        .bind(amount)
-        .bind(user)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
 }

@@ -40,7 +40,7 @@ impl Ledger {
         .bind(user)
         .bind(key_id)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|row| {

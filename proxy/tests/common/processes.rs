@@ -27,6 +27,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free port whose next port is free too: a validator serves its websocket on `--rpc-port` + 1.
+pub fn free_port_pair() -> u16 {
+    loop {
+        let port = free_port();
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// One process of the stack.
 pub struct Proc {
     pub name: &'static str,

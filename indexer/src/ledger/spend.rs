@@ -1,0 +1,267 @@
+//! The statements behind a request's ledger writes — hold, mark served, charge, release —
+//! each run inside a transaction its caller owns: one of its own (Postgres) or the batch the
+//! writer group-commits (SQLite). None leaves a partial effect when it refuses, so a refusal
+//! never spoils the batch it ran in.
+//!
+//! Lock order: rows are taken in the order reservations → entries → key budgets → balances
+//! (several keys or users each in sorted order), so on Postgres two transactions (two
+//! replicas, or a settlement and the next request's hold) never wait on each other in a cycle.
+use super::{
+    ensure_user,
+    entries::debit_id,
+    keys::{hold_key, release_key_hold, spend_key, undo_key_hold, unhold_key},
+    now,
+    outbox::enqueue_in,
+    reservations::{Charge, Hold, Reservation, Settlement},
+    usage::record_usage,
+    LedgerError, Result,
+};
+use sqlx::{AnyConnection, Row};
+
+/// Holds what `hold` asks (or, with a minimum, what is affordable) on the key, then the
+/// balance; refused by either, it leaves nothing held.
+pub(super) async fn hold_in(conn: &mut AnyConnection, hold: &Hold<'_>) -> Result<Reservation> {
+    let minimum = hold.minimum.unwrap_or(hold.amount).clamp(1, hold.amount);
+    let mut amount = hold.amount;
+    if minimum < amount {
+        amount = amount.min(available(conn, hold.user).await?);
+        if let Some(key) = &hold.key {
+            let remaining = sqlx::query(
+                "SELECT budget - spent - reserved AS remaining FROM key_budgets WHERE key_id = $1",
+            )
+            .bind(key.key_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|row| row.try_get("remaining"))
+            .transpose()?
+            .unwrap_or(key.budget);
+            amount = amount.min(remaining);
+        }
+        // Below the minimum, the holds below refuse it with the reason.
+        amount = amount.max(minimum);
+    }
+    if let Some(key) = &hold.key {
+        hold_key(conn, hold.user, key, amount).await?;
+    }
+    let held = sqlx::query(
+        "UPDATE balances SET reserved = reserved + $1
+         WHERE user_key = $2 AND credited - debited - reserved >= $1",
+    )
+    .bind(amount)
+    .bind(hold.user)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if held == 0 {
+        if let Some(key) = &hold.key {
+            undo_key_hold(conn, key.key_id, amount).await?;
+        }
+        return Err(LedgerError::Insufficient {
+            needed: amount,
+            available: available(conn, hold.user).await?,
+        });
+    }
+    let (created_at, expires_at) = (now(), now() + hold.ttl_seconds);
+    sqlx::query(
+        "INSERT INTO reservations (id, user_key, amount, created_at, expires_at, key_id)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(hold.id)
+    .bind(hold.user)
+    .bind(amount)
+    .bind(created_at)
+    .bind(expires_at)
+    .bind(hold.key.as_ref().map(|key| key.key_id))
+    .execute(&mut *conn)
+    .await?;
+    Ok(Reservation {
+        id: hold.id.to_owned(),
+        user: hold.user.to_owned(),
+        amount,
+        expires_at,
+        served_at: None,
+    })
+}
+
+/// What `user` could still hold (zero for a user the ledger has never seen).
+async fn available(conn: &mut AnyConnection, user: &str) -> Result<i64> {
+    Ok(sqlx::query(
+        "SELECT credited - debited - reserved AS available FROM balances WHERE user_key = $1",
+    )
+    .bind(user)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|row| row.try_get("available"))
+    .transpose()?
+    .unwrap_or(0))
+}
+
+/// Marks reservation `id` served at `at`; false when it is already gone.
+pub(super) async fn served_in(conn: &mut AnyConnection, id: &str, at: i64) -> Result<bool> {
+    let marked =
+        sqlx::query("UPDATE reservations SET served_at = $1 WHERE id = $2 AND served_at IS NULL")
+            .bind(at)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    Ok(marked == 1)
+}
+
+/// Replaces the request's reservation with its cost (capped by what is available and by the
+/// key's budget), records the debit, the usage and the announcement.
+pub(super) async fn charge_in(
+    conn: &mut AnyConnection,
+    charge: &Charge<'_>,
+    announce: &(dyn Fn(i64) -> Option<(String, String)> + Send + Sync),
+) -> Result<Settlement> {
+    let (id, user) = (charge.id, charge.user);
+    let cost = charge.cost.max(0);
+    let held: i64 = sqlx::query("DELETE FROM reservations WHERE id = $1 RETURNING amount")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| row.try_get("amount"))
+        .transpose()?
+        .unwrap_or(0);
+    if !insert_debit_entry(conn, id, user, now()).await? {
+        // Settled before: only give back what this reservation (if any) still held.
+        if let Some(key_id) = charge.key_id {
+            unhold_key(conn, key_id, held).await?;
+        }
+        unreserve(conn, user, held).await?;
+        return Ok(Settlement {
+            charged: 0,
+            shortfall: 0,
+            newly_settled: false,
+        });
+    }
+    let key_remaining = match charge.key_id {
+        Some(key_id) => release_key_hold(conn, key_id, held).await?,
+        None => None,
+    };
+    ensure_user(conn, user).await?;
+    let available: i64 = sqlx::query(
+        "UPDATE balances SET reserved = reserved - $1 WHERE user_key = $2
+         RETURNING credited - debited - reserved AS available",
+    )
+    .bind(held)
+    .bind(user)
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get("available")?;
+    let charged = cost
+        .min(available.max(0))
+        .min(key_remaining.map_or(i64::MAX, |remaining| remaining.max(0)));
+    if let (Some(key_id), Some(_)) = (charge.key_id, key_remaining) {
+        spend_key(conn, key_id, charged).await?;
+    }
+    debit(conn, id, user, charged).await?;
+    if let Some(usage) = &charge.usage {
+        record_usage(conn, id, user, charge.key_id, usage, charged).await?;
+    }
+    if let Some((dedupe_key, event_json)) = announce(charged) {
+        enqueue_in(conn, &dedupe_key, &event_json).await?;
+    }
+    Ok(Settlement {
+        charged,
+        shortfall: cost - charged,
+        newly_settled: true,
+    })
+}
+
+/// Gives reservation `id` back in full; false when it is already gone.
+pub(super) async fn release_in(conn: &mut AnyConnection, id: &str) -> Result<bool> {
+    let row =
+        sqlx::query("DELETE FROM reservations WHERE id = $1 RETURNING user_key, amount, key_id")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(row) = row else { return Ok(false) };
+    give_back(conn, vec![Held::from_row(&row)?]).await?;
+    Ok(true)
+}
+
+/// A deleted reservation's hold, to give back or charge.
+pub(super) struct Held {
+    pub(super) user: String,
+    pub(super) amount: i64,
+    pub(super) key_id: Option<String>,
+}
+
+impl Held {
+    pub(super) fn from_row(row: &sqlx::any::AnyRow) -> Result<Self> {
+        Ok(Self {
+            user: row.try_get("user_key")?,
+            amount: row.try_get("amount")?,
+            key_id: row.try_get("key_id")?,
+        })
+    }
+}
+
+/// Gives deleted reservations' holds back to their keys and users, in the module's lock order.
+pub(super) async fn give_back(tx: &mut AnyConnection, mut held: Vec<Held>) -> Result<()> {
+    held.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+    for hold in &held {
+        if let Some(key_id) = &hold.key_id {
+            unhold_key(tx, key_id, hold.amount).await?;
+        }
+    }
+    held.sort_by(|a, b| a.user.cmp(&b.user));
+    for hold in &held {
+        unreserve(tx, &hold.user, hold.amount).await?;
+    }
+    Ok(())
+}
+
+/// Inserts request `id`'s debit entry (zero tokens until [`debit`] fills it); false when the
+/// request was debited before.
+pub(super) async fn insert_debit_entry(
+    tx: &mut AnyConnection,
+    id: &str,
+    user: &str,
+    now: i64,
+) -> Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO entries (id, user_key, tokens, kind, status, reference, created_at, applied_at)
+         VALUES ($1, $2, 0, 'debit', 'applied', $3, $4, $4) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(debit_id(id))
+    .bind(user)
+    .bind(id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// Charges `charged` to `user` as request `id`'s debit entry.
+pub(super) async fn debit(
+    tx: &mut AnyConnection,
+    id: &str,
+    user: &str,
+    charged: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE balances SET debited = debited + $1 WHERE user_key = $2")
+        .bind(charged)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE entries SET tokens = $1 WHERE id = $2")
+        .bind(-charged)
+        .bind(debit_id(id))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Gives `amount` of `user`'s reserved balance back.
+pub(super) async fn unreserve(tx: &mut AnyConnection, user: &str, amount: i64) -> Result<()> {
+    sqlx::query("UPDATE balances SET reserved = reserved - $1 WHERE user_key = $2")
+        .bind(amount)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
