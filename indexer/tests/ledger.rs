@@ -676,7 +676,7 @@ on_both_backends!(outbox_retries_until_published, |ledger, url| {
     seconds.fetch_add(1, Ordering::SeqCst);
     assert_eq!(ledger.due_outbox(10).await.unwrap().len(), 1);
     assert_eq!(ledger.outbox_backlog().await.unwrap(), 1);
-    ledger.mark_published(due[0].id).await.unwrap();
+    ledger.mark_published(&[due[0].id]).await.unwrap();
     assert_eq!(ledger.outbox_backlog().await.unwrap(), 0);
 });
 

@@ -145,19 +145,25 @@ impl Pending {
             key_id: self.caller.key.as_ref().map(|key| key.key_id.as_str()),
             usage: Some(record),
         };
+        // The debit is signed here, on this request's task, for the usual outcome (the whole
+        // cost charged): the ledger's one writer then only queues it. A charge capped by the
+        // balance or the key's budget is signed there, for what was charged.
+        let (nostr, user, model) = (&self.state.nostr, &self.caller.user, &self.model.id);
+        let signed = debit_event(nostr, user, &self.request_id, Some(model), cost);
         let mut attempt = 0;
         let settlement = loop {
             let (state, caller, model) =
                 (self.state.clone(), self.caller.clone(), self.model.clone());
-            let request_id = self.request_id.clone();
-            let announce = move |charged| {
-                debit_event(
+            let (request_id, signed) = (self.request_id.clone(), signed.clone());
+            let announce = move |charged| match charged == cost {
+                true => signed.clone(),
+                false => debit_event(
                     &state.nostr,
                     &caller.user,
                     &request_id,
                     Some(&model.id),
                     charged,
-                )
+                ),
             };
             match ledger.charge(&charge, announce).await {
                 Ok(settlement) => break settlement,

@@ -26,8 +26,8 @@ pub struct Model {
 /// One OpenAI-compatible endpoint serving a model.
 #[derive(Debug)]
 pub struct Upstream {
-    /// `{base_url}/chat/completions`.
-    pub url: String,
+    /// `{base_url}/chat/completions`, parsed once (not on every request).
+    pub url: reqwest::Url,
     /// The host, for logs and metrics (never the key).
     pub name: String,
     /// The model name upstream.
@@ -82,8 +82,12 @@ impl AppState {
             let mut upstreams = Vec::new();
             for upstream in &model.upstreams {
                 let base = upstream.base_url.trim_end_matches('/');
+                let url =
+                    reqwest::Url::parse(&format!("{base}/chat/completions")).map_err(|e| {
+                        ConfigError::Invalid(format!("model {}: upstream base_url: {e}", model.id))
+                    })?;
                 upstreams.push(Upstream {
-                    url: format!("{base}/chat/completions"),
+                    url,
                     name: reqwest::Url::parse(base)
                         .ok()
                         .and_then(|url| {

@@ -33,7 +33,7 @@ pub async fn send<'a>(
             .map_err(|e| ApiError::Internal(format!("serialising the request: {e}")))?;
         let mut request = state
             .http
-            .post(&upstream.url)
+            .post(upstream.url.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(payload);
         if let Some(key) = &upstream.api_key {

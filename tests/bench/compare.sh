@@ -10,7 +10,8 @@
 #
 # Usage: tests/bench/compare.sh [seconds per row, default 10]   (KEEP_WORK=1 keeps the logs;
 # TARGETS="model gateway" skips LiteLLM; PERF=out.data records the gateway with `perf` during
-# its 32-connection keep-alive row (an absolute path), for `perf report -i out.data`)
+# its 32-connection keep-alive row (an absolute path), for `perf report -i out.data`, and
+# prints how many CPU seconds each process of the stack used in that row)
 # Needs: cargo, python3 (venv), curl; installs wrk (apt) and litellm[proxy] (pip, into a venv of
 # its own, $LITELLM_VENV, since it pins another `openai` than tests/openai does) if missing.
 set -euo pipefail
@@ -18,10 +19,10 @@ cd "$(dirname "$0")/../.."
 ROW_SECONDS=${1:-10}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 
-echo "== building (release gateway, indexer and echo model; the validator and relay in debug)" >&2
+echo "== building (release gateway, indexer, relay and echo model; the validator in debug)" >&2
 cargo build -q --release --no-default-features -p proxy -p indexer
-cargo build -q --release --no-default-features -p localnet   # the echo model alone
-# The validator, relay and faucet, with the test build's features (so its cache serves).
+cargo build -q --release --no-default-features --features relay -p localnet # relay and model
+# The validator and faucet, with the test build's features (so its cache serves).
 cargo build -q --workspace --features balance-payment/idl-build --bin localnet
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 VENV=${LITELLM_VENV:-$HOME/.cache/llm-gateway-litellm}
@@ -39,8 +40,11 @@ RPC=18899 RELAY=17447 MOCK=18000 GATEWAY=18080 LITELLM=14000
 
 # The outside world and the operator, as in the README's walk-through.
 "$DBG/localnet" validator --rpc-port $RPC > chain.log 2>&1 &
-"$DBG/localnet" relay --port $RELAY --dir relay-store > relay.log 2>&1 &
+PIDS="validator=$!"
+"$REL/localnet" relay --port $RELAY --dir relay-store > relay.log 2>&1 &
+PIDS="$PIDS relay=$!"
 "$REL/localnet" echo --port $MOCK > model.log 2>&1 &
+PIDS="$PIDS model=$!"
 AUTHORITY=$("$REL/indexer" keygen --solana --out authority.json)
 BOT=$("$REL/indexer" keygen --solana --out bot.json)
 CONTROLLER=$("$REL/indexer" keygen --out controller.key | cut -d' ' -f1)
@@ -98,8 +102,10 @@ max_output_tokens = 16
 EOF
 "$REL/indexer" migrate --database-url sqlite:ledger.sqlite > /dev/null
 RUST_LOG=warn "$REL/indexer" run --config indexer.toml > indexer.log 2>&1 &
+PIDS="$PIDS indexer=$!"
 RUST_LOG=warn "$REL/proxy" run --config proxy.toml > proxy.log 2>&1 &
 PROXY_PID=$!
+PIDS="$PIDS gateway=$PROXY_PID"
 until curl -sf http://127.0.0.1:$GATEWAY/health > /dev/null; do sleep 0.2; done
 WALLET=$("$REL/indexer" keygen --solana --out wallet.json)
 "$DBG/localnet" airdrop "$WALLET" 5 --url http://127.0.0.1:$RPC > /dev/null
@@ -151,6 +157,14 @@ drain_time_wait() {
     sleep 1
   done
 }
+cpu_seconds() { # "name seconds" per process of the stack, sorted by name
+  local tick entry
+  tick=$(getconf CLK_TCK)
+  for entry in $PIDS; do
+    awk -v name="${entry%%=*}" -v tick="$tick" '{ print name, ($14 + $15) / tick }' \
+      "/proc/${entry#*=}/stat" 2>/dev/null
+  done | sort
+}
 row() { # $1 name, $2 url, $3 token, $4 connections, $5 connection mode
   drain_time_wait
   script "$3" "$5" > load.lua
@@ -160,8 +174,14 @@ row() { # $1 name, $2 url, $3 token, $4 connections, $5 connection mode
     perf record -F 499 -g -p "$PROXY_PID" -o "$PERF" -- sleep "$ROW_SECONDS" 2> /dev/null &
     perf=$!
   fi
+  [ -z "$perf" ] || cpu_seconds > cpu.before
   out=$(wrk -t$threads -c"$4" -d"${ROW_SECONDS}s" --latency -s load.lua "$2")
-  [ -z "$perf" ] || wait "$perf"
+  if [ -n "$perf" ]; then
+    cpu_seconds > cpu.after
+    wait "$perf"
+    echo "CPU seconds per process in that row (${ROW_SECONDS} s, wrk excluded):" \
+      "$(join cpu.before cpu.after | awk '{printf "%s %.2f  ", $1, $3 - $2}')" >&2
+  fi
   local rps p50 p99 errors
   rps=$(awk '/Requests\/sec/ {print $2}' <<< "$out")
   p50=$(awk '$1 == "50%" {print $2}' <<< "$out")

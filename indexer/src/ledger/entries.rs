@@ -128,8 +128,17 @@ pub enum Applied {
 impl Ledger {
     /// Applies `entry` at most once.
     pub async fn apply(&self, entry: &NewEntry) -> Result<Applied> {
+        // Most debits a watcher sees were written by the proxy that settled them: a read says
+        // so without taking the write lock from the proxy's writer.
+        let known = sqlx::query("SELECT 1 FROM entries WHERE id = $1")
+            .bind(&entry.id)
+            .fetch_optional(&self.reads)
+            .await?;
+        if known.is_some() {
+            return Ok(Applied::Duplicate);
+        }
         let mut tx = self.begin().await?;
-        ensure_user(&mut tx, &entry.user).await?;
+        ensure_user(&mut *tx, &entry.user).await?;
         if entry.kind == EntryKind::Credit {
             // Serialises with `record_payments` for this user: see the payments module.
             lock_user(&mut tx, &entry.user).await?;

@@ -2,7 +2,10 @@
 //! owner's balance, so concurrent requests on one key can never together exceed its budget,
 //! and a single-use key serves exactly one request. A key its wallet revoked is refused in that
 //! same transaction, so no replica's cached verdict can let it spend.
-use super::{Ledger, LedgerError, Result};
+use super::{
+    sql::{args, Sql},
+    Ledger, LedgerError, Result,
+};
 use sqlx::Row;
 
 /// The limits a delegated key was signed with; the row is created on the key's first use.
@@ -106,56 +109,55 @@ fn key_budget_from_row(row: &sqlx::any::AnyRow) -> Result<KeyBudget, sqlx::Error
 /// Holds `amount` of the key's budget and counts a use, or says why it cannot (revoked, used
 /// up, over budget).
 pub(super) async fn hold_key(
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut impl Sql,
     user: &str,
     key: &KeyLimit<'_>,
     amount: i64,
 ) -> Result<()> {
-    sqlx::query(
+    tx.execute(
         "INSERT INTO key_budgets (key_id, user_key, budget, max_uses) VALUES ($1, $2, $3, $4)
          ON CONFLICT (key_id) DO NOTHING",
+        args![key.key_id, user, key.budget, key.max_uses],
     )
-    .bind(key.key_id)
-    .bind(user)
-    .bind(key.budget)
-    .bind(key.max_uses)
-    .execute(&mut *tx)
     .await?;
-    let held = sqlx::query(
-        "UPDATE key_budgets SET reserved = reserved + $1, uses = uses + 1
-         WHERE key_id = $2 AND user_key = $3 AND budget - spent - reserved >= $1
-           AND (max_uses IS NULL OR uses < max_uses)
-           AND NOT EXISTS (SELECT 1 FROM key_revocations WHERE key_id = $2)",
-    )
-    .bind(amount)
-    .bind(key.key_id)
-    .bind(user)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let held = tx
+        .execute(
+            "UPDATE key_budgets SET reserved = reserved + $1, uses = uses + 1
+             WHERE key_id = $2 AND user_key = $3 AND budget - spent - reserved >= $1
+               AND (max_uses IS NULL OR uses < max_uses)
+               AND NOT EXISTS (SELECT 1 FROM key_revocations WHERE key_id = $2)",
+            args![amount, key.key_id, user],
+        )
+        .await?;
     if held == 1 {
         return Ok(());
     }
-    let revoked = sqlx::query("SELECT 1 AS revoked FROM key_revocations WHERE key_id = $1")
-        .bind(key.key_id)
-        .fetch_optional(&mut *tx)
+    let revoked = tx
+        .fetch_int(
+            "SELECT 1 FROM key_revocations WHERE key_id = $1",
+            args![key.key_id],
+        )
         .await?;
     if revoked.is_some() {
         return Err(LedgerError::KeyRevoked);
     }
-    let row = sqlx::query(
-        "SELECT budget, spent, reserved, uses, max_uses FROM key_budgets WHERE key_id = $1",
-    )
-    .bind(key.key_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let budget = key_budget_from_row(&row)?;
-    if budget.max_uses.is_some_and(|max| budget.uses >= max) {
+    let row = tx
+        .fetch_row(
+            "SELECT budget - spent - reserved, uses, max_uses FROM key_budgets WHERE key_id = $1",
+            args![key.key_id],
+        )
+        .await?
+        .ok_or(LedgerError::Column(
+            0,
+            "missing: the key's budget row vanished",
+        ))?;
+    let (remaining, uses, max_uses) = (row.int(0)?, row.int(1)?, row.maybe_int(2)?);
+    if max_uses.is_some_and(|max| uses >= max) {
         return Err(LedgerError::KeyUsedUp);
     }
     Err(LedgerError::KeyBudget {
         needed: amount,
-        remaining: budget.remaining,
+        remaining,
     })
 }
 
@@ -163,62 +165,44 @@ pub(super) async fn hold_key(
 /// without a budget row). Called before the owner's balance row is touched: every transaction
 /// takes a key's row before its owner's, so two of them never wait on each other in a cycle.
 pub(super) async fn release_key_hold(
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut impl Sql,
     key_id: &str,
     held: i64,
 ) -> Result<Option<i64>> {
-    Ok(sqlx::query(
+    tx.fetch_int(
         "UPDATE key_budgets SET reserved = reserved - $1 WHERE key_id = $2
-         RETURNING budget - spent - reserved AS remaining",
+         RETURNING budget - spent - reserved",
+        args![held, key_id],
     )
-    .bind(held)
-    .bind(key_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .map(|row| row.try_get("remaining"))
-    .transpose()?)
+    .await
 }
 
 /// Records `charged` as the key's spend (after [`release_key_hold`] capped it).
-pub(super) async fn spend_key(
-    tx: &mut sqlx::AnyConnection,
-    key_id: &str,
-    charged: i64,
-) -> Result<()> {
-    sqlx::query("UPDATE key_budgets SET spent = spent + $1 WHERE key_id = $2")
-        .bind(charged)
-        .bind(key_id)
-        .execute(&mut *tx)
-        .await?;
+pub(super) async fn spend_key(tx: &mut impl Sql, key_id: &str, charged: i64) -> Result<()> {
+    tx.execute(
+        "UPDATE key_budgets SET spent = spent + $1 WHERE key_id = $2",
+        args![charged, key_id],
+    )
+    .await?;
     Ok(())
 }
 
 /// Takes back a hold [`hold_key`] just made (its owner's balance refused the same amount).
-pub(super) async fn undo_key_hold(
-    tx: &mut sqlx::AnyConnection,
-    key_id: &str,
-    amount: i64,
-) -> Result<()> {
-    sqlx::query(
+pub(super) async fn undo_key_hold(tx: &mut impl Sql, key_id: &str, amount: i64) -> Result<()> {
+    tx.execute(
         "UPDATE key_budgets SET reserved = reserved - $1, uses = uses - 1 WHERE key_id = $2",
+        args![amount, key_id],
     )
-    .bind(amount)
-    .bind(key_id)
-    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 /// Gives `amount` of the key's held budget back.
-pub(super) async fn unhold_key(
-    tx: &mut sqlx::AnyConnection,
-    key_id: &str,
-    amount: i64,
-) -> Result<()> {
-    sqlx::query("UPDATE key_budgets SET reserved = reserved - $1 WHERE key_id = $2")
-        .bind(amount)
-        .bind(key_id)
-        .execute(&mut *tx)
-        .await?;
+pub(super) async fn unhold_key(tx: &mut impl Sql, key_id: &str, amount: i64) -> Result<()> {
+    tx.execute(
+        "UPDATE key_budgets SET reserved = reserved - $1 WHERE key_id = $2",
+        args![amount, key_id],
+    )
+    .await?;
     Ok(())
 }

@@ -18,6 +18,7 @@ mod payments;
 mod requests;
 mod reservations;
 mod spend;
+mod sql;
 pub mod testing;
 mod usage;
 mod writer;
@@ -35,9 +36,13 @@ pub use usage::{UsageRecord, UsageRow};
 
 use sqlx::{
     any::{install_default_drivers, AnyPoolOptions},
+    sqlite::SqliteConnectOptions,
     AnyPool, Row,
 };
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    str::FromStr,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 /// Why a ledger call failed. `Insufficient` is an answer, not a fault: the caller tells the
 /// user how much is needed.
@@ -55,8 +60,17 @@ pub enum LedgerError {
     Amount(String),
     #[error("unsupported database URL (use sqlite:… or postgres://…): {0}")]
     UnsupportedUrl(String),
+    #[error(
+        "an in-memory SQLite ledger would lose every balance when the process stops; \
+         name a file (sqlite:ledger.sqlite)"
+    )]
+    InMemory,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database: column {0} is {1}")]
+    Column(usize, &'static str),
     #[error("migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("ledger writer: {0}")]
@@ -99,7 +113,7 @@ pub struct Balance {
 /// Handle to the ledger database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Ledger {
-    /// Writes (on SQLite its one connection, shared with the writer).
+    /// Writes (on SQLite its one connection, which the writer holds while it commits).
     pool: AnyPool,
     /// Reads that must not queue behind writes (on SQLite connections of their own, which
     /// WAL lets read while the writer writes; on Postgres the same pool).
@@ -123,8 +137,13 @@ impl Ledger {
             // and async where SQLite's busy handler would sleep-poll. It never checkpoints:
             // `checkpoint` does that on its own connection.
             Backend::Sqlite => {
+                if url.contains(":memory:") {
+                    return Err(LedgerError::InMemory);
+                }
                 AnyPoolOptions::new()
                     .max_connections(1)
+                    // The writer takes this connection for every batch (see `writer`).
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             sqlx::query(
@@ -148,15 +167,19 @@ impl Ledger {
             }
         };
         migrations::migrator(backend).run(&pool).await?;
-        let file = backend == Backend::Sqlite && !url.contains(":memory:");
-        let (checkpointer, reads) = match file {
-            true => (
-                Some(checkpoint::start(&sqlite_url_with_create(url)).await?),
-                read_pool(url).await?,
-            ),
-            false => (None, pool.clone()),
+        let (checkpointer, reads, writer) = match backend {
+            Backend::Sqlite => {
+                let path = SqliteConnectOptions::from_str(url)?
+                    .get_filename()
+                    .to_owned();
+                (
+                    Some(checkpoint::start(&sqlite_url_with_create(url)).await?),
+                    read_pool(url).await?,
+                    Some(writer::Writer::start(&path, pool.clone())?),
+                )
+            }
+            Backend::Postgres => (None, pool.clone(), None),
         };
-        let writer = (backend == Backend::Sqlite).then(|| writer::Writer::start(pool.clone()));
         Ok(Self {
             pool,
             reads,
@@ -260,7 +283,7 @@ fn backend_of(url: &str) -> Option<Backend> {
 
 /// `sqlite:path` with `mode=rwc` so a missing file is created.
 fn sqlite_url_with_create(url: &str) -> String {
-    if url.contains("mode=") || url.contains(":memory:") {
+    if url.contains("mode=") {
         url.to_owned()
     } else if url.contains('?') {
         format!("{url}&mode=rwc")
@@ -283,11 +306,12 @@ pub fn to_i64(amount: u64) -> Result<i64> {
 }
 
 /// Makes sure `user` has a row, so conditional updates have something to update.
-async fn ensure_user(tx: &mut sqlx::AnyConnection, user: &str) -> Result<()> {
-    sqlx::query("INSERT INTO balances (user_key) VALUES ($1) ON CONFLICT (user_key) DO NOTHING")
-        .bind(user)
-        .execute(&mut *tx)
-        .await?;
+async fn ensure_user(tx: &mut impl sql::Sql, user: &str) -> Result<()> {
+    tx.execute(
+        "INSERT INTO balances (user_key) VALUES ($1) ON CONFLICT (user_key) DO NOTHING",
+        sql::args![user],
+    )
+    .await?;
     Ok(())
 }
 

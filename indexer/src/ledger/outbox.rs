@@ -1,6 +1,10 @@
 //! Events that must reach the relay. They are written in the same transaction as the state
 //! change they announce, and retried until a relay accepts them.
-use super::{now, Ledger, Result};
+use super::{
+    now,
+    sql::{args, Sql},
+    Ledger, Result,
+};
 use sqlx::Row;
 
 /// A signed Nostr event waiting to be published.
@@ -17,7 +21,7 @@ impl Ledger {
     /// Queues a signed event for publishing.
     pub async fn enqueue(&self, dedupe_key: &str, event_json: &str) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
-        enqueue_in(&mut conn, dedupe_key, event_json).await
+        enqueue_in(&mut *conn, dedupe_key, event_json).await
     }
 
     /// Up to `limit` events due for a (re)try, oldest first.
@@ -42,12 +46,23 @@ impl Ledger {
             .collect()
     }
 
-    pub async fn mark_published(&self, id: i64) -> Result<()> {
-        sqlx::query("UPDATE outbox SET published_at = $1, attempts = attempts + 1 WHERE id = $2")
-            .bind(self.now())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+    /// Marks events a relay accepted, in one statement (one commit for a whole pass).
+    pub async fn mark_published(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let list = (2..ids.len() + 2)
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE outbox SET published_at = $1, attempts = attempts + 1 WHERE id IN ({list})"
+        );
+        let mut query = sqlx::query(&sql).bind(self.now());
+        for id in ids {
+            query = query.bind(*id);
+        }
+        query.execute(&self.pool).await?;
         Ok(())
     }
 
@@ -75,18 +90,15 @@ impl Ledger {
 }
 
 pub(super) async fn enqueue_in(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut impl Sql,
     dedupe_key: &str,
     event_json: &str,
 ) -> Result<()> {
-    sqlx::query(
+    conn.execute(
         "INSERT INTO outbox (dedupe_key, event_json, created_at, next_attempt_at)
          VALUES ($1, $2, $3, $3) ON CONFLICT (dedupe_key) DO NOTHING",
+        args![dedupe_key, event_json, now()],
     )
-    .bind(dedupe_key)
-    .bind(event_json)
-    .bind(now())
-    .execute(&mut *conn)
     .await?;
     Ok(())
 }

@@ -49,7 +49,7 @@ impl Ledger {
         users.sort_unstable();
         users.dedup();
         for user in &users {
-            ensure_user(&mut tx, user).await?;
+            ensure_user(&mut *tx, user).await?;
             lock_user(&mut tx, user).await?;
         }
         let mut new = 0;

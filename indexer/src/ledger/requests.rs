@@ -109,7 +109,7 @@ impl Ledger {
             .execute(&mut *tx)
             .await?;
         for (dedupe_key, json) in events {
-            enqueue_in(&mut tx, dedupe_key, json).await?;
+            enqueue_in(&mut *tx, dedupe_key, json).await?;
         }
         tx.commit().await?;
         Ok(())

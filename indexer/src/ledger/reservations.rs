@@ -16,11 +16,12 @@ use super::{
         charge_in, debit, give_back, hold_in, insert_debit_entry, release_in, served_in, unreserve,
         Held,
     },
+    sql::Row,
     usage::UsageRecord,
-    writer::{Done, Op, OwnedCharge, OwnedHold},
+    writer::{unexpected, Done, Op, OwnedCharge, OwnedHold},
     Ledger, LedgerError, Result,
 };
-use sqlx::Row;
+use sqlx::Row as _;
 
 /// A held amount, released by `settle`/`release` or when it expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,11 +123,11 @@ impl Ledger {
         match &self.writer {
             Some(writer) => match writer.submit(Op::Hold(OwnedHold::from(hold))).await? {
                 Done::Held(reservation) => Ok(reservation),
-                other => Err(other.unexpected()),
+                _ => Err(unexpected()),
             },
             None => {
                 let mut tx = self.begin().await?;
-                let reservation = hold_in(&mut tx, hold).await?;
+                let reservation = hold_in(&mut *tx, hold).await?;
                 tx.commit().await?;
                 Ok(reservation)
             }
@@ -165,12 +166,12 @@ impl Ledger {
                 let op = Op::Charge(OwnedCharge::from(charge), Box::new(announce));
                 match writer.submit(op).await? {
                     Done::Charged(settlement) => Ok(settlement),
-                    other => Err(other.unexpected()),
+                    _ => Err(unexpected()),
                 }
             }
             None => {
                 let mut tx = self.begin().await?;
-                let settlement = charge_in(&mut tx, charge, &announce).await?;
+                let settlement = charge_in(&mut *tx, charge, &announce).await?;
                 tx.commit().await?;
                 Ok(settlement)
             }
@@ -183,11 +184,11 @@ impl Ledger {
         match &self.writer {
             Some(writer) => match writer.submit(Op::Release(id.to_owned())).await? {
                 Done::Released(released) => Ok(released),
-                other => Err(other.unexpected()),
+                _ => Err(unexpected()),
             },
             None => {
                 let mut tx = self.begin().await?;
-                let released = release_in(&mut tx, id).await?;
+                let released = release_in(&mut *tx, id).await?;
                 tx.commit().await?;
                 Ok(released)
             }
@@ -224,7 +225,7 @@ impl Ledger {
                 };
                 match writer.submit(op).await? {
                     Done::Served(marked) => Ok(marked),
-                    other => Err(other.unexpected()),
+                    _ => Err(unexpected()),
                 }
             }
             None => Ok(served_in(&mut *self.pool.acquire().await?, id, now).await?),
@@ -243,18 +244,19 @@ impl Ledger {
         let mut tx = self.begin().await?;
         let expired = sqlx::query(
             "DELETE FROM reservations WHERE expires_at < $1
-             RETURNING id, user_key, amount, key_id, served_at",
+             RETURNING user_key, amount, key_id, id, served_at",
         )
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
         let expired = expired
-            .iter()
+            .into_iter()
             .map(|row| {
+                let row = Row::Any(row);
                 Ok((
-                    Held::from_row(row)?,
-                    row.try_get::<String, _>("id")?,
-                    row.try_get::<Option<i64>, _>("served_at")?.is_some(),
+                    Held::from_row(&row)?,
+                    row.text(3)?,
+                    row.maybe_int(4)?.is_some(),
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -265,7 +267,7 @@ impl Ledger {
             let charge = if !served {
                 expiry.released += 1;
                 None
-            } else if insert_debit_entry(&mut tx, &id, &held.user, now).await? {
+            } else if insert_debit_entry(&mut *tx, &id, &held.user, now).await? {
                 let (user, charged) = (held.user.clone(), held.amount);
                 Some(ExpiredCharge { id, user, charged })
             } else {
@@ -278,23 +280,24 @@ impl Ledger {
         for (held, charge) in &mut settled {
             let Some(key_id) = &held.key_id else { continue };
             match charge {
-                None => unhold_key(&mut tx, key_id, held.amount).await?,
+                None => unhold_key(&mut *tx, key_id, held.amount).await?,
                 Some(charge) => {
-                    if let Some(remaining) = release_key_hold(&mut tx, key_id, held.amount).await? {
+                    if let Some(remaining) = release_key_hold(&mut *tx, key_id, held.amount).await?
+                    {
                         charge.charged = charge.charged.min(remaining.max(0));
-                        spend_key(&mut tx, key_id, charge.charged).await?;
+                        spend_key(&mut *tx, key_id, charge.charged).await?;
                     }
                 }
             }
         }
         settled.sort_by(|a, b| a.0.user.cmp(&b.0.user));
         for (held, charge) in settled {
-            unreserve(&mut tx, &held.user, held.amount).await?;
+            unreserve(&mut *tx, &held.user, held.amount).await?;
             let Some(charge) = charge else { continue };
-            debit(&mut tx, &charge.id, &held.user, charge.charged).await?;
+            debit(&mut *tx, &charge.id, &held.user, charge.charged).await?;
             if let Some((dedupe_key, event_json)) = announce(&charge).filter(|_| charge.charged > 0)
             {
-                enqueue_in(&mut tx, &dedupe_key, &event_json).await?;
+                enqueue_in(&mut *tx, &dedupe_key, &event_json).await?;
             }
             expiry.charged.push(charge);
         }
@@ -316,10 +319,10 @@ impl Ledger {
         .await?;
         let released = expired.len() as u64;
         let held = expired
-            .iter()
-            .map(Held::from_row)
+            .into_iter()
+            .map(|row| Held::from_row(&Row::Any(row)))
             .collect::<Result<Vec<_>>>()?;
-        give_back(&mut tx, held).await?;
+        give_back(&mut *tx, held).await?;
         tx.commit().await?;
         Ok(released)
     }

@@ -13,29 +13,26 @@ use super::{
     now,
     outbox::enqueue_in,
     reservations::{Charge, Hold, Reservation, Settlement},
+    sql::{args, Row, Sql},
     usage::record_usage,
     LedgerError, Result,
 };
-use sqlx::{AnyConnection, Row};
 
 /// Holds what `hold` asks (or, with a minimum, what is affordable) on the key, then the
 /// balance; refused by either, it leaves nothing held.
-pub(super) async fn hold_in(conn: &mut AnyConnection, hold: &Hold<'_>) -> Result<Reservation> {
+pub(super) async fn hold_in(conn: &mut impl Sql, hold: &Hold<'_>) -> Result<Reservation> {
     let minimum = hold.minimum.unwrap_or(hold.amount).clamp(1, hold.amount);
     let mut amount = hold.amount;
     if minimum < amount {
         amount = amount.min(available(conn, hold.user).await?);
         if let Some(key) = &hold.key {
-            let remaining = sqlx::query(
-                "SELECT budget - spent - reserved AS remaining FROM key_budgets WHERE key_id = $1",
-            )
-            .bind(key.key_id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|row| row.try_get("remaining"))
-            .transpose()?
-            .unwrap_or(key.budget);
-            amount = amount.min(remaining);
+            let remaining = conn
+                .fetch_int(
+                    "SELECT budget - spent - reserved FROM key_budgets WHERE key_id = $1",
+                    args![key.key_id],
+                )
+                .await?;
+            amount = amount.min(remaining.unwrap_or(key.budget));
         }
         // Below the minimum, the holds below refuse it with the reason.
         amount = amount.max(minimum);
@@ -43,15 +40,13 @@ pub(super) async fn hold_in(conn: &mut AnyConnection, hold: &Hold<'_>) -> Result
     if let Some(key) = &hold.key {
         hold_key(conn, hold.user, key, amount).await?;
     }
-    let held = sqlx::query(
-        "UPDATE balances SET reserved = reserved + $1
-         WHERE user_key = $2 AND credited - debited - reserved >= $1",
-    )
-    .bind(amount)
-    .bind(hold.user)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+    let held = conn
+        .execute(
+            "UPDATE balances SET reserved = reserved + $1
+             WHERE user_key = $2 AND credited - debited - reserved >= $1",
+            args![amount, hold.user],
+        )
+        .await?;
     if held == 0 {
         if let Some(key) = &hold.key {
             undo_key_hold(conn, key.key_id, amount).await?;
@@ -62,17 +57,18 @@ pub(super) async fn hold_in(conn: &mut AnyConnection, hold: &Hold<'_>) -> Result
         });
     }
     let (created_at, expires_at) = (now(), now() + hold.ttl_seconds);
-    sqlx::query(
+    conn.execute(
         "INSERT INTO reservations (id, user_key, amount, created_at, expires_at, key_id)
          VALUES ($1, $2, $3, $4, $5, $6)",
+        args![
+            hold.id,
+            hold.user,
+            amount,
+            created_at,
+            expires_at,
+            hold.key.as_ref().map(|key| key.key_id)
+        ],
     )
-    .bind(hold.id)
-    .bind(hold.user)
-    .bind(amount)
-    .bind(created_at)
-    .bind(expires_at)
-    .bind(hold.key.as_ref().map(|key| key.key_id))
-    .execute(&mut *conn)
     .await?;
     Ok(Reservation {
         id: hold.id.to_owned(),
@@ -84,45 +80,42 @@ pub(super) async fn hold_in(conn: &mut AnyConnection, hold: &Hold<'_>) -> Result
 }
 
 /// What `user` could still hold (zero for a user the ledger has never seen).
-async fn available(conn: &mut AnyConnection, user: &str) -> Result<i64> {
-    Ok(sqlx::query(
-        "SELECT credited - debited - reserved AS available FROM balances WHERE user_key = $1",
-    )
-    .bind(user)
-    .fetch_optional(&mut *conn)
-    .await?
-    .map(|row| row.try_get("available"))
-    .transpose()?
-    .unwrap_or(0))
+async fn available(conn: &mut impl Sql, user: &str) -> Result<i64> {
+    Ok(conn
+        .fetch_int(
+            "SELECT credited - debited - reserved FROM balances WHERE user_key = $1",
+            args![user],
+        )
+        .await?
+        .unwrap_or(0))
 }
 
 /// Marks reservation `id` served at `at`; false when it is already gone.
-pub(super) async fn served_in(conn: &mut AnyConnection, id: &str, at: i64) -> Result<bool> {
-    let marked =
-        sqlx::query("UPDATE reservations SET served_at = $1 WHERE id = $2 AND served_at IS NULL")
-            .bind(at)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+pub(super) async fn served_in(conn: &mut impl Sql, id: &str, at: i64) -> Result<bool> {
+    let marked = conn
+        .execute(
+            "UPDATE reservations SET served_at = $1 WHERE id = $2 AND served_at IS NULL",
+            args![at, id],
+        )
+        .await?;
     Ok(marked == 1)
 }
 
 /// Replaces the request's reservation with its cost (capped by what is available and by the
 /// key's budget), records the debit, the usage and the announcement.
 pub(super) async fn charge_in(
-    conn: &mut AnyConnection,
+    conn: &mut impl Sql,
     charge: &Charge<'_>,
     announce: &(dyn Fn(i64) -> Option<(String, String)> + Send + Sync),
 ) -> Result<Settlement> {
     let (id, user) = (charge.id, charge.user);
     let cost = charge.cost.max(0);
-    let held: i64 = sqlx::query("DELETE FROM reservations WHERE id = $1 RETURNING amount")
-        .bind(id)
-        .fetch_optional(&mut *conn)
+    let held = conn
+        .fetch_int(
+            "DELETE FROM reservations WHERE id = $1 RETURNING amount",
+            args![id],
+        )
         .await?
-        .map(|row| row.try_get("amount"))
-        .transpose()?
         .unwrap_or(0);
     if !insert_debit_entry(conn, id, user, now()).await? {
         // Settled before: only give back what this reservation (if any) still held.
@@ -141,15 +134,14 @@ pub(super) async fn charge_in(
         None => None,
     };
     ensure_user(conn, user).await?;
-    let available: i64 = sqlx::query(
-        "UPDATE balances SET reserved = reserved - $1 WHERE user_key = $2
-         RETURNING credited - debited - reserved AS available",
-    )
-    .bind(held)
-    .bind(user)
-    .fetch_one(&mut *conn)
-    .await?
-    .try_get("available")?;
+    let available = conn
+        .fetch_int(
+            "UPDATE balances SET reserved = reserved - $1 WHERE user_key = $2
+             RETURNING credited - debited - reserved",
+            args![held, user],
+        )
+        .await?
+        .ok_or(LedgerError::Column(0, "missing: the balance row vanished"))?;
     let charged = cost
         .min(available.max(0))
         .min(key_remaining.map_or(i64::MAX, |remaining| remaining.max(0)));
@@ -171,12 +163,13 @@ pub(super) async fn charge_in(
 }
 
 /// Gives reservation `id` back in full; false when it is already gone.
-pub(super) async fn release_in(conn: &mut AnyConnection, id: &str) -> Result<bool> {
-    let row =
-        sqlx::query("DELETE FROM reservations WHERE id = $1 RETURNING user_key, amount, key_id")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
+pub(super) async fn release_in(conn: &mut impl Sql, id: &str) -> Result<bool> {
+    let row = conn
+        .fetch_row(
+            "DELETE FROM reservations WHERE id = $1 RETURNING user_key, amount, key_id",
+            args![id],
+        )
+        .await?;
     let Some(row) = row else { return Ok(false) };
     give_back(conn, vec![Held::from_row(&row)?]).await?;
     Ok(true)
@@ -190,17 +183,18 @@ pub(super) struct Held {
 }
 
 impl Held {
-    pub(super) fn from_row(row: &sqlx::any::AnyRow) -> Result<Self> {
+    /// From a row of `user_key, amount, key_id` (in that order).
+    pub(super) fn from_row(row: &Row) -> Result<Self> {
         Ok(Self {
-            user: row.try_get("user_key")?,
-            amount: row.try_get("amount")?,
-            key_id: row.try_get("key_id")?,
+            user: row.text(0)?,
+            amount: row.int(1)?,
+            key_id: row.maybe_text(2)?,
         })
     }
 }
 
 /// Gives deleted reservations' holds back to their keys and users, in the module's lock order.
-pub(super) async fn give_back(tx: &mut AnyConnection, mut held: Vec<Held>) -> Result<()> {
+pub(super) async fn give_back(tx: &mut impl Sql, mut held: Vec<Held>) -> Result<()> {
     held.sort_by(|a, b| a.key_id.cmp(&b.key_id));
     for hold in &held {
         if let Some(key_id) = &hold.key_id {
@@ -217,51 +211,42 @@ pub(super) async fn give_back(tx: &mut AnyConnection, mut held: Vec<Held>) -> Re
 /// Inserts request `id`'s debit entry (zero tokens until [`debit`] fills it); false when the
 /// request was debited before.
 pub(super) async fn insert_debit_entry(
-    tx: &mut AnyConnection,
+    tx: &mut impl Sql,
     id: &str,
     user: &str,
     now: i64,
 ) -> Result<bool> {
-    let inserted = sqlx::query(
-        "INSERT INTO entries (id, user_key, tokens, kind, status, reference, created_at, applied_at)
-         VALUES ($1, $2, 0, 'debit', 'applied', $3, $4, $4) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(debit_id(id))
-    .bind(user)
-    .bind(id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let inserted = tx
+        .execute(
+            "INSERT INTO entries (id, user_key, tokens, kind, status, reference, created_at, applied_at)
+             VALUES ($1, $2, 0, 'debit', 'applied', $3, $4, $4) ON CONFLICT (id) DO NOTHING",
+            args![debit_id(id).as_str(), user, id, now],
+        )
+        .await?;
     Ok(inserted == 1)
 }
 
 /// Charges `charged` to `user` as request `id`'s debit entry.
-pub(super) async fn debit(
-    tx: &mut AnyConnection,
-    id: &str,
-    user: &str,
-    charged: i64,
-) -> Result<()> {
-    sqlx::query("UPDATE balances SET debited = debited + $1 WHERE user_key = $2")
-        .bind(charged)
-        .bind(user)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE entries SET tokens = $1 WHERE id = $2")
-        .bind(-charged)
-        .bind(debit_id(id))
-        .execute(&mut *tx)
-        .await?;
+pub(super) async fn debit(tx: &mut impl Sql, id: &str, user: &str, charged: i64) -> Result<()> {
+    tx.execute(
+        "UPDATE balances SET debited = debited + $1 WHERE user_key = $2",
+        args![charged, user],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE entries SET tokens = $1 WHERE id = $2",
+        args![-charged, debit_id(id).as_str()],
+    )
+    .await?;
     Ok(())
 }
 
 /// Gives `amount` of `user`'s reserved balance back.
-pub(super) async fn unreserve(tx: &mut AnyConnection, user: &str, amount: i64) -> Result<()> {
-    sqlx::query("UPDATE balances SET reserved = reserved - $1 WHERE user_key = $2")
-        .bind(amount)
-        .bind(user)
-        .execute(&mut *tx)
-        .await?;
+pub(super) async fn unreserve(tx: &mut impl Sql, user: &str, amount: i64) -> Result<()> {
+    tx.execute(
+        "UPDATE balances SET reserved = reserved - $1 WHERE user_key = $2",
+        args![amount, user],
+    )
+    .await?;
     Ok(())
 }

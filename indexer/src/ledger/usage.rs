@@ -1,5 +1,9 @@
 //! One usage record per settled request, for the caller's usage endpoint.
-use super::{now, Ledger, Result};
+use super::{
+    now,
+    sql::{args, Sql},
+    Ledger, Result,
+};
 use sqlx::Row;
 
 /// What a request consumed, as counted by the proxy.
@@ -59,27 +63,28 @@ impl Ledger {
 }
 
 pub(super) async fn record_usage(
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut impl Sql,
     request_id: &str,
     user: &str,
     key_id: Option<&str>,
     usage: &UsageRecord,
     cost: i64,
 ) -> Result<()> {
-    sqlx::query(
+    tx.execute(
         "INSERT INTO request_usage
            (request_id, user_key, key_id, model, prompt_tokens, completion_tokens, cost, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (request_id) DO NOTHING",
+        args![
+            request_id,
+            user,
+            key_id,
+            usage.model.as_str(),
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            cost,
+            now()
+        ],
     )
-    .bind(request_id)
-    .bind(user)
-    .bind(key_id)
-    .bind(&usage.model)
-    .bind(usage.prompt_tokens)
-    .bind(usage.completion_tokens)
-    .bind(cost)
-    .bind(now())
-    .execute(&mut *tx)
     .await?;
     Ok(())
 }

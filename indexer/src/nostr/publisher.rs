@@ -1,6 +1,7 @@
 //! Drains the outbox: publishes each queued signed event until a relay accepts it, backing
 //! off on failure. Everything that must reach the relay goes through here (invariant 6).
 use crate::ledger::Ledger;
+use futures_util::StreamExt;
 use nostr_sdk::prelude::*;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::{watch, Notify};
@@ -52,26 +53,31 @@ pub async fn serve(
     }
 }
 
+/// The most events one pass reads (and marks published in one statement).
+const PASS: i64 = 100;
+/// Events of one pass waiting for a relay's answer at once.
+const IN_FLIGHT: usize = 32;
+
 /// One pass over what is due; returns how many events a relay accepted.
 pub async fn publish_due(client: &Client, ledger: &Ledger) -> crate::ledger::Result<usize> {
-    let mut accepted = 0;
-    for item in ledger.due_outbox(100).await? {
-        let event = match Event::from_json(&item.event_json) {
-            Ok(event) => event,
-            Err(error) => {
-                tracing::error!(id = item.id, %error, "outbox: unparseable event; parking it");
-                ledger.mark_failed(item.id, 30, &error.to_string()).await?;
-                continue;
+    let due = ledger.due_outbox(PASS).await?;
+    let attempts = due.into_iter().map(|item| async move {
+        let sent = match Event::from_json(&item.event_json) {
+            Ok(event) => {
+                let sent = client.send_event(&event).await;
+                tracing::debug!(id = item.id, event = %event.id, ?sent, "outbox: publish attempt");
+                Sent::Tried(sent)
             }
+            Err(error) => Sent::Unparseable(error.to_string()),
         };
-        let sent = client.send_event(&event).await;
-        tracing::debug!(id = item.id, event = %event.id, ?sent, "outbox: publish attempt");
+        (item, sent)
+    });
+    let mut attempts = futures_util::stream::iter(attempts).buffered(IN_FLIGHT);
+    let mut accepted = Vec::new();
+    while let Some((item, sent)) = attempts.next().await {
         match sent {
-            Ok(output) if !output.success.is_empty() => {
-                ledger.mark_published(item.id).await?;
-                accepted += 1;
-            }
-            Ok(output) => {
+            Sent::Tried(Ok(output)) if !output.success.is_empty() => accepted.push(item.id),
+            Sent::Tried(Ok(output)) => {
                 let reason = output
                     .failed
                     .values()
@@ -80,12 +86,23 @@ pub async fn publish_due(client: &Client, ledger: &Ledger) -> crate::ledger::Res
                     .unwrap_or_else(|| "no relay".into());
                 ledger.mark_failed(item.id, item.attempts, &reason).await?;
             }
-            Err(error) => {
+            Sent::Tried(Err(error)) => {
                 ledger
                     .mark_failed(item.id, item.attempts, &error.to_string())
                     .await?
             }
+            Sent::Unparseable(error) => {
+                tracing::error!(id = item.id, %error, "outbox: unparseable event; parking it");
+                ledger.mark_failed(item.id, 30, &error).await?;
+            }
         }
     }
-    Ok(accepted)
+    ledger.mark_published(&accepted).await?;
+    Ok(accepted.len())
+}
+
+/// What became of one attempt to publish.
+enum Sent {
+    Tried(Result<Output<EventId>, nostr_sdk::client::Error>),
+    Unparseable(String),
 }
