@@ -238,15 +238,21 @@ mod tests {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (a INTEGER)").unwrap();
         let insert = "INSERT INTO t (a) VALUES ($1), ($1 + 1)";
-        assert_eq!(run_now(conn.execute(insert, args![5])).unwrap(), 2);
+        assert_eq!(
+            run_now(Sql::execute(&mut conn, insert, args![5])).unwrap(),
+            2
+        );
         let update = "UPDATE t SET a = a + $1 WHERE a >= $2";
-        assert_eq!(run_now(conn.execute(update, args![10, 6])).unwrap(), 1);
+        assert_eq!(
+            run_now(Sql::execute(&mut conn, update, args![10, 6])).unwrap(),
+            1
+        );
         assert_eq!(
             run_now(conn.fetch_int("SELECT SUM(a) FROM t", args![])).unwrap(),
             Some(21)
         );
         assert!(matches!(
-            run_now(conn.execute(update, args![10])),
+            run_now(Sql::execute(&mut conn, update, args![10])),
             Err(LedgerError::Sqlite(_))
         ));
         assert_eq!(
