@@ -1046,7 +1046,10 @@ on_both_backends!(
         let mut failed = Vec::new();
         for (i, task) in tasks.into_iter().enumerate() {
             if let Err(error) = task.await.unwrap() {
-                assert!(matches!(error, LedgerError::Database(_)), "{error}");
+                assert!(
+                    matches!(error, LedgerError::Database(_) | LedgerError::Sqlite(_)),
+                    "{error}"
+                );
                 failed.push(i);
             }
         }

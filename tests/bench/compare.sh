@@ -8,10 +8,17 @@
 # debit signed and queued. LiteLLM's proxy runs with one worker, no database and a master key. Load
 # generator, model and proxy share this machine.
 #
+# After the table, two measurements wrk cannot make (`localnet pace`, `localnet streams`): what
+# the gateway adds at a fixed 1,000 requests/s, and its memory with 1,000 slow streams open at
+# once (a chunk every 50 ms); then no reservation may be left and the ledger must reconcile.
+#
 # Usage: tests/bench/compare.sh [seconds per row, default 10]   (KEEP_WORK=1 keeps the logs;
 # TARGETS="model gateway" skips LiteLLM; PERF=out.data records the gateway with `perf` during
 # its 32-connection keep-alive row (an absolute path), for `perf report -i out.data`, and
-# prints how many CPU seconds each process of the stack used in that row)
+# prints how many CPU seconds each process of the stack used in that row;
+# LEDGER=postgres puts the ledger in a Postgres database of its own (dropped after) and
+# REPLICAS=2 runs two gateways on it, each row's connections split between them;
+# PACE_RATE and STREAMS change the 1,000s, 0 skips that measurement)
 # Needs: cargo, python3 (venv), curl; installs wrk (apt) and litellm[proxy] (pip, into a venv of
 # its own, $LITELLM_VENV, since it pins another `openai` than tests/openai does) if missing.
 set -euo pipefail
@@ -37,6 +44,16 @@ WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 cd "$WORK"
 RPC=18899 RELAY=17447 MOCK=18000 GATEWAY=18080 LITELLM=14000
+REPLICAS=${REPLICAS:-1}
+if [ "${LEDGER:-sqlite}" = postgres ]; then
+  PG_ADMIN=${POSTGRES_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+  PG_DB=bench_$$_$RANDOM
+  psql -q "$PG_ADMIN" -c "CREATE DATABASE $PG_DB"
+  trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)"; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
+  DATABASE_URL=${PG_ADMIN%/*}/$PG_DB
+else
+  DATABASE_URL=sqlite:ledger.sqlite
+fi
 
 # The outside world and the operator, as in the README's walk-through.
 "$DBG/localnet" validator --rpc-port $RPC > chain.log 2>&1 &
@@ -57,7 +74,7 @@ head -c 32 /dev/urandom > token.secret
 "$REL/indexer" namespace create --name bench --bot bot.json \
   --url http://127.0.0.1:$RPC --keypair authority.json > /dev/null
 cat > indexer.toml <<EOF
-database_url = "sqlite:ledger.sqlite"
+database_url = "$DATABASE_URL"
 health_listen = "127.0.0.1:19464"
 [nostr]
 relays = ["ws://127.0.0.1:$RELAY"]
@@ -75,9 +92,10 @@ treasury = "$AUTHORITY"
 max_lamports_per_request = 10000000000
 EOF
 # One ledger token per request (prices round up), and no rate limit in the way.
-cat > proxy.toml <<EOF
-listen = "127.0.0.1:$GATEWAY"
-database_url = "sqlite:ledger.sqlite"
+for replica in $(seq "$REPLICAS"); do
+cat > proxy-$replica.toml <<EOF
+listen = "127.0.0.1:$((GATEWAY + replica - 1))"
+database_url = "$DATABASE_URL"
 [nostr]
 relays = ["ws://127.0.0.1:$RELAY"]
 secret_key_file = "proxy.key"
@@ -99,14 +117,28 @@ completion_price = 1
 max_output_tokens = 16
   [[models.upstreams]]
   base_url = "http://127.0.0.1:$MOCK/v1"
+# The same model, streamed slowly (a chunk every 50 ms), for the memory measurement.
+[[models]]
+id = "echo-slow"
+prompt_price = 1
+completion_price = 1
+max_output_tokens = 128
+  [[models.upstreams]]
+  base_url = "http://127.0.0.1:$MOCK/v1"
+  model = "echo+slow"
 EOF
-"$REL/indexer" migrate --database-url sqlite:ledger.sqlite > /dev/null
+done
+"$REL/indexer" migrate --database-url "$DATABASE_URL" > /dev/null
 RUST_LOG=warn "$REL/indexer" run --config indexer.toml > indexer.log 2>&1 &
 PIDS="$PIDS indexer=$!"
-RUST_LOG=warn "$REL/proxy" run --config proxy.toml > proxy.log 2>&1 &
-PROXY_PID=$!
-PIDS="$PIDS gateway=$PROXY_PID"
-until curl -sf http://127.0.0.1:$GATEWAY/health > /dev/null; do sleep 0.2; done
+GATEWAYS=()
+for replica in $(seq "$REPLICAS"); do
+  RUST_LOG=warn "$REL/proxy" run --config proxy-$replica.toml > proxy-$replica.log 2>&1 &
+  [ "$replica" = 1 ] && PROXY_PID=$!
+  PIDS="$PIDS gateway$replica=$!"
+  GATEWAYS+=("http://127.0.0.1:$((GATEWAY + replica - 1))")
+  until curl -sf "${GATEWAYS[-1]}/health" > /dev/null; do sleep 0.2; done
+done
 WALLET=$("$REL/indexer" keygen --solana --out wallet.json)
 "$DBG/localnet" airdrop "$WALLET" 5 --url http://127.0.0.1:$RPC > /dev/null
 export GATEWAY_URL=http://127.0.0.1:$GATEWAY
@@ -165,48 +197,82 @@ cpu_seconds() { # "name seconds" per process of the stack, sorted by name
       "/proc/${entry#*=}/stat" 2>/dev/null
   done | sort
 }
-row() { # $1 name, $2 url, $3 token, $4 connections, $5 connection mode
+# wrk's latency ("850.00us", "1.39ms", "1.20s") in milliseconds.
+to_ms() { awk '{ v = $1 + 0; if ($1 ~ /us$/) v /= 1000; else if ($1 ~ /[0-9]s$/) v *= 1000; printf "%.2fms", v }' <<< "$1"; }
+worse() { awk -v a="${1%ms}" -v b="${2%ms}" 'BEGIN { printf "%.2fms", (a + 0 > b + 0 ? a : b) }'; }
+row() { # $1 name, $2 URLs (space-separated: one wrk each, connections split), $3 token,
+  # $4 connections, $5 connection mode. Several URLs: requests/s summed, the worst p50/p99.
   drain_time_wait
   script "$3" "$5" > load.lua
-  local threads=$(( $4 > 1 ? 2 : 1 ))
-  local out perf=""
+  local urls=($2)
+  [ "$4" -ge "${#urls[@]}" ] || urls=("${urls[0]}")
+  local conns=$(( $4 / ${#urls[@]} ))
+  local threads=$(( conns > 1 ? 2 : 1 ))
+  local perf="" i waits=()
   if [ -n "${PERF:-}" ] && [ "$1" = "our gateway" ] && [ "$4" = 32 ] && [ "$5" = keep-alive ]; then
     perf record -F 499 -g -p "$PROXY_PID" -o "$PERF" -- sleep "$ROW_SECONDS" 2> /dev/null &
     perf=$!
   fi
   [ -z "$perf" ] || cpu_seconds > cpu.before
-  out=$(wrk -t$threads -c"$4" -d"${ROW_SECONDS}s" --latency -s load.lua "$2")
+  for i in "${!urls[@]}"; do
+    wrk -t$threads -c"$conns" -d"${ROW_SECONDS}s" --latency -s load.lua "${urls[$i]}" > wrk-$i.out &
+    waits+=($!)
+  done
+  wait "${waits[@]}"
   if [ -n "$perf" ]; then
     cpu_seconds > cpu.after
     wait "$perf"
     echo "CPU seconds per process in that row (${ROW_SECONDS} s, wrk excluded):" \
       "$(join cpu.before cpu.after | awk '{printf "%s %.2f  ", $1, $3 - $2}')" >&2
   fi
-  local rps p50 p99 errors
-  rps=$(awk '/Requests\/sec/ {print $2}' <<< "$out")
-  p50=$(awk '$1 == "50%" {print $2}' <<< "$out")
-  p99=$(awk '$1 == "99%" {print $2}' <<< "$out")
-  errors=$(awk '/Non-2xx/ {print $5}' <<< "$out")
-  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$4" "$5" "$rps" "$p50" "$p99" "${errors:-0}"
-  if [ -n "$errors" ]; then # show what the failures were
-    echo "$1, $4 connections, $5: $errors non-2xx; status codes seen in proxy.log:" >&2
-    grep -o 'status[=:] *[0-9]\{3\}' proxy.log 2>/dev/null | sort | uniq -c | sort -rn | head -5 >&2 || true
-    curl -s -X POST "$2" -H 'Content-Type: application/json' ${3:+-H "Authorization: Bearer $3"} \
+  local rps=0 p50="" p99="" errors=0 out
+  for i in "${!urls[@]}"; do
+    out=$(cat wrk-$i.out)
+    rps=$(awk -v sum="$rps" '/Requests\/sec/ {printf "%.2f", sum + $2}' <<< "$out")
+    p50=$(worse "$p50" "$(to_ms "$(awk '$1 == "50%" {print $2}' <<< "$out")")")
+    p99=$(worse "$p99" "$(to_ms "$(awk '$1 == "99%" {print $2}' <<< "$out")")")
+    errors=$(( errors + $(awk '/Non-2xx/ {print $5}' <<< "$out" | grep . || echo 0) ))
+  done
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$4" "$5" "$rps" "$p50" "$p99" "$errors"
+  if [ "$errors" != 0 ]; then # show what the failures were
+    echo "$1, $4 connections, $5: $errors non-2xx; status codes seen in the gateways' logs:" >&2
+    cat proxy-*.log 2>/dev/null | grep -o 'status[=:] *[0-9]\{3\}' | sort | uniq -c | sort -rn | head -5 >&2 || true
+    curl -s -X POST "${urls[0]}" -H 'Content-Type: application/json' ${3:+-H "Authorization: Bearer $3"} \
       -d "$BODY" -w '\n(HTTP %{http_code})\n' >&2 || true
   fi
 }
 
 echo "| target | connections | connection | requests/s | p50 | p99 | non-2xx |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
+CHAT=/v1/chat/completions
 for mode in keep-alive close; do
   for conns in 1 32; do
     [[ $TARGETS != *model* ]] ||
-      row "echo model alone" "http://127.0.0.1:$MOCK/v1/chat/completions" "" $conns $mode
+      row "echo model alone" "http://127.0.0.1:$MOCK$CHAT" "" $conns $mode
     [[ $TARGETS != *gateway* ]] ||
-      row "our gateway" "http://127.0.0.1:$GATEWAY/v1/chat/completions" "$TOKEN" $conns $mode
+      row "our gateway$([ "$REPLICAS" = 1 ] || echo " ($REPLICAS replicas)")" \
+        "$(printf "%s$CHAT " "${GATEWAYS[@]}")" "$TOKEN" $conns $mode
     [[ $TARGETS != *litellm* ]] ||
-      row "LiteLLM proxy (1 worker, no DB)" "http://127.0.0.1:$LITELLM/v1/chat/completions" "$LITELLM_KEY" $conns $mode
+      row "LiteLLM proxy (1 worker, no DB)" "http://127.0.0.1:$LITELLM$CHAT" "$LITELLM_KEY" $conns $mode
   done
 done
-"$REL/indexer" audit --database-url sqlite:ledger.sqlite > audit.json \
+
+if [ "${PACE_RATE:-1000}" != 0 ]; then
+  echo
+  "$REL/localnet" pace --rate "${PACE_RATE:-1000}" --seconds "$ROW_SECONDS" \
+    --direct "http://127.0.0.1:$MOCK$CHAT" $(printf -- "--through %s$CHAT " "${GATEWAYS[@]}") \
+    --token "$TOKEN" --body "$BODY"
+fi
+if [ "${STREAMS:-1000}" != 0 ]; then
+  # 100 words: the echo model streams them back one chunk per 50 ms (about 5 s a stream).
+  WORDS=$(printf 'word%s ' $(seq 100))
+  echo
+  "$REL/localnet" streams --count "${STREAMS:-1000}" --url "${GATEWAYS[0]}$CHAT" \
+    --token "$TOKEN" --pid "$PROXY_PID" \
+    --body "{\"model\":\"echo-slow\",\"stream\":true,\"max_tokens\":128,\"messages\":[{\"role\":\"user\",\"content\":\"$WORDS\"}]}"
+fi
+BALANCE=$(curl -sf -H "Authorization: Bearer $TOKEN" "${GATEWAYS[0]}/v1/balance")
+python3 -c 'import json,sys; b = json.loads(sys.argv[1]); sys.exit(f"reservations left after the run: {b}" if b["reserved"] else 0)' "$BALANCE"
+"$REL/indexer" audit --database-url "$DATABASE_URL" > audit.json \
   || { echo "the ledger does not reconcile after the run:" >&2; cat audit.json >&2; exit 1; }
+echo "after the run: nothing reserved, and the ledger reconciles (indexer audit)"

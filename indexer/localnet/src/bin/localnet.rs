@@ -1,5 +1,5 @@
 //! `localnet`: one stand-in per process — a validator running the program, a relay kept on
-//! disk, or the echo model — for tests that start the stack as separate processes and kill
+//! disk, or the echo model (or a load client for the benchmarks) — for tests that start the stack as separate processes and kill
 //! them (`proxy/tests/faults.rs`). Each prints `ready <url>` once it serves, then runs until
 //! SIGTERM, Ctrl-C or SIGKILL.
 use clap::{Parser, Subcommand};
@@ -38,6 +38,38 @@ enum Command {
     Echo {
         #[arg(long)]
         port: u16,
+    },
+    /// Fixed-rate load: RATE requests/s, every other one to --direct, the rest to each
+    /// --through in turn; prints what the gateway adds at each percentile.
+    Pace {
+        #[arg(long)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+        #[arg(long)]
+        direct: String,
+        #[arg(long, required = true)]
+        through: Vec<String>,
+        #[arg(long)]
+        token: String,
+        /// The JSON body of every request.
+        #[arg(long)]
+        body: String,
+    },
+    /// COUNT streamed requests at once, each read to its end; with --pid, the peak resident
+    /// memory of that process meanwhile.
+    Streams {
+        #[arg(long)]
+        count: usize,
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        token: String,
+        /// The JSON body of every request (ask for `"stream": true`).
+        #[arg(long)]
+        body: String,
+        #[arg(long)]
+        pid: Option<u32>,
     },
     #[cfg(feature = "chain")]
     /// The local validator's faucet (`solana airdrop` on devnet): gives PUBKEY SOL and
@@ -80,6 +112,21 @@ async fn main() -> anyhow::Result<()> {
             println!("ready {}", echo.base_url());
             stop.await;
         }
+        Command::Pace {
+            rate,
+            seconds,
+            direct,
+            through,
+            token,
+            body,
+        } => localnet::load::pace(rate, seconds, &direct, &through, &token, body).await?,
+        Command::Streams {
+            count,
+            url,
+            token,
+            body,
+            pid,
+        } => localnet::load::streams(count, &url, &token, body, pid).await?,
         #[cfg(feature = "chain")]
         Command::Airdrop { pubkey, sol, url } => chain::airdrop(&url, &pubkey, sol).await?,
     }
