@@ -94,7 +94,10 @@ async fn serve(
     });
     state.limiter.admit(caller.limit_key(), limits)?;
 
-    let prompt = request.estimate_prompt();
+    let (request, prompt) = request
+        .estimate_prompt()
+        .await
+        .map_err(|e| ApiError::Internal(format!("counting the prompt failed: {e}")))?;
     let bound = reserve(&state, &caller, &model, &request, prompt, &request_id).await?;
     let meter = Meter::new(
         state.clone(),

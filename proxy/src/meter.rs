@@ -37,7 +37,7 @@ struct Pending {
     prompt_estimate: u64,
     started: bool,
     usage: Option<Usage>,
-    delivered: String,
+    delivered: tokens::DeliveredTokens,
 }
 
 impl Meter {
@@ -57,7 +57,7 @@ impl Meter {
                 prompt_estimate,
                 started: false,
                 usage: None,
-                delivered: String::new(),
+                delivered: Default::default(),
             }),
         }
     }
@@ -82,16 +82,20 @@ impl Meter {
         });
     }
 
-    /// Text delivered to the client (counted only if the upstream reports no usage).
+    /// Text delivered to the client, counted only while the upstream has reported no usage.
     pub fn delivered(&mut self, text: &str) {
         if let Some(pending) = &mut self.pending {
-            pending.delivered.push_str(text);
+            if pending.usage.is_none() {
+                pending.delivered.push(text);
+            }
         }
     }
 
+    /// The upstream's usage: what is charged; the text counted so far is no longer needed.
     pub fn usage(&mut self, usage: Usage) {
         if let Some(pending) = &mut self.pending {
             pending.usage = Some(usage);
+            pending.delivered = Default::default();
         }
     }
 }
@@ -127,7 +131,7 @@ impl Pending {
         }
         let usage = self.usage.unwrap_or_else(|| Usage {
             prompt_tokens: self.prompt_estimate,
-            completion_tokens: tokens::count(&self.delivered),
+            completion_tokens: self.delivered.total(),
         });
         let cost = self
             .model

@@ -108,9 +108,19 @@ impl ChatRequest {
         self.best_of.map_or(n, |best_of| best_of.max(n))
     }
 
-    /// The prompt tokens to reserve for.
-    pub fn estimate_prompt(&self) -> u64 {
-        tokens::estimate_prompt(&self.rest)
+    /// The prompt tokens to reserve for. A long prompt is counted on the blocking pool (the
+    /// request moves there and back, nothing is copied) so it never stalls an async worker.
+    /// Fails only if the runtime is shutting down.
+    pub async fn estimate_prompt(self) -> Result<(Self, u64), tokio::task::JoinError> {
+        if tokens::prompt_text_bytes(&self.rest) <= tokens::INLINE_PROMPT_BYTES {
+            let prompt = tokens::estimate_prompt(&self.rest);
+            return Ok((self, prompt));
+        }
+        tokio::task::spawn_blocking(move || {
+            let prompt = tokens::estimate_prompt(&self.rest);
+            (self, prompt)
+        })
+        .await
     }
 
     /// The body for an upstream serving it as `upstream_model`, bounded to `bound` completion
@@ -237,6 +247,26 @@ mod tests {
         assert_eq!(
             body["stream_options"],
             json!({"x": 1, "include_usage": true})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_long_prompt_is_counted_on_the_blocking_pool_to_the_same_total() {
+        for content in ["a short question".to_string(), "lorem ipsum ".repeat(1_000)] {
+            let request = parse(json!({
+                "model": "m",
+                "messages": [{"role": "user", "content": content}],
+            }))
+            .unwrap();
+            let expected = tokens::estimate_prompt(&request.rest);
+            let (back, counted) = request.clone().estimate_prompt().await.unwrap();
+            assert_eq!(counted, expected);
+            assert_eq!(back, request, "the request comes back as it went");
+        }
+        let long = "lorem ipsum ".repeat(1_000);
+        assert!(
+            long.len() > tokens::INLINE_PROMPT_BYTES,
+            "one of them is long"
         );
     }
 }

@@ -21,9 +21,75 @@ pub fn count(text: &str) -> u64 {
     }
 }
 
+/// Prompts with more text than this are counted on the blocking pool: a BPE pass costs about
+/// a microsecond per few bytes, so a long prompt counted inline would stall every request
+/// sharing its async worker.
+pub const INLINE_PROMPT_BYTES: usize = 4 * 1024;
+
+/// Delivered text is counted in pieces of about this size as it arrives, so a long stream
+/// neither keeps its whole text nor pays for counting it all at once when it ends.
+const DELIVERED_PIECE_BYTES: usize = 4 * 1024;
+
+/// Text without such a cut (some scripts, minified code) is counted anyway past this size; the
+/// count may then differ by a token at that seam.
+const LONGEST_PIECE_BYTES: usize = 16 * 1024;
+
+/// The tokens of a stream's text, counted as it arrives (only needed when the upstream
+/// reports no usage). Pieces are cut just before a space that follows a word, where o200k's
+/// pre-tokenizer splits anyway, so the sum matches counting the whole text.
+#[derive(Debug, Default)]
+pub struct DeliveredTokens {
+    counted: u64,
+    pending: String,
+    /// The bytes of `pending` already searched for a cut, without one.
+    searched: usize,
+}
+
+impl DeliveredTokens {
+    pub fn push(&mut self, text: &str) {
+        self.pending.push_str(text);
+        if self.pending.len() < DELIVERED_PIECE_BYTES {
+            return;
+        }
+        let bytes = self.pending.as_bytes();
+        let cut = (self.searched.max(1)..bytes.len())
+            .rev()
+            .find(|&i| bytes[i] == b' ' && !bytes[i - 1].is_ascii_whitespace())
+            .or((bytes.len() >= LONGEST_PIECE_BYTES).then_some(bytes.len()));
+        if let Some(cut) = cut {
+            self.counted += count(&self.pending[..cut]);
+            self.pending.drain(..cut);
+        }
+        // What is left after the last cut holds no other.
+        self.searched = self.pending.len();
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counted + count(&self.pending)
+    }
+}
+
 /// Loads the tokenizer now, so the first request does not pay for it.
 pub fn warm_up() {
     let _ = count("warm up");
+}
+
+/// How much text [`estimate_prompt`] would count, without counting it (a walk, no allocation):
+/// what decides whether it is counted inline.
+pub fn prompt_text_bytes(body: &Map<String, Value>) -> usize {
+    fn text_bytes(value: &Value) -> usize {
+        match value {
+            Value::String(text) => text.len(),
+            Value::Array(items) => items.iter().map(text_bytes).sum(),
+            Value::Object(fields) => fields.values().map(text_bytes).sum(),
+            _ => 8,
+        }
+    }
+    ["messages", "tools", "functions", "response_format"]
+        .iter()
+        .filter_map(|field| body.get(*field))
+        .map(text_bytes)
+        .sum()
 }
 
 /// The prompt tokens of a chat request: messages (text and images), tool definitions and the
@@ -74,6 +140,52 @@ mod tests {
         assert_eq!(
             estimate,
             PER_REPLY + PER_MESSAGE + count("user") + count("hello world")
+        );
+        assert_eq!(
+            prompt_text_bytes(body.as_object().unwrap()),
+            "user".len() + "hello world".len()
+        );
+    }
+
+    #[test]
+    fn delivered_text_counted_in_pieces_matches_counting_it_whole() {
+        // Words of mixed lengths, punctuation, a double space and a newline, streamed in
+        // uneven chunks, long enough for several pieces.
+        let text: String = (0..3_000)
+            .map(|i| match i % 7 {
+                0 => "Tokenisation,".to_string(),
+                3 => format!("{i}  spaced\n"),
+                _ => format!("w{}", "x".repeat(i % 11)),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut delivered = DeliveredTokens::default();
+        let mut rest = text.as_str();
+        let mut step = 1;
+        while !rest.is_empty() {
+            let mut end = (step * 37).min(rest.len());
+            while !rest.is_char_boundary(end) {
+                end += 1;
+            }
+            delivered.push(&rest[..end]);
+            rest = &rest[end..];
+            step = step % 9 + 1;
+        }
+        assert!(delivered.pending.len() < DELIVERED_PIECE_BYTES + 37 * 9);
+        assert!(delivered.counted > 0, "pieces were counted on the way");
+        assert_eq!(delivered.total(), count(&text));
+
+        // Text with no space at all is still counted on the way, not kept whole.
+        let mut delivered = DeliveredTokens::default();
+        for _ in 0..5_000 {
+            delivered.push("文字");
+        }
+        assert!(delivered.pending.len() < LONGEST_PIECE_BYTES);
+        let whole = count(&"文字".repeat(5_000));
+        assert!(
+            delivered.total().abs_diff(whole) <= 2,
+            "{} vs {whole}",
+            delivered.total()
         );
     }
 }
