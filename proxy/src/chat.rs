@@ -98,7 +98,9 @@ async fn serve(
         .estimate_prompt()
         .await
         .map_err(|e| ApiError::Internal(format!("counting the prompt failed: {e}")))?;
-    let bound = reserve(&state, &caller, &model, &request, prompt, &request_id).await?;
+    // The meter exists before the hold: if the client goes away while the hold is being
+    // committed, dropping the meter releases it (queued after the hold), so nothing stays
+    // reserved until it expires.
     let meter = Meter::new(
         state.clone(),
         request_id.clone(),
@@ -106,6 +108,13 @@ async fn serve(
         model.clone(),
         prompt,
     );
+    let bound = match reserve(&state, &caller, &model, &request, prompt, &request_id).await {
+        Ok(bound) => bound,
+        Err(refused) => {
+            meter.nothing_held();
+            return Err(refused);
+        }
+    };
     let call = Call {
         state: state.clone(),
         model,

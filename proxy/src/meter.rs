@@ -62,6 +62,11 @@ impl Meter {
         }
     }
 
+    /// The hold was refused: there is nothing to release or charge.
+    pub fn nothing_held(mut self) {
+        self.pending = None;
+    }
+
     /// The upstream produced its first byte: from now on the request is charged.
     pub fn started(&mut self) {
         if let Some(pending) = &mut self.pending {

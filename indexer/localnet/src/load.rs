@@ -2,8 +2,8 @@
 //!
 //! - [`pace`]: what the gateway adds at a given request rate (not at saturation). Requests go
 //!   out on a fixed schedule, alternating between the model directly and the gateway (or its
-//!   replicas, in turn), each timed from the moment it was due, so a stall delays the
-//!   requests behind it instead of hiding them (no coordinated omission).
+//!   replicas, in turn), each in a task of its own, so a slow answer never holds back the
+//!   requests behind it (open loop: no coordinated omission).
 //! - [`streams`]: the gateway's memory with many slow streams open at once, sampled from
 //!   `/proc/<pid>/status` while they run.
 use anyhow::{bail, Context};
@@ -122,7 +122,10 @@ pub async fn pace(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = Vec::with_capacity(total);
     for i in 0..total {
-        let due = ticker.tick().await;
+        ticker.tick().await;
+        // Timed from here, not from when the tick was due: the timer's lateness (up to a
+        // millisecond) is the client's, not the gateway's.
+        let sent = Instant::now();
         let is_direct = i % 2 == 0;
         let target = if is_direct {
             direct.clone()
@@ -134,7 +137,7 @@ pub async fn pace(
             is_direct,
             tokio::spawn(async move {
                 target.call(&token, &body).await?;
-                anyhow::Ok(due.elapsed())
+                anyhow::Ok(sent.elapsed())
             }),
         ));
     }
