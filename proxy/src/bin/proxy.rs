@@ -3,12 +3,6 @@
 use clap::Parser;
 use indexer::telemetry::{self, QUIET_DEPENDENCIES};
 
-/// mimalloc rather than glibc's malloc: a long-running server under many threads keeps less
-/// memory (glibc grows an arena per thread and returns little of it) and spends less CPU in
-/// allocation (see the README's Performance section).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let cli = proxy::cli::Cli::parse();
     // Logs go to stderr, so what a command prints (reports, keys, the sandbox's banner) stays
