@@ -128,7 +128,9 @@ impl Pending {
         let ledger = &self.state.ledger;
         if !self.started {
             match ledger.release(&self.request_id).await {
-                Ok(_) => self.state.metrics.reservation("released"),
+                Ok(true) => self.state.metrics.reservation("released"),
+                // Nothing was held under this id (the hold never reached the ledger).
+                Ok(false) => {}
                 Err(error) => tracing::error!(request_id = %self.request_id, %error,
                     "releasing failed; the reservation will expire"),
             }

@@ -124,6 +124,13 @@ impl Metrics {
             .inc();
     }
 
+    /// How many reservations ended with `outcome` (for tests; operators read `/metrics`).
+    pub fn reservations_with(&self, outcome: &'static str) -> u64 {
+        self.reservations
+            .get_or_create(&OutcomeLabel { outcome })
+            .get()
+    }
+
     /// How many usage callbacks ended with `outcome` (for tests and the doctor).
     pub fn callbacks_with(&self, outcome: &'static str) -> u64 {
         self.callbacks

@@ -7,7 +7,8 @@ use common::{ask, eventually, Harness};
 use futures_util::StreamExt;
 use indexer::ledger::{testing::TempDatabase, Hold};
 use serde_json::Value;
-use std::sync::atomic::Ordering;
+use sqlx::{Connection, SqliteConnection};
+use std::{sync::atomic::Ordering, time::Duration};
 
 #[tokio::test]
 async fn a_non_streamed_request_whose_client_leaves_is_charged_what_the_upstream_did() {
@@ -39,6 +40,49 @@ async fn a_non_streamed_request_whose_client_leaves_is_charged_what_the_upstream
     let balance = h.settled().await;
     assert_eq!((balance.debited, balance.available), (7, 993));
     assert_eq!(h.debits().await.len(), 1, "its debit is announced");
+    h.stop().await;
+}
+
+// A client that leaves while its hold waits to be committed leaves nothing reserved: the hold
+// still commits, and the request's meter, dropped with the request, releases it.
+#[tokio::test]
+async fn a_client_gone_while_its_hold_commits_leaves_nothing_reserved() {
+    let h = Harness::start(TempDatabase::sqlite()).await;
+    h.fund(1_000).await;
+    let token = h.login().await;
+    // Another process's write transaction keeps the ledger writer's hold waiting.
+    let mut blocker = SqliteConnection::connect(&h.db.url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let mut request = {
+        let (http, base) = (h.http.clone(), h.base.clone());
+        tokio::spawn(async move {
+            http.post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(token)
+                .json(&ask("echo", "one two three"))
+                .send()
+                .await
+        })
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), &mut request)
+            .await
+            .is_err(),
+        "the request waits for its hold"
+    );
+    request.abort();
+    assert!(request.await.is_err_and(|e| e.is_cancelled()));
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    // Counted only when a reservation was there to release: the hold did commit.
+    eventually("the hold is released", || async {
+        h.gateway.state.metrics.reservations_with("released") == 1
+    })
+    .await;
+    let balance = h.settled().await;
+    assert_eq!((balance.debited, balance.available), (0, 1_000));
+    assert_eq!(h.mock.stats.requests.load(Ordering::Relaxed), 0);
     h.stop().await;
 }
 
