@@ -10,21 +10,29 @@ use serde_json::Value;
 use sqlx::{Connection, SqliteConnection};
 use std::{sync::atomic::Ordering, time::Duration};
 
+/// A chat request of three prompt words to `model`, sent from a task the test can abort (the
+/// client going away).
+fn spawn_chat(
+    h: &Harness,
+    token: String,
+    model: &'static str,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    let (http, base) = (h.http.clone(), h.base.clone());
+    tokio::spawn(async move {
+        http.post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(token)
+            .json(&ask(model, "one two three"))
+            .send()
+            .await
+    })
+}
+
 #[tokio::test]
 async fn a_non_streamed_request_whose_client_leaves_is_charged_what_the_upstream_did() {
     let h = Harness::start(TempDatabase::sqlite()).await;
     h.fund(1_000).await;
     let token = h.login().await;
-    let request = {
-        let (http, base) = (h.http.clone(), h.base.clone());
-        tokio::spawn(async move {
-            http.post(format!("{base}/v1/chat/completions"))
-                .bearer_auth(token)
-                .json(&ask("echo-delayed", "one two three"))
-                .send()
-                .await
-        })
-    };
+    let request = spawn_chat(&h, token, "echo-delayed");
     // The upstream has the request (it answers 300 ms later); then the client goes away.
     eventually("the upstream received the request", || async {
         h.mock.stats.requests.load(Ordering::Relaxed) == 1
@@ -56,16 +64,7 @@ async fn a_client_gone_while_its_hold_commits_leaves_nothing_reserved() {
         .execute(&mut blocker)
         .await
         .unwrap();
-    let mut request = {
-        let (http, base) = (h.http.clone(), h.base.clone());
-        tokio::spawn(async move {
-            http.post(format!("{base}/v1/chat/completions"))
-                .bearer_auth(token)
-                .json(&ask("echo", "one two three"))
-                .send()
-                .await
-        })
-    };
+    let mut request = spawn_chat(&h, token, "echo");
     assert!(
         tokio::time::timeout(Duration::from_secs(1), &mut request)
             .await
