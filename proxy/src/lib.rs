@@ -32,3 +32,4 @@ pub mod stream;
 pub mod tokens;
 pub mod upstream;
 pub mod wallet;
+pub mod web;

@@ -32,6 +32,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(crate::discovery::PATH, get(crate::discovery::well_known))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .merge(crate::web::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(Extension(BodyLimit(limit)))

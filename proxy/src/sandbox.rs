@@ -177,6 +177,7 @@ pub async fn run(options: SandboxArgs) -> anyhow::Result<()> {
 
     let base = format!("http://{}", gateway.addr);
     println!("Local stack running: Solana validator, relay, SQLite ledger, indexer, gateway.");
+    println!("  wallet page:  {base}/   (connect a browser wallet: deposit, top up, keys, usage)");
     println!("  gateway:      {base}/v1   (OpenAI-compatible)");
     println!("  model:        echo  (a local echo model for trying the gateway, not an LLM)");
     if upstream.is_some() {

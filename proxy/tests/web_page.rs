@@ -1,0 +1,60 @@
+//! The wallet page as a person uses it (tests/web/web.mjs): headless Chromium (Debian's
+//! `chromium`, driven by playwright-core) at the gateway's `/`, with a Wallet Standard test
+//! wallet, against the whole local stack — connect, register, deposit, log in, a refused and a
+//! declined top-up, a top-up followed to its credit, a delegated key used by the `openai`
+//! client, its spending and usage on the page, revocation, withdrawal, a phone-sized screen.
+//! Screenshots of each step go to `target/web-screenshots/`. CI installs Chromium and the
+//! packages (`npm ci` in tests/web); elsewhere the test says what is missing and passes only
+//! outside CI.
+mod common;
+
+use std::{path::Path, process::Command};
+
+const WEB_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/web");
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_goes_from_a_funded_wallet_to_a_working_key_through_the_page() {
+    let missing = [
+        (!Path::new(WEB_DIR).join("node_modules").exists()).then_some("`npm ci` in tests/web"),
+        (!Path::new(CHROMIUM).exists()).then_some("Debian's `chromium` package"),
+    ];
+    let missing: Vec<_> = missing.into_iter().flatten().collect();
+    if !missing.is_empty() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install {missing:?}"
+        );
+        eprintln!("skipped: needs {missing:?}");
+        return;
+    }
+    let fronted = common::FrontedStack::start().await;
+    let (stack, base) = (&fronted.stack, fronted.base.clone());
+    let screenshots = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("web-screenshots");
+
+    let mut node = Command::new("node");
+    node.arg("web.mjs")
+        .current_dir(WEB_DIR)
+        .env("GATEWAY_URL", &base)
+        .env("RPC_URL", stack.validator.rpc_url())
+        .env("TOKENS_PER_SOL", stack.tokens_per_sol.to_string())
+        .env("CHROMIUM", CHROMIUM)
+        .env("SCREENSHOTS", &screenshots);
+    let output = tokio::task::spawn_blocking(move || node.output())
+        .await
+        .unwrap()
+        .expect("node runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        output.status.success(),
+        "web.mjs failed:\n{stdout}\n{stderr}"
+    );
+
+    fronted.stop().await;
+}

@@ -1,0 +1,186 @@
+// The wallet page: connect a wallet, see the vault and the ledger, deposit, top up, log in,
+// make and revoke API keys, see usage. Everything is signed by the wallet; no secret of the
+// wallet ever reaches this page.
+import * as anchor from "@coral-xyz/anchor";
+import * as api from "./gateway.js";
+import * as chain from "./chain.js";
+import { watchWallets, connect, signText } from "./wallets.js";
+import { topupFlow } from "./flow.js";
+import { renderKeys, createKey } from "./keyview.js";
+import { $, show, status, fillTable, button, number, when, drawSpending, explain } from "./view.js";
+
+const bs58 = anchor.utils.bytes.bs58;
+/** How long the operator may take to answer a top-up, and the ledger to show its credit. */
+const OPERATOR_WAIT_SECONDS = 90;
+const CREDIT_WAIT_SECONDS = 120;
+
+const state = { info: null, models: [], adapter: null, program: null, token: null, vault: null };
+const user = () => state.adapter.publicKey.toBase58();
+
+function notice(text) {
+  $("notice").textContent = text;
+  show("notice", Boolean(text));
+}
+
+/** Runs a user action with its button disabled; failures go to the section's status line. */
+function action(form, statusId, run) {
+  return async (event) => {
+    event?.preventDefault();
+    const controls = form ? [...form.querySelectorAll("button")] : [];
+    controls.forEach((c) => (c.disabled = true));
+    try {
+      await run();
+    } catch (error) {
+      console.warn(error); // the page shows it; a declined signature is no page error
+      status(statusId, explain(error), "error");
+    } finally {
+      controls.forEach((c) => (c.disabled = false));
+    }
+  };
+}
+
+async function start() {
+  try {
+    [state.info, state.models] = await Promise.all([api.discover(), api.models()]);
+  } catch (error) {
+    notice(explain(error));
+    return;
+  }
+  $("api-base").textContent = `${location.origin}/v1`;
+  $("rate").textContent = `1 SOL buys ${number(state.info.tokens_per_sol)} ledger tokens.`;
+  fillTable("model-table", state.models.map((m) => [m.id, number(m.pricing.prompt), number(m.pricing.completion), number(m.max_output_tokens)]));
+  $("key-models").append(
+    ...state.models.map((m) => {
+      const label = document.createElement("label");
+      label.className = "check";
+      label.innerHTML = `<input type="checkbox" value="${encodeURIComponent(m.id)}"> `;
+      label.append(m.id);
+      return label;
+    }),
+  );
+  watchWallets((wallets) => {
+    show("no-wallet", wallets.length === 0);
+    $("wallet-list").replaceChildren(
+      ...wallets.map((wallet) => {
+        const choice = button(`Connect ${wallet.name}`, action(null, "vault-status", () => useWallet(wallet)), "");
+        if (wallet.icon) choice.prepend(Object.assign(document.createElement("img"), { src: wallet.icon, alt: "" }));
+        return choice;
+      }),
+    );
+  });
+}
+
+async function useWallet(wallet) {
+  notice("");
+  const adapter = await connect(wallet).catch((error) => {
+    notice(explain(error));
+    throw error;
+  });
+  Object.assign(state, { adapter, token: null, program: chain.openProgram(state.info, adapter) });
+  $("wallet-address").textContent = user();
+  show("wallet-address");
+  show("disconnect");
+  show("connect", false);
+  for (const id of ["vault", "credit"]) show(id);
+  await refreshVault();
+}
+
+async function refreshVault() {
+  const vault = (state.vault = await chain.readVault(state.program));
+  $("wallet-sol").textContent = `${chain.sol(vault.wallet)} SOL`;
+  $("vault-held").textContent = `${chain.sol(vault.held)} SOL`;
+  $("vault-locked").textContent = `${chain.sol(vault.locked)} SOL`;
+  $("vault-free").textContent = `${chain.sol(vault.free)} SOL`;
+  show("unregistered", !vault.registered);
+  show("deposit-form", vault.registered);
+  show("withdraw-form", vault.registered && vault.held > 0n);
+  show("topup-form", vault.registered && state.token !== null);
+}
+
+async function refreshLedger() {
+  const balance = await api.balance(state.token);
+  for (const field of ["credited", "debited", "reserved", "available"]) $(field).textContent = number(balance[field]);
+  return balance;
+}
+
+async function refreshUsage() {
+  const rows = await api.usage(state.token);
+  fillTable("usage-table", rows.map((r) => [when(r.created_at), r.model, number(r.prompt_tokens), number(r.completion_tokens), number(r.cost)]));
+  drawSpending($("usage-chart"), rows);
+}
+
+const register = action(null, "vault-status", async () => {
+  status("vault-status", "Approve the registration in your wallet…");
+  const signature = await chain.register(state.program);
+  status("vault-status", `Registered (${signature.slice(0, 12)}…).`, "ok");
+  await refreshVault();
+});
+
+const deposit = action($("deposit-form"), "vault-status", async () => {
+  const lamports = chain.lamportsOf($("deposit-amount").value);
+  if (!lamports) return status("vault-status", "Enter an amount of SOL, like 0.5.", "error");
+  await refreshVault();
+  if (state.vault.wallet < lamports + chain.FEE_RESERVE) {
+    return status("vault-status", `Not enough SOL: your wallet holds ${chain.sol(state.vault.wallet)} SOL; depositing ${chain.sol(lamports)} needs ${chain.sol(lamports + chain.FEE_RESERVE)} with the fee.`, "error");
+  }
+  status("vault-status", "Approve the deposit in your wallet…");
+  await chain.deposit(state.program, lamports);
+  status("vault-status", `Deposited ${chain.sol(lamports)} SOL.`, "ok");
+  await refreshVault();
+});
+
+const withdraw = action($("withdraw-form"), "vault-status", async () => {
+  await refreshVault();
+  const text = $("withdraw-amount").value.trim();
+  const lamports = text === "" || text === "all" ? state.vault.withdrawable : chain.lamportsOf(text);
+  if (!lamports) return status("vault-status", "Enter an amount of SOL, or leave it empty to withdraw everything you can.", "error");
+  if (lamports > state.vault.withdrawable) {
+    return status("vault-status", `Only ${chain.sol(state.vault.withdrawable)} SOL can be withdrawn now (${chain.sol(state.vault.locked)} SOL is locked).`, "error");
+  }
+  const rest = state.vault.held - lamports;
+  if (rest !== 0n && rest < state.vault.rentExempt) {
+    return status("vault-status", `The vault must keep at least ${chain.sol(state.vault.rentExempt)} SOL or be emptied: withdraw everything, or less.`, "error");
+  }
+  status("vault-status", "Approve the withdrawal in your wallet…");
+  await chain.withdraw(state.program, lamports);
+  status("vault-status", `Withdrew ${chain.sol(lamports)} SOL to your wallet.`, "ok");
+  await refreshVault();
+});
+
+const login = action(null, "topup-status", async () => {
+  const issued = await api.loginNonce(user());
+  const expected = [`${state.info.realm} login`, `audience: ${state.info.audience}`, `wallet: ${user()}`, `nonce: ${issued.nonce}`].join("\n");
+  if (issued.message !== expected) throw new Error("The gateway asked to sign an unexpected login text; nothing was signed.");
+  const signature = await signText(state.adapter, issued.message);
+  state.token = (await api.login(user(), issued.nonce, bs58.encode(signature))).token;
+  await Promise.all([refreshLedger(), refreshUsage(), refreshVault(), renderKeys(state)]);
+  show("login-needed", false);
+  for (const id of ["ledger", "refresh", "keys", "usage"]) show(id);
+});
+
+const startTopup = action($("topup-form"), "topup-status", async () => {
+  const lamports = chain.lamportsOf($("topup-amount").value);
+  if (!lamports) return status("topup-status", "Enter an amount of SOL, like 0.01.", "error");
+  await topupFlow({ state, lamports, refreshVault, refreshLedger, waits: { operator: OPERATOR_WAIT_SECONDS, credit: CREDIT_WAIT_SECONDS } });
+  await refreshUsage();
+});
+
+const refresh = action(null, "topup-status", async () => {
+  await Promise.all([refreshLedger(), refreshUsage(), refreshVault(), renderKeys(state)]);
+});
+
+$("register").addEventListener("click", register);
+$("refresh").addEventListener("click", refresh);
+$("deposit-form").addEventListener("submit", deposit);
+$("withdraw-form").addEventListener("submit", withdraw);
+$("login").addEventListener("click", login);
+$("topup-form").addEventListener("submit", startTopup);
+$("disconnect").addEventListener("click", async () => {
+  await state.adapter?.disconnect().catch(() => {});
+  location.reload();
+});
+
+$("key-form").addEventListener("submit", action($("key-form"), "keys-status", () => createKey(state)));
+$("copy-new-key").addEventListener("click", () => navigator.clipboard?.writeText($("new-key-value").textContent));
+
+start();

@@ -1,0 +1,204 @@
+// A person at the wallet page, in headless Chromium (Debian's `chromium`, driven by
+// playwright-core; no browser download) against a running local stack. A Wallet Standard test
+// wallet with a fixed keypair (test-wallet.js) connects, registers, deposits, logs in, tops up
+// and sees the credit, is refused a top-up its vault cannot cover, declines a signature, makes
+// a delegated key that the official `openai` client then uses, sees the spending and the
+// usage, revokes the key (and the client is refused), and withdraws. A screenshot of each step
+// goes to $SCREENSHOTS. Exits 0 with "1 passed, 0 failed", non-zero with the failing step.
+//
+// Env: GATEWAY_URL (the page's origin), RPC_URL (for the airdrop), TOKENS_PER_SOL,
+// optional CHROMIUM (default /usr/bin/chromium), SCREENSHOTS (default ./screenshots).
+import { chromium } from "playwright-core";
+import OpenAI from "openai";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const require = createRequire(import.meta.url);
+const GATEWAY_URL = process.env.GATEWAY_URL?.replace(/\/+$/, "");
+const RPC_URL = process.env.RPC_URL;
+const TOKENS_PER_SOL = BigInt(process.env.TOKENS_PER_SOL ?? "1000000");
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const SCREENSHOTS = process.env.SCREENSHOTS ?? join(here, "screenshots");
+if (!GATEWAY_URL || !RPC_URL) {
+  console.error("web check FAILED: GATEWAY_URL and RPC_URL are required");
+  process.exit(2);
+}
+/** The test wallet's fixed keypair seed. */
+const SEED = Array.from({ length: 32 }, (_, i) => (i * 7 + 3) % 256);
+
+let current = "start";
+let shot = 0;
+const step = (name) => {
+  current = name;
+  console.log(`- ${name}`);
+};
+
+async function rpc(method, params) {
+  const response = await fetch(RPC_URL, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+  });
+  const body = await response.json();
+  if (body.error) throw new Error(`${method}: ${JSON.stringify(body.error)}`);
+  return body.result;
+}
+
+async function main() {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  try {
+    const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
+    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: GATEWAY_URL });
+    await context.addInitScript({ content: `window.__testWalletSeed = ${JSON.stringify(SEED)};` });
+    await context.addInitScript({ path: require.resolve("tweetnacl/nacl-fast.min.js") });
+    await context.addInitScript({ path: join(here, "test-wallet.js") });
+    const page = await context.newPage();
+    const problems = [];
+    page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+    page.on("console", (message) => message.type() === "error" && problems.push(`console: ${message.text()} (${message.location().url}:${message.location().lineNumber}:${message.location().columnNumber})`));
+    const snap = async (name) => page.screenshot({ path: join(SCREENSHOTS, `${String(++shot).padStart(2, "0")}-${name}.png`), fullPage: true });
+    const text = (selector) => page.locator(selector).innerText();
+    const statusIs = async (selector, pattern, timeout = 30_000) => {
+      try {
+        await page.locator(selector).filter({ hasText: pattern }).waitFor({ timeout });
+      } catch {
+        const shown = await page.locator(selector).innerText().catch(() => "(not shown)");
+        throw new Error(`${selector} never matched ${pattern}; it says: ${JSON.stringify(shown)}; page problems: ${JSON.stringify(problems)}`);
+      }
+    };
+
+    step("the page loads with the catalog, and finds the test wallet");
+    await page.goto(`${GATEWAY_URL}/`);
+    await page.locator("#model-table tbody tr").first().waitFor();
+    assert.match(await text("#model-table"), /echo/, "the catalog lists the echo model");
+    const connectButton = page.getByRole("button", { name: "Connect Test Wallet" });
+    await connectButton.waitFor();
+    await snap("connect");
+
+    step("airdrop to the test wallet (a funded wallet is where a person starts)");
+    const wallet = await page.evaluate(() => window.__testWalletAddress);
+    const airdrop = await rpc("requestAirdrop", [wallet, 2_000_000_000]);
+    for (let i = 0; ; i++) {
+      const [status] = (await rpc("getSignatureStatuses", [[airdrop]])).value;
+      if (status?.confirmationStatus === "confirmed" || status?.confirmationStatus === "finalized") break;
+      assert.ok(i < 100, "the airdrop is confirmed within 20 s");
+      await new Promise((r) => setTimeout(r, 200));
+    }
+
+    step("connect: the vault is shown, not registered yet");
+    await connectButton.click();
+    await page.locator("#register").waitFor();
+    assert.equal(await text("#wallet-address"), wallet, "the connected wallet's address is shown");
+    assert.match(await text("#wallet-sol"), /^2 SOL$/);
+    await snap("connected");
+
+    step("register and deposit 0.5 SOL (transactions signed by the wallet)");
+    await page.locator("#register").click();
+    await statusIs("#vault-status", /Registered/);
+    await page.locator("#deposit-amount").fill("0.5");
+    await page.locator("#deposit-form button").click();
+    await statusIs("#vault-status", /Deposited 0.5 SOL/);
+    assert.equal(await text("#vault-held"), "0.5 SOL");
+    await snap("deposited");
+
+    step("log in (the wallet signs the gateway's login text)");
+    await page.locator("#login").click();
+    await page.locator("#ledger").waitFor();
+    assert.equal(await text("#credited"), "0", "a new wallet has no credit");
+    assert.match(await text("#rate"), new RegExp(`1 SOL buys ${Number(TOKENS_PER_SOL).toLocaleString("en-US")} ledger tokens`));
+
+    step("a top-up the vault cannot cover is refused with the reason, before anything is signed");
+    await page.locator("#topup-amount").fill("5");
+    await page.locator("#topup-form button").click();
+    await statusIs("#topup-status", /Refused: your vault has .* SOL free for top-ups and this needs 5 SOL/);
+    await snap("topup-refused");
+
+    step("the wallet declines: the page says so and nothing is sent");
+    await page.evaluate(() => (window.__testWalletRejects = true));
+    await page.locator("#topup-amount").fill("0.01");
+    await page.locator("#topup-form button").click();
+    await statusIs("#topup-status", /The wallet declined/);
+    await page.evaluate(() => (window.__testWalletRejects = false));
+
+    step("top up 0.01 SOL: the exact text is shown, signed, paid on chain, credited");
+    await page.locator("#topup-form button").click();
+    await statusIs("#topup-status", /Credited 10,000 tokens/, 150_000);
+    const signed = await page.evaluate(() => window.__testWalletSigned.at(-1));
+    assert.equal(signed, await text("#topup-text"), "the wallet signed exactly the text the page showed");
+    assert.match(signed, /^LLM gateway spending authorization\n/);
+    assert.match(signed, /\nmax amount: 10000000 lamports\n/);
+    const expected = (TOKENS_PER_SOL / 100n).toLocaleString("en-US");
+    assert.equal(await text("#credited"), expected);
+    await snap("credited");
+
+    step("create a delegated key for the echo model and use it with the openai client");
+    await page.locator("#key-name").fill("agent-1");
+    await page.locator("#key-budget").fill("5000");
+    await page.locator('#key-models input[value="echo"]').check();
+    await page.locator("#key-form button").click();
+    await statusIs("#keys-status", /Key "agent-1" created/);
+    const key = await text("#new-key-value");
+    assert.match(key, /^dk1\./);
+    const client = new OpenAI({ baseURL: `${GATEWAY_URL}/v1`, apiKey: key });
+    const reply = await client.chat.completions.create({ model: "echo", max_tokens: 16, messages: [{ role: "user", content: "hello from the page's key" }] });
+    assert.equal(typeof reply.choices[0].message.content, "string");
+    await assert.rejects(
+      client.chat.completions.create({ model: "not-granted", messages: [{ role: "user", content: "hi" }] }),
+      (error) => error.status === 403 || error.status === 404,
+    );
+
+    step("the page shows what the key spent, the usage row and the chart");
+    await page.locator("#refresh").click();
+    await page.locator("#usage-table tbody tr").first().waitFor();
+    assert.match(await text("#usage-table"), /echo/);
+    const row = page.locator("#key-table tbody tr").filter({ hasText: "agent-1" });
+    const cells = await row.locator("td").allInnerTexts();
+    assert.equal(cells[1], "5,000", "budget");
+    assert.ok(Number(cells[2].replace(/,/g, "")) > 0, `spent > 0 (${cells[2]})`);
+    assert.equal(Number(cells[2].replace(/,/g, "")) + Number(cells[3].replace(/,/g, "")), 5000, "spent + remaining = budget");
+    assert.equal(await page.locator("#usage-chart polyline").count(), 1, "the spending chart is drawn");
+    await snap("key-and-usage");
+
+    step("revoke the key: the page marks it, the client is refused");
+    await row.getByRole("button", { name: "Revoke" }).click();
+    await statusIs("#keys-status", /revoked/);
+    await row.filter({ hasText: "revoked" }).waitFor();
+    await assert.rejects(
+      client.chat.completions.create({ model: "echo", messages: [{ role: "user", content: "hi" }] }),
+      (error) => error.status === 401,
+    );
+
+    step("withdraw everything that is free");
+    await page.locator("#withdraw-amount").fill("");
+    await page.locator("#withdraw-form button").click();
+    await statusIs("#vault-status", /Withdrew .* SOL to your wallet/);
+    assert.equal(await text("#vault-held"), "0 SOL");
+    await snap("withdrawn");
+
+    step("on a phone-sized screen");
+    await page.setViewportSize({ width: 390, height: 844 });
+    await snap("phone");
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page fits a phone's width (overflows by ${overflow}px)`);
+
+    assert.deepEqual(problems, [], "no page errors");
+  } finally {
+    await browser.close();
+  }
+  console.log(`web check: screenshots in ${SCREENSHOTS}`);
+  console.log("1 passed, 0 failed");
+}
+
+try {
+  await main();
+  process.exit(0);
+} catch (error) {
+  console.error(`web check FAILED at "${current}": ${error.stack ?? error}`);
+  console.log("0 passed, 1 failed");
+  process.exit(1);
+}
