@@ -100,6 +100,9 @@ async function main() {
     step("register and deposit 0.5 SOL (transactions signed by the wallet)");
     await page.locator("#register").click();
     await statusIs("#vault-status", /Registered/);
+    await page.locator("#deposit-amount").fill("5");
+    await page.locator("#deposit-form button").click();
+    await statusIs("#vault-status", /Not enough SOL: your wallet holds 1\.9\d* SOL; depositing 5 SOL needs 5\.00001 SOL with the fee/);
     await page.locator("#deposit-amount").fill("0.5");
     await page.locator("#deposit-form button").click();
     await statusIs("#vault-status", /Deposited 0.5 SOL/);
@@ -179,6 +182,13 @@ async function main() {
     await statusIs("#vault-status", /Withdrew .* SOL to your wallet/);
     assert.equal(await text("#vault-held"), "0 SOL");
     await snap("withdrawn");
+
+    step("the gateway unreachable: the page says so");
+    await page.route("**/v1/**", (route) => route.abort("connectionrefused"));
+    await page.locator("#refresh").click();
+    await statusIs("#topup-status", /The gateway is unreachable/);
+    await page.unroute("**/v1/**");
+    problems.splice(0, problems.length, ...problems.filter((p) => !p.includes("net::ERR_CONNECTION_REFUSED")));
 
     step("on a phone-sized screen");
     await page.setViewportSize({ width: 390, height: 844 });

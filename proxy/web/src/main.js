@@ -121,7 +121,7 @@ const deposit = action($("deposit-form"), "vault-status", async () => {
   if (!lamports) return status("vault-status", "Enter an amount of SOL, like 0.5.", "error");
   await refreshVault();
   if (state.vault.wallet < lamports + chain.FEE_RESERVE) {
-    return status("vault-status", `Not enough SOL: your wallet holds ${chain.sol(state.vault.wallet)} SOL; depositing ${chain.sol(lamports)} needs ${chain.sol(lamports + chain.FEE_RESERVE)} with the fee.`, "error");
+    return status("vault-status", `Not enough SOL: your wallet holds ${chain.sol(state.vault.wallet)} SOL; depositing ${chain.sol(lamports)} SOL needs ${chain.sol(lamports + chain.FEE_RESERVE)} SOL with the fee.`, "error");
   }
   status("vault-status", "Approve the deposit in your wallet…");
   await chain.deposit(state.program, lamports);
