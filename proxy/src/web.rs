@@ -18,39 +18,68 @@ use std::{
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
      connect-src 'self' http: https: ws: wss:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// One embedded file, with its ETag.
+/// One embedded file (and, for the script, its gzipped copy), with their ETags.
 struct Asset {
     body: &'static [u8],
+    gzipped: Option<(&'static [u8], HeaderValue)>,
     content_type: &'static str,
     etag: HeaderValue,
 }
 
+/// A strong ETag for `bytes` (the gzipped copy is a representation of its own, with its own).
+fn etag(bytes: &[u8]) -> HeaderValue {
+    let mut hasher = DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    HeaderValue::from_str(&format!("\"{:016x}\"", hasher.finish()))
+        .unwrap_or(HeaderValue::from_static("\"page\""))
+}
+
+/// Whether the request's `Accept-Encoding` takes gzip (and does not refuse it with `q=0`).
+fn takes_gzip(request: &HeaderMap) -> bool {
+    request
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            parts.next() == Some("gzip") && !parts.any(|p| p.replace(' ', "") == "q=0")
+        })
+}
+
 impl Asset {
-    fn new(body: &'static [u8], content_type: &'static str) -> Self {
-        let mut hasher = DefaultHasher::new();
-        body.hash(&mut hasher);
-        let etag = HeaderValue::from_str(&format!("\"{:016x}\"", hasher.finish()))
-            .unwrap_or(HeaderValue::from_static("\"page\""));
+    fn new(
+        body: &'static [u8],
+        gzipped: Option<&'static [u8]>,
+        content_type: &'static str,
+    ) -> Self {
         Self {
             body,
+            gzipped: gzipped.map(|bytes| (bytes, etag(bytes))),
             content_type,
-            etag,
+            etag: etag(body),
         }
     }
 
-    /// The file, or 304 when the browser already has this version. Browsers revalidate every
-    /// time (`no-cache`), so a new gateway build is seen on the next load.
+    /// The file (gzipped when the browser takes it), or 304 when the browser already has this
+    /// version. Browsers revalidate every time (`no-cache`), so a new gateway build is seen on
+    /// the next load.
     fn respond(&self, request: &HeaderMap) -> Response {
+        let (body, etag, gzip) = match &self.gzipped {
+            Some((bytes, etag)) if takes_gzip(request) => (*bytes, etag, true),
+            _ => (self.body, &self.etag, false),
+        };
         let fresh = request
             .get(header::IF_NONE_MATCH)
-            .is_some_and(|tag| tag == self.etag);
+            .is_some_and(|tag| tag == etag);
         let headers = [
             (
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(self.content_type),
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (header::ETAG, self.etag.clone()),
+            (header::ETAG, etag.clone()),
+            (header::VARY, HeaderValue::from_static("accept-encoding")),
             (
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(POLICY),
@@ -64,27 +93,36 @@ impl Asset {
                 HeaderValue::from_static("no-referrer"),
             ),
         ];
-        match fresh {
+        let mut response = match fresh {
             true => (StatusCode::NOT_MODIFIED, headers).into_response(),
-            false => (headers, self.body).into_response(),
+            false => (headers, body).into_response(),
+        };
+        if gzip {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
+        response
     }
 }
 
-macro_rules! asset {
-    ($path:literal, $type:literal) => {
-        LazyLock::new(|| {
-            Asset::new(
-                include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/web/", $path)),
-                $type,
-            )
-        })
+macro_rules! embedded {
+    ($path:literal) => {
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/web/", $path))
     };
 }
 
-static PAGE: LazyLock<Asset> = asset!("index.html", "text/html; charset=utf-8");
-static SCRIPT: LazyLock<Asset> = asset!("dist/app.js", "text/javascript; charset=utf-8");
-static STYLE: LazyLock<Asset> = asset!("app.css", "text/css; charset=utf-8");
+static PAGE: LazyLock<Asset> =
+    LazyLock::new(|| Asset::new(embedded!("index.html"), None, "text/html; charset=utf-8"));
+static SCRIPT: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        embedded!("dist/app.js"),
+        Some(embedded!("dist/app.js.gz")),
+        "text/javascript; charset=utf-8",
+    )
+});
+static STYLE: LazyLock<Asset> =
+    LazyLock::new(|| Asset::new(embedded!("app.css"), None, "text/css; charset=utf-8"));
 
 /// The page's routes, merged into the API's router.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
@@ -110,9 +148,16 @@ mod tests {
     use tower::ServiceExt;
 
     async fn get(path: &str, etag: Option<&HeaderValue>) -> Response {
+        get_with(path, etag, None).await
+    }
+
+    async fn get_with(path: &str, etag: Option<&HeaderValue>, encoding: Option<&str>) -> Response {
         let mut request = axum::http::Request::get(path);
         if let Some(etag) = etag {
             request = request.header(header::IF_NONE_MATCH, etag);
+        }
+        if let Some(encoding) = encoding {
+            request = request.header(header::ACCEPT_ENCODING, encoding);
         }
         routes::<()>()
             .with_state(())
@@ -167,5 +212,37 @@ mod tests {
             .is_empty());
         let stale = get("/app.js", Some(&HeaderValue::from_static("\"old\""))).await;
         assert_eq!(stale.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_browser_that_takes_gzip_gets_the_gzipped_script_with_the_same_content() {
+        use std::io::Read;
+        let plain = get("/app.js", None).await;
+        assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
+        let plain_etag = plain.headers()[header::ETAG].clone();
+        let plain = to_bytes(plain.into_body(), usize::MAX).await.unwrap();
+
+        let zipped = get_with("/app.js", None, Some("br, gzip;q=0.8, deflate")).await;
+        assert_eq!(zipped.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(zipped.headers()[header::VARY], "accept-encoding");
+        let zipped_etag = zipped.headers()[header::ETAG].clone();
+        assert_ne!(
+            zipped_etag, plain_etag,
+            "each representation has its own ETag"
+        );
+        let zipped = to_bytes(zipped.into_body(), usize::MAX).await.unwrap();
+        assert!(zipped.len() < plain.len() / 2);
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&zipped[..])
+            .read_to_end(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, plain, "the gzipped copy is the same script");
+
+        let refused = get_with("/app.js", None, Some("gzip;q=0, identity")).await;
+        assert!(refused.headers().get(header::CONTENT_ENCODING).is_none());
+        let fresh = get_with("/app.js", Some(&zipped_etag), Some("gzip")).await;
+        assert_eq!(fresh.status(), StatusCode::NOT_MODIFIED);
+        let page = get_with("/", None, Some("gzip")).await;
+        assert!(page.headers().get(header::CONTENT_ENCODING).is_none());
     }
 }

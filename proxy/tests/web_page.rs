@@ -1,7 +1,8 @@
 //! The wallet page as a person uses it (tests/web/web.mjs): headless Chromium (Debian's
 //! `chromium`, driven by playwright-core) at the gateway's `/`, with a Wallet Standard test
 //! wallet, against the whole local stack — connect, register, deposit, log in, a refused and a
-//! declined top-up, a top-up followed to its credit, a delegated key used by the `openai`
+//! declined top-up, a top-up followed to its credit, an operator's refusal (staged on the
+//! relay with the controller's key) shown with its reason, a delegated key used by the `openai`
 //! client, its spending and usage on the page, revocation, withdrawal, a phone-sized screen.
 //! Screenshots of each step go to `target/web-screenshots/`. CI installs Chromium and the
 //! packages (`npm ci` in tests/web); elsewhere the test says what is missing and passes only
@@ -41,6 +42,13 @@ async fn a_person_goes_from_a_funded_wallet_to_a_working_key_through_the_page() 
         .env("GATEWAY_URL", &base)
         .env("RPC_URL", stack.validator.rpc_url())
         .env("TOKENS_PER_SOL", stack.tokens_per_sol.to_string())
+        .env("RELAY_URL", stack.relay.url())
+        .env("MACHINE", stack.machine.to_hex())
+        .env("SESSION", &stack.session)
+        .env(
+            "CONTROLLER_SECRET",
+            stack.controller_keys.secret_key().to_secret_hex(),
+        )
         .env("CHROMIUM", CHROMIUM)
         .env("SCREENSHOTS", &screenshots);
     let output = tokio::task::spawn_blocking(move || node.output())

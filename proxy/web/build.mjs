@@ -1,6 +1,8 @@
-// Bundles the page's script into dist/app.js (committed: the gateway embeds it, so building
-// the gateway needs no Node). `--check` builds in memory and fails if dist/ is stale.
+// Bundles the page's script into dist/app.js, with a gzipped copy for browsers that take one
+// (both committed: the gateway embeds them, so building the gateway needs no Node). `--check`
+// builds in memory and fails if dist/ is stale.
 import { build } from "esbuild";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,21 +22,29 @@ const result = await build({
   write: false,
   logLevel: "warning",
 });
-const bundle = result.outputFiles[0].contents;
+const bundle = Buffer.from(result.outputFiles[0].contents);
+const files = { [out]: bundle, [`${out}.gz`]: gzipSync(bundle, { level: 9 }) };
 if (process.argv.includes("--check")) {
-  let committed = null;
-  try {
-    committed = readFileSync(out);
-  } catch {
-    // Missing counts as stale.
+  for (const [path, bytes] of Object.entries(files)) {
+    let committed = null;
+    try {
+      committed = readFileSync(path);
+    } catch {
+      // Missing counts as stale.
+    }
+    // The gzipped copy is compared by its content: another zlib may compress differently.
+    const same = (a, b) => Buffer.compare(a, b) === 0;
+    const fresh = committed && (path.endsWith(".gz") ? same(gunzipSync(committed), bundle) : same(committed, bytes));
+    if (!fresh) {
+      console.error(`${path} is stale: run \`npm run build\` in proxy/web and commit dist/`);
+      process.exit(1);
+    }
   }
-  if (!committed || Buffer.compare(committed, Buffer.from(bundle)) !== 0) {
-    console.error("proxy/web/dist/app.js is stale: run `npm run build` in proxy/web and commit it");
-    process.exit(1);
-  }
-  console.log(`proxy/web/dist/app.js is fresh (${bundle.length} bytes)`);
+  console.log(`proxy/web/dist is fresh (app.js ${bundle.length} bytes, gzipped ${files[`${out}.gz`].length})`);
 } else {
   mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, bundle);
-  console.log(`wrote ${out} (${bundle.length} bytes)`);
+  for (const [path, bytes] of Object.entries(files)) {
+    writeFileSync(path, bytes);
+    console.log(`wrote ${path} (${bytes.length} bytes)`);
+  }
 }

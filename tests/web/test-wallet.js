@@ -2,7 +2,8 @@
 // tweetnacl's nacl-fast.js, which sets `self.nacl`). It holds one fixed keypair
 // (`window.__testWalletSeed`, 32 bytes), registers itself the way Phantom or Solflare do
 // (the `wallet-standard:register-wallet` event), and signs what the page asks — unless the test
-// sets `window.__testWalletRejects = true`, when it refuses like a person pressing "Reject".
+// sets `window.__testWalletRejects = true`, when it refuses like a person pressing "Reject"
+// (or `__testWalletTampers`, when its message signatures are invalid).
 (() => {
   const keys = nacl.sign.keyPair.fromSeed(Uint8Array.from(window.__testWalletSeed));
   const ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
@@ -100,7 +101,9 @@
           refuse();
           return inputs.map(({ message }) => {
             window.__testWalletSigned = [...(window.__testWalletSigned ?? []), new TextDecoder().decode(message)];
-            return { signedMessage: message, signature: nacl.sign.detached(message, keys.secretKey) };
+            // `__testWalletTampers`: a signature over other bytes, which every verifier refuses.
+            const signed = window.__testWalletTampers ? new TextEncoder().encode("tampered") : message;
+            return { signedMessage: message, signature: nacl.sign.detached(signed, keys.secretKey) };
           });
         },
       },

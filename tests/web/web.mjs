@@ -6,9 +6,18 @@
 // usage, revokes the key (and the client is refused), and withdraws. A screenshot of each step
 // goes to $SCREENSHOTS. Exits 0 with "1 passed, 0 failed", non-zero with the failing step.
 //
-// Env: GATEWAY_URL (the page's origin), RPC_URL (for the airdrop), TOKENS_PER_SOL,
-// optional CHROMIUM (default /usr/bin/chromium), SCREENSHOTS (default ./screenshots).
+// The operator's refusal is staged: the wallet's signature is made invalid (so the real
+// controller ignores the request, as it does every request failing its cheap checks), and the
+// test answers on the relay, first with a forged refusal from another key (which the page must
+// ignore), then with one signed by the controller's key (which it must show, with the reason).
+//
+// Env: GATEWAY_URL (the page's origin), RPC_URL (for the airdrop), TOKENS_PER_SOL, RELAY_URL,
+// MACHINE and SESSION (the gateway's Nostr address and s tag), CONTROLLER_SECRET (hex, the
+// controller's Nostr key), optional CHROMIUM (default /usr/bin/chromium), SCREENSHOTS (default
+// ./screenshots).
 import { chromium } from "playwright-core";
+import { finalizeEvent, generateSecretKey } from "nostr-tools/pure";
+import WebSocket from "ws";
 import OpenAI from "openai";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
@@ -23,8 +32,9 @@ const RPC_URL = process.env.RPC_URL;
 const TOKENS_PER_SOL = BigInt(process.env.TOKENS_PER_SOL ?? "1000000");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const SCREENSHOTS = process.env.SCREENSHOTS ?? join(here, "screenshots");
-if (!GATEWAY_URL || !RPC_URL) {
-  console.error("web check FAILED: GATEWAY_URL and RPC_URL are required");
+const { RELAY_URL, MACHINE, SESSION, CONTROLLER_SECRET } = process.env;
+if (!GATEWAY_URL || !RPC_URL || !RELAY_URL || !MACHINE || !SESSION || !CONTROLLER_SECRET) {
+  console.error("web check FAILED: GATEWAY_URL, RPC_URL, RELAY_URL, MACHINE, SESSION and CONTROLLER_SECRET are required");
   process.exit(2);
 }
 /** The test wallet's fixed keypair seed. */
@@ -46,6 +56,43 @@ async function rpc(method, params) {
   const body = await response.json();
   if (body.error) throw new Error(`${method}: ${JSON.stringify(body.error)}`);
   return body.result;
+}
+
+/**
+ * Answers the next top-up `Request` on the relay with refusals: one from a stranger's key,
+ * then one from `secret`'s. Resolves with the request's id once both are published.
+ */
+function answerNextRequestWithRefusals(secret, reason) {
+  const socket = new WebSocket(RELAY_URL);
+  const now = () => Math.floor(Date.now() / 1000);
+  const status = (requestId, error, key) =>
+    finalizeEvent(
+      {
+        kind: 1573,
+        created_at: now(),
+        tags: [["s", SESSION], ["p", MACHINE]],
+        content: JSON.stringify({
+          Status: { status: "Available", reason: "LockFailed", initial_request: requestId, payload: JSON.stringify({ error }) },
+        }),
+      },
+      key,
+    );
+  return new Promise((resolve, reject) => {
+    socket.once("error", reject);
+    socket.once("open", () => socket.send(JSON.stringify(["REQ", "requests", { kinds: [1573], "#p": [MACHINE], since: now() }])));
+    socket.on("message", (data) => {
+      const [type, , event] = JSON.parse(data.toString());
+      if (type !== "EVENT" || !JSON.parse(event.content).Request) return;
+      socket.send(JSON.stringify(["EVENT", status(event.id, "forged: a stranger's answer", generateSecretKey())]));
+      setTimeout(() => {
+        socket.send(JSON.stringify(["EVENT", status(event.id, reason, secret)]));
+        setTimeout(() => {
+          socket.close();
+          resolve(event.id);
+        }, 200);
+      }, 500);
+    });
+  });
 }
 
 async function main() {
@@ -138,6 +185,17 @@ async function main() {
     const expected = (TOKENS_PER_SOL / 100n).toLocaleString("en-US");
     assert.equal(await text("#credited"), expected);
     await snap("credited");
+
+    step("a top-up the operator refuses shows the reason; a stranger's answer is ignored");
+    const answered = answerNextRequestWithRefusals(Buffer.from(CONTROLLER_SECRET, "hex"), "vault holds 0 free lamports, 10000000 needed");
+    await page.evaluate(() => (window.__testWalletTampers = true));
+    await page.locator("#topup-form button").click();
+    await answered;
+    await statusIs("#topup-status", /Refused by the operator: vault holds 0 free lamports, 10000000 needed — the vault does not hold enough free SOL/);
+    assert.doesNotMatch(await text("#topup-status"), /forged/);
+    assert.match(await text("#topup-steps"), /Waiting for the operator: refused/);
+    await page.evaluate(() => (window.__testWalletTampers = false));
+    await snap("topup-refused-by-operator");
 
     step("create a delegated key for the echo model and use it with the openai client");
     await page.locator("#key-name").fill("agent-1");

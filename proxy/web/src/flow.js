@@ -64,9 +64,14 @@ export async function topupFlow({ state, lamports, refreshVault, refreshLedger, 
     progress(1, { failed: true, note: "refused" });
     return status("topup-status", `Refused by the operator: ${topup.explainRefusal(answer.error)}`, "error");
   }
+  // Anyone can publish on a relay: the answer counts once the chain shows the nonce used.
+  await refreshVault();
+  if (state.vault.nonce <= vault.nonce) {
+    progress(2, { failed: true });
+    return status("topup-status", `An answer says the top-up was paid (${answer.signature}), but the chain shows its authorisation unused. Reload in a minute to see whether it was credited.`, "error");
+  }
   progress(2, { note: `${answer.signature.slice(0, 16)}…` });
   status("topup-status", `Paid on chain. The gateway credits ${answer.tokens.toLocaleString("en-US")} tokens once the payment is final.`);
-  await refreshVault();
   const end = Date.now() + waits.credit * 1000;
   for (;;) {
     const balance = await refreshLedger();
