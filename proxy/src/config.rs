@@ -47,6 +47,10 @@ pub struct NostrConfig {
     /// The controller's Nostr keys (hex), published so wallets trust only its `Status` replies.
     #[serde(default)]
     pub controller_pubkeys: Vec<String>,
+    /// The controller's `max_lamports_per_request`, published so wallets refuse a larger top-up
+    /// before signing it (the controller ignores one without an answer).
+    #[serde(default)]
+    pub max_topup_lamports: Option<u64>,
 }
 
 /// The deployment's chain, as wallets must reach it: published at `/.well-known/llm-gateway`
@@ -175,6 +179,7 @@ impl Default for Config {
                 publish: true,
                 public_relays: vec![],
                 controller_pubkeys: vec![],
+                max_topup_lamports: None,
             },
             chain: ChainConfig {
                 rpc_url: None,

@@ -20,6 +20,9 @@ pub struct GatewayInfo {
     pub nostr: NostrInfo,
     /// Ledger tokens credited per SOL paid.
     pub tokens_per_sol: u64,
+    /// The most lamports one top-up may pay, when the operator publishes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_topup_lamports: Option<u64>,
     /// Prices in ledger tokens per 1,000,000 model tokens.
     pub models: Vec<ModelInfo>,
 }
@@ -76,6 +79,7 @@ impl GatewayInfo {
                 controllers: config.nostr.controller_pubkeys.clone(),
             },
             tokens_per_sol: config.nostr.tokens_per_sol,
+            max_topup_lamports: config.nostr.max_topup_lamports,
             models: config
                 .models
                 .iter()

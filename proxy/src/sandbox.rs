@@ -63,6 +63,7 @@ fn describe(config: &mut Config, stack: &Sandbox) {
     config.nostr.session = stack.session.clone();
     config.nostr.controller_pubkeys = vec![stack.controller_keys.public_key().to_hex()];
     config.nostr.tokens_per_sol = stack.tokens_per_sol;
+    config.nostr.max_topup_lamports = Some(indexer::sandbox::MAX_LAMPORTS_PER_REQUEST);
     config.chain.rpc_url = Some(stack.validator.rpc_url().to_owned());
     config.chain.ws_url = Some(stack.validator.ws_url().to_owned());
     config.chain.namespace_id = stack.namespace_id;

@@ -85,6 +85,10 @@ async fn a_wallet_registers_deposits_tops_up_spends_and_withdraws_with_only_the_
         vec![stack.controller_keys.public_key().to_hex()]
     );
     assert_eq!(info.tokens_per_sol, stack.tokens_per_sol);
+    assert_eq!(
+        info.max_topup_lamports,
+        Some(indexer::sandbox::MAX_LAMPORTS_PER_REQUEST)
+    );
     assert!(info.models.iter().any(|m| m.id == "echo"));
 
     let home = std::env::temp_dir().join(format!("wallet-cli-{}", std::process::id()));
@@ -133,6 +137,9 @@ async fn a_wallet_registers_deposits_tops_up_spends_and_withdraws_with_only_the_
     let deposited = run(with(&["deposit", "0.5"])).await.ok().json();
     assert_eq!(deposited["vault_sol"], "0.5");
 
+    run(with(&["topup", "150"]))
+        .await
+        .fails_with("this gateway takes at most 100 SOL per top-up");
     run(with(&["topup", "0.6"]))
         .await
         .fails_with("insufficient funds: the vault has");

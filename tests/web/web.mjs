@@ -162,6 +162,11 @@ async function main() {
     assert.equal(await text("#credited"), "0", "a new wallet has no credit");
     assert.match(await text("#rate"), new RegExp(`1 SOL buys ${Number(TOKENS_PER_SOL).toLocaleString("en-US")} ledger tokens`));
 
+    step("a top-up over the operator's maximum is refused with the reason, before anything is signed");
+    await page.locator("#topup-amount").fill("150");
+    await page.locator("#topup-form button").click();
+    await statusIs("#topup-status", /Refused: this gateway takes at most 100 SOL per top-up/);
+
     step("a top-up the vault cannot cover is refused with the reason, before anything is signed");
     await page.locator("#topup-amount").fill("5");
     await page.locator("#topup-form button").click();

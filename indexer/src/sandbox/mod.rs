@@ -32,6 +32,9 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 /// SOL, in lamports.
 pub const SOL: u64 = 1_000_000_000;
 
+/// The sandbox controller's `max_lamports_per_request`: larger top-ups are refused.
+pub const MAX_LAMPORTS_PER_REQUEST: u64 = 100 * SOL;
+
 /// Sandbox settings.
 pub struct SandboxConfig {
     pub database_url: String,
@@ -177,7 +180,7 @@ impl Sandbox {
                 session: self.session.clone(),
                 machine: self.machine,
                 tokens_per_sol: self.tokens_per_sol,
-                max_lamports_per_request: 100 * SOL,
+                max_lamports_per_request: MAX_LAMPORTS_PER_REQUEST,
             },
             self.ledger.clone(),
             self.chain.clone(),

@@ -32,6 +32,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let session = Session::open(args, true).await?;
     let info = session.info()?.clone();
+    if let Some(max) = info.max_topup_lamports {
+        anyhow::ensure!(
+            lamports <= max,
+            "this gateway takes at most {} SOL per top-up: top up in parts",
+            sol(max)
+        );
+    }
     let user = session.keypair.pubkey();
     let global = session
         .client

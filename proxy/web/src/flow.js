@@ -25,6 +25,10 @@ function progress(index, { failed = false, note = "" } = {}) {
 export async function topupFlow({ state, lamports, refreshVault, refreshLedger, waits }) {
   show("topup-text", false);
   show("topup-steps", false);
+  const max = state.info.max_topup_lamports;
+  if (max !== undefined && lamports > BigInt(max)) {
+    return status("topup-status", `Refused: this gateway takes at most ${chain.sol(BigInt(max))} SOL per top-up. Top up in parts.`, "error");
+  }
   await refreshVault();
   const vault = state.vault;
   if (lamports > vault.free) {
