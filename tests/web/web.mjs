@@ -20,7 +20,7 @@ import { finalizeEvent, generateSecretKey } from "nostr-tools/pure";
 import WebSocket from "ws";
 import OpenAI from "openai";
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -96,6 +96,7 @@ function answerNextRequestWithRefusals(secret, reason) {
 }
 
 async function main() {
+  rmSync(SCREENSHOTS, { recursive: true, force: true }); // only this run's steps
   mkdirSync(SCREENSHOTS, { recursive: true });
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
   try {
@@ -137,7 +138,11 @@ async function main() {
       await new Promise((r) => setTimeout(r, 200));
     }
 
-    step("connect: the vault is shown, not registered yet");
+    step("a declined connection is said, then connect: the vault is shown, not registered yet");
+    await page.evaluate(() => (window.__testWalletRejects = true));
+    await connectButton.click();
+    await page.locator("#notice").filter({ hasText: /The wallet declined/ }).waitFor();
+    await page.evaluate(() => (window.__testWalletRejects = false));
     await connectButton.click();
     await page.locator("#register").waitFor();
     assert.equal(await text("#wallet-address"), wallet, "the connected wallet's address is shown");

@@ -70,13 +70,16 @@ async function start() {
   });
 }
 
+/** Connects `wallet`; what stops it (declined, no RPC published) goes to the notice line. */
 async function useWallet(wallet) {
   notice("");
-  const adapter = await connect(wallet).catch((error) => {
+  try {
+    const adapter = await connect(wallet);
+    Object.assign(state, { adapter, token: null, program: chain.openProgram(state.info, adapter) });
+  } catch (error) {
     notice(explain(error));
     throw error;
-  });
-  Object.assign(state, { adapter, token: null, program: chain.openProgram(state.info, adapter) });
+  }
   $("wallet-address").textContent = user();
   show("wallet-address");
   show("disconnect");
