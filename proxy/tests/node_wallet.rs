@@ -34,18 +34,7 @@ async fn a_node_wallet_pays_through_the_idl_and_sees_its_credit_at_the_gateway()
         .env("SESSION", &stack.session)
         .env("NAMESPACE_ID", stack.namespace_id.to_string())
         .env("TOKENS_PER_SOL", stack.tokens_per_sol.to_string());
-    let output = tokio::task::spawn_blocking(move || node.output())
-        .await
-        .unwrap()
-        .expect("node runs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    assert!(
-        output.status.success(),
-        "wallet.mjs failed:\n{stdout}\n{stderr}"
-    );
+    common::node_succeeds(node, "wallet.mjs").await;
 
     fronted.stop().await;
 }

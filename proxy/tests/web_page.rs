@@ -51,18 +51,7 @@ async fn a_person_goes_from_a_funded_wallet_to_a_working_key_through_the_page() 
         )
         .env("CHROMIUM", CHROMIUM)
         .env("SCREENSHOTS", &screenshots);
-    let output = tokio::task::spawn_blocking(move || node.output())
-        .await
-        .unwrap()
-        .expect("node runs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    assert!(
-        output.status.success(),
-        "web.mjs failed:\n{stdout}\n{stderr}"
-    );
+    common::node_succeeds(node, "web.mjs").await;
 
     fronted.stop().await;
 }

@@ -360,3 +360,18 @@ impl FrontedStack {
         self.db.remove().await;
     }
 }
+
+/// Runs a prepared `node` command off the async workers and fails the test with its output
+/// (the Node checks print each step) unless it succeeds.
+pub async fn node_succeeds(mut node: std::process::Command, script: &str) {
+    let output = tokio::task::spawn_blocking(move || node.output())
+        .await
+        .unwrap()
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
