@@ -78,19 +78,23 @@ function answerNextRequestWithRefusals(secret, reason) {
       key,
     );
   return new Promise((resolve, reject) => {
+    let answers = []; // still to send, each after the relay accepted the one before
+    let requestId;
+    const next = () => {
+      const answer = answers.shift();
+      if (answer) return socket.send(JSON.stringify(["EVENT", answer]));
+      socket.close();
+      resolve(requestId);
+    };
     socket.once("error", reject);
     socket.once("open", () => socket.send(JSON.stringify(["REQ", "requests", { kinds: [1573], "#p": [MACHINE], since: now() }])));
     socket.on("message", (data) => {
-      const [type, , event] = JSON.parse(data.toString());
-      if (type !== "EVENT" || !JSON.parse(event.content).Request) return;
-      socket.send(JSON.stringify(["EVENT", status(event.id, "forged: a stranger's answer", generateSecretKey())]));
-      setTimeout(() => {
-        socket.send(JSON.stringify(["EVENT", status(event.id, reason, secret)]));
-        setTimeout(() => {
-          socket.close();
-          resolve(event.id);
-        }, 200);
-      }, 500);
+      const [type, , event, why] = JSON.parse(data.toString());
+      if (type === "OK") return event === true ? next() : reject(new Error(`the relay refused an answer: ${why}`));
+      if (type !== "EVENT" || requestId || !JSON.parse(event.content).Request) return;
+      requestId = event.id;
+      answers = [status(requestId, "forged: a stranger's answer", generateSecretKey()), status(requestId, reason, secret)];
+      next();
     });
   });
 }
