@@ -1,8 +1,11 @@
 //! `POST /v1/chat/completions`: authenticate, bound the output, price the worst case, reserve
 //! it, call the upstreams, relay the answer, and leave the settlement to the meter. A
 //! non-streamed call runs as a task of its own, so a client leaving does not cancel its charge.
+//! A request paid with ecash receives its token first (a ledger user of its own), and gets its
+//! change once settled: in the `X-Cashu` header, or for a stream in a last chunk.
 use crate::{
-    auth::{Auth, Caller},
+    auth::Caller,
+    cashu::{self, Payer},
     error::{ApiError, ApiJson},
     meter::Meter,
     metrics::{ModelLabel, RequestLabels},
@@ -29,7 +32,7 @@ use tracing::Instrument;
 /// The handler: runs the request in its span and counts it in the metrics.
 pub async fn completions(
     State(state): State<Arc<AppState>>,
-    Auth(caller): Auth,
+    payer: Payer,
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> Response {
     let started = Instant::now();
@@ -41,11 +44,28 @@ pub async fn completions(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    let span = tracing::info_span!("chat", %request_id, user = %caller.user, model = %model_name);
-    let result = serve(state.clone(), caller, body, request_id.clone(), started)
-        .instrument(span)
-        .await;
+    let user = match &payer {
+        Payer::Account(caller) => caller.user.as_str(),
+        Payer::Ecash(_) => "ecash",
+    };
+    let span = tracing::info_span!("chat", %request_id, %user, model = %model_name);
+    let mut paid = None;
+    let result = serve(
+        state.clone(),
+        payer,
+        body,
+        request_id.clone(),
+        started,
+        &mut paid,
+    )
+    .instrument(span.clone())
+    .await;
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    if let Some(paid) = paid {
+        give_change(&state, paid, &mut response)
+            .instrument(span)
+            .await;
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -67,12 +87,40 @@ pub async fn completions(
     response
 }
 
+/// A request paid with ecash: its receipt, and (once its meter exists) when it is settled.
+/// A stream gives its change in its last chunk instead, unless it failed before streaming.
+struct Paid {
+    receipt_id: String,
+    settled: Option<tokio::sync::oneshot::Receiver<()>>,
+    streamed: bool,
+}
+
+/// Waits for the settlement, then puts the change in the `X-Cashu` header (whatever the
+/// outcome: a failed call gives the whole token back).
+async fn give_change(state: &Arc<AppState>, paid: Paid, response: &mut Response) {
+    let Some(cashu) = state.cashu.as_deref() else {
+        return;
+    };
+    if paid.streamed && response.status().is_success() {
+        return;
+    }
+    if let Some(settled) = paid.settled {
+        let _ = settled.await;
+    }
+    match cashu::issue_change(state, cashu, &paid.receipt_id).await {
+        Ok(change) => cashu::attach_change(response, change.as_deref()),
+        Err(error) => tracing::warn!(%error, receipt = %paid.receipt_id,
+            "the change could not be issued now; POST /v1/cashu/change with the token issues it"),
+    }
+}
+
 async fn serve(
     state: Arc<AppState>,
-    caller: Arc<Caller>,
+    payer: Payer,
     body: Map<String, Value>,
     request_id: String,
     started: Instant,
+    paid: &mut Option<Paid>,
 ) -> Result<Response, ApiError> {
     let request = ChatRequest::parse(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let model = state
@@ -80,34 +128,64 @@ async fn serve(
         .get(&request.model)
         .cloned()
         .ok_or_else(|| ApiError::UnknownModel(request.model.clone()))?;
-    if let Some(key) = &caller.key {
-        if !key.allows_model(&model.id) {
-            return Err(ApiError::Forbidden(format!(
-                "this delegated key may not use the model `{}`",
-                model.id
-            )));
+    if let Payer::Account(caller) = &payer {
+        if let Some(key) = &caller.key {
+            if !key.allows_model(&model.id) {
+                return Err(ApiError::Forbidden(format!(
+                    "this delegated key may not use the model `{}`",
+                    model.id
+                )));
+            }
         }
+        let limits = caller.key.as_ref().map(|key| Limits {
+            rpm: key.claims.rpm,
+            tpm: key.claims.tpm,
+        });
+        state.limiter.admit(caller.limit_key(), limits)?;
     }
-    let limits = caller.key.as_ref().map(|key| Limits {
-        rpm: key.claims.rpm,
-        tpm: key.claims.tpm,
-    });
-    state.limiter.admit(caller.limit_key(), limits)?;
 
     let (request, prompt) = request
         .estimate_prompt()
         .await
         .map_err(|e| ApiError::Internal(format!("counting the prompt failed: {e}")))?;
+    let caller = match payer {
+        Payer::Account(caller) => caller,
+        // The token is received only once the request is known to be valid and covered.
+        Payer::Ecash(token) => {
+            let anonymous = Caller::paid_by("");
+            let plan = plan(&anonymous, &model, &request, prompt)?;
+            let receipt_id = pay_with_ecash(&state, &token, &plan, &request_id).await?;
+            *paid = Some(Paid {
+                receipt_id: receipt_id.clone(),
+                settled: None,
+                streamed: false,
+            });
+            Arc::new(Caller::paid_by(&receipt_id))
+        }
+    };
     // The meter exists before the hold: if the client goes away while the hold is being
     // committed, dropping the meter releases it (queued after the hold), so nothing stays
     // reserved until it expires.
-    let meter = Meter::new(
+    let mut meter = Meter::new(
         state.clone(),
         request_id.clone(),
         caller.clone(),
         model.clone(),
         prompt,
     );
+    let mut epilogue = None;
+    if let Some(paid) = paid.as_mut() {
+        paid.settled = Some(meter.on_settled());
+        if request.stream {
+            paid.streamed = true;
+            epilogue = Some(change_chunk(
+                state.clone(),
+                paid.receipt_id.clone(),
+                model.id.clone(),
+                meter.on_settled(),
+            ));
+        }
+    }
     let bound = match reserve(&state, &caller, &model, &request, prompt, &request_id).await {
         Ok(bound) => bound,
         Err(refused) => {
@@ -122,6 +200,7 @@ async fn serve(
         bound,
         meter,
         deadline: started + Duration::from_secs(state.config.limits.request_timeout_seconds),
+        epilogue,
     };
     let before_upstream = started.elapsed();
     let overhead = |waited: Duration| {
@@ -160,6 +239,8 @@ struct Call {
     bound: u64,
     meter: Meter,
     deadline: Instant,
+    /// The last chunk of a stream paid with ecash: its change.
+    epilogue: Option<futures_util::future::BoxFuture<'static, Option<Bytes>>>,
 }
 
 impl Call {
@@ -172,6 +253,7 @@ impl Call {
             bound,
             meter,
             deadline,
+            epilogue,
         } = self;
         let answer = send_served(&state, &model, &request, bound, &meter).await?;
         let options = RelayOptions {
@@ -179,6 +261,7 @@ impl Call {
             idle_timeout: Duration::from_secs(state.config.limits.first_byte_timeout_seconds),
             deadline,
             cut: state.cut_streams.clone(),
+            epilogue,
         };
         let body = relay(answer.response.bytes_stream().boxed(), meter, options);
         let mut response = Response::new(Body::from_stream(body));
@@ -200,6 +283,7 @@ impl Call {
             bound,
             mut meter,
             deadline,
+            ..
         } = self;
         let answer = send_served(&state, &model, &request, bound, &meter).await?;
         let read = tokio::select! {
@@ -227,14 +311,28 @@ impl Call {
 /// used) must fit the key's and the model's caps, else 400, and is then held in full (402 if
 /// the balance does not cover it); without one, the hold takes what the balance and the key's
 /// budget afford, up to the caps (at least one token per sequence), and the bound follows.
-async fn reserve(
-    state: &AppState,
+/// The worst case of a request, before anything is held: what to hold, the least that serves
+/// it (without a client bound), and the output cap.
+struct Plan {
+    amount: i64,
+    minimum: Option<i64>,
+    cap: u64,
+    sequences: u64,
+}
+
+impl Plan {
+    /// The least this request can be served for.
+    fn least(&self) -> i64 {
+        self.minimum.unwrap_or(self.amount)
+    }
+}
+
+fn plan(
     caller: &Caller,
     model: &Model,
     request: &ChatRequest,
     prompt: u64,
-    request_id: &str,
-) -> Result<u64, ApiError> {
+) -> Result<Plan, ApiError> {
     let cap = caller
         .key
         .as_ref()
@@ -262,6 +360,85 @@ async fn reserve(
         Some(_) => None,
         None => Some(model.price.cost(prompt, sequences).clamp(1, amount)),
     };
+    Ok(Plan {
+        amount,
+        minimum,
+        cap,
+        sequences,
+    })
+}
+
+/// Receives an ecash token for one request, once it is known to cover the least the request
+/// can be served for; returns its receipt (the ledger user that pays).
+async fn pay_with_ecash(
+    state: &AppState,
+    value: &str,
+    plan: &Plan,
+    request_id: &str,
+) -> Result<String, ApiError> {
+    let cashu = state
+        .cashu
+        .as_deref()
+        .ok_or_else(|| ApiError::BadRequest(cashu::CashuError::Disabled.to_string()))?;
+    let needed = cashu.sats_for(plan.least());
+    let refused = |error| cashu::api_error(cashu, error, Some(needed));
+    let token = cashu.parse(value).map_err(refused)?;
+    let offered = cashu.net_value(&token).await.map_err(refused)?;
+    if offered < needed {
+        return Err(refused(cashu::CashuError::TooLittle { offered, needed }));
+    }
+    let receipt = cashu
+        .receive(&state.ledger, &token, None, Some(request_id))
+        .await
+        .map_err(refused)?;
+    Ok(receipt.id)
+}
+
+/// The stream's last chunk for a request paid with ecash: once settled, its change, as a chunk
+/// with no choices (like the usage chunk) and the token in `x_cashu`.
+fn change_chunk(
+    state: Arc<AppState>,
+    receipt_id: String,
+    model: String,
+    settled: tokio::sync::oneshot::Receiver<()>,
+) -> futures_util::future::BoxFuture<'static, Option<Bytes>> {
+    Box::pin(async move {
+        let _ = settled.await;
+        let cashu = state.cashu.clone()?;
+        let change = match cashu::issue_change(&state, &cashu, &receipt_id).await {
+            Ok(change) => change,
+            Err(error) => {
+                tracing::warn!(%error, receipt = %receipt_id, "the change could not be issued now");
+                return None;
+            }
+        };
+        let chunk = serde_json::json!({
+            "id": receipt_id,
+            "object": "chat.completion.chunk",
+            "created": indexer::ledger::now(),
+            "model": model,
+            "choices": [],
+            "x_cashu": change,
+        });
+        Some(Bytes::from(format!("data: {chunk}\n\n")))
+    })
+}
+
+/// Holds the plan's worst case (or what the balance affords above its minimum).
+async fn reserve(
+    state: &AppState,
+    caller: &Caller,
+    model: &Model,
+    request: &ChatRequest,
+    prompt: u64,
+    request_id: &str,
+) -> Result<u64, ApiError> {
+    let Plan {
+        amount,
+        minimum,
+        cap,
+        sequences,
+    } = plan(caller, model, request, prompt)?;
     let key = caller.key.as_ref().map(|key| KeyLimit {
         key_id: &key.key_id,
         budget: i64::try_from(key.claims.budget).unwrap_or(i64::MAX),

@@ -97,6 +97,11 @@ enum Command {
         )]
         gateway: String,
     },
+    /// The operator's ecash: what the gateway holds, and withdrawing it as a token.
+    Cashu {
+        #[command(subcommand)]
+        command: CashuCommand,
+    },
     /// Log in with a wallet keypair file and print a bearer token.
     Login {
         #[arg(long)]
@@ -112,6 +117,26 @@ enum Command {
         /// Refuse to sign unless the gateway names this audience (its `auth.audience`).
         #[arg(long)]
         audience: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CashuCommand {
+    /// Print the gateway's unspent ecash per mint, and whether the books reconcile.
+    Holdings {
+        /// The gateway's config file (its ledger and mints).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Take `sats` of the gateway's ecash out as a Cashu token, printed on stdout.
+    Withdraw {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The mint (default: the first listed).
+        #[arg(long)]
+        mint: Option<String>,
+        #[arg(long)]
+        sats: u64,
     },
 }
 
@@ -178,6 +203,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
                 .await?;
             println!("revoked {}", revoked.key_id);
         }
+        Command::Cashu { command } => cashu(command).await?,
         Command::Login {
             wallet,
             gateway,
@@ -195,6 +221,45 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+async fn cashu(command: CashuCommand) -> anyhow::Result<()> {
+    let (CashuCommand::Holdings { config } | CashuCommand::Withdraw { config, .. }) = &command;
+    let config = Config::load(config.as_deref())?;
+    let rail = crate::cashu::Cashu::new(&config.cashu)?
+        .context("no mint is listed under [cashu] mints in this config")?;
+    let ledger = Ledger::connect(&config.database_url).await?;
+    match command {
+        CashuCommand::Holdings { .. } => {
+            rail.recover(&ledger).await?;
+            for (mint, sats) in ledger.cashu_holdings().await? {
+                println!("{mint}\t{sats} sat");
+            }
+            let audit = ledger.audit().await?;
+            println!(
+                "received {} sat, change {} sat, withdrawn {} sat, mint fees {} sat, held {} sat: {}",
+                audit.cashu.received,
+                audit.cashu.change,
+                audit.cashu.withdrawn,
+                audit.cashu.fees,
+                audit.cashu.held,
+                if audit.cashu.reconciles() && audit.cashu_unreconciled.is_empty() {
+                    "reconciled"
+                } else {
+                    "NOT reconciled (see `indexer audit`)"
+                }
+            );
+        }
+        CashuCommand::Withdraw { mint, sats, .. } => {
+            let mint = match mint {
+                Some(mint) => mint,
+                None => rail.mint_urls().into_iter().next().context("no mint")?,
+            };
+            println!("{}", rail.withdraw(&ledger, &mint, sats).await?);
+        }
+    }
+    ledger.close().await;
+    Ok(())
 }
 
 fn read_wallet(path: &Path) -> anyhow::Result<Keypair> {

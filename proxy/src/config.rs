@@ -20,7 +20,32 @@ pub struct Config {
     pub chain: ChainConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
+    /// The Cashu rail (off while no mint is listed).
+    #[serde(default)]
+    pub cashu: CashuConfig,
     pub models: Vec<ModelConfig>,
+}
+
+/// Ecash the gateway takes: per request (`X-Cashu`) or as a top-up of a wallet's balance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CashuConfig {
+    /// Mint URLs whose sat ecash is accepted, as wallets write them. Empty: no Cashu rail.
+    pub mints: Vec<String>,
+    /// Ledger tokens one sat buys: what prices in sats are computed from.
+    pub tokens_per_sat: u64,
+    /// The largest token taken at once, in sats.
+    pub max_token_sats: u64,
+}
+
+impl Default for CashuConfig {
+    fn default() -> Self {
+        Self {
+            mints: vec![],
+            tokens_per_sat: 1_000,
+            max_token_sats: 1_000_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -205,6 +230,7 @@ impl Default for Config {
                 tpm: 2_000_000,
                 shutdown_grace_seconds: 30,
             },
+            cashu: CashuConfig::default(),
             models: vec![],
         }
     }
@@ -279,6 +305,14 @@ impl Config {
             }
         }
         crate::callback::CallbackPolicy::new(&self.auth)?;
+        if self.cashu.tokens_per_sat == 0 || i64::try_from(self.cashu.tokens_per_sat).is_err() {
+            return invalid("cashu.tokens_per_sat must be positive".into());
+        }
+        for mint in &self.cashu.mints {
+            if !(mint.starts_with("http://") || mint.starts_with("https://")) {
+                return invalid(format!("cashu.mints: not an http(s) URL: {mint}"));
+            }
+        }
         if self.limits.rpm == 0 || self.limits.tpm == 0 || self.limits.max_body_bytes == 0 {
             return invalid(
                 "limits.rpm, limits.tpm and limits.max_body_bytes must be positive".into(),

@@ -25,6 +25,18 @@ pub struct GatewayInfo {
     pub max_topup_lamports: Option<u64>,
     /// Prices in ledger tokens per 1,000,000 model tokens.
     pub models: Vec<ModelInfo>,
+    /// The Cashu rail, when the gateway takes ecash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cashu: Option<CashuInfo>,
+}
+
+/// How to pay with ecash: the accepted mints (sat) and the rate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CashuInfo {
+    pub mints: Vec<String>,
+    pub unit: String,
+    /// Ledger tokens one sat buys.
+    pub tokens_per_sat: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +102,11 @@ impl GatewayInfo {
                     max_output_tokens: m.max_output_tokens,
                 })
                 .collect(),
+            cashu: (!config.cashu.mints.is_empty()).then(|| CashuInfo {
+                mints: config.cashu.mints.clone(),
+                unit: "sat".into(),
+                tokens_per_sat: config.cashu.tokens_per_sat,
+            }),
         }
     }
 

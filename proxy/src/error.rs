@@ -42,6 +42,24 @@ pub enum ApiError {
     Unavailable,
     #[error("internal error")]
     Internal(String),
+    /// The Cashu rail's answers: a 402 carries the NUT-24 payment request.
+    #[error("{message}")]
+    Ecash {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        request: Option<EcashRequest>,
+    },
+}
+
+/// What to pay with ecash (NUT-24): the amount, unit and accepted mints, and the same as a
+/// NUT-18 payment request (`creqA…`) for the `X-Cashu` header.
+#[derive(Debug, Clone)]
+pub struct EcashRequest {
+    pub amount: Option<u64>,
+    pub unit: &'static str,
+    pub mints: Vec<String>,
+    pub encoded: String,
 }
 
 impl ApiError {
@@ -61,6 +79,7 @@ impl ApiError {
             ApiError::UpstreamRefused { status, .. } => *status,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Ecash { status, .. } => *status,
         }
     }
 
@@ -82,6 +101,11 @@ impl ApiError {
             ApiError::UpstreamTimeout(_) => ("api_error", "upstream_timeout"),
             ApiError::Unavailable => ("api_error", "unavailable"),
             ApiError::Internal(_) => ("server_error", "internal_error"),
+            ApiError::Ecash { status, code, .. } => match *status {
+                StatusCode::PAYMENT_REQUIRED => ("insufficient_quota", code),
+                StatusCode::SERVICE_UNAVAILABLE => ("api_error", code),
+                _ => ("invalid_request_error", code),
+            },
         }
     }
 
@@ -105,7 +129,20 @@ impl ApiError {
             }
             _ => {}
         }
-        json!({ "error": error })
+        let mut body = json!({ "error": error });
+        if let ApiError::Ecash {
+            request: Some(request),
+            ..
+        } = self
+        {
+            body["cashu"] = json!({
+                "amount": request.amount,
+                "unit": request.unit,
+                "mints": request.mints,
+                "payment_request": request.encoded,
+            });
+        }
+        body
     }
 }
 
@@ -138,6 +175,15 @@ impl ApiError {
         if let ApiError::RateLimited { retry_after, .. } = &self {
             if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        if let ApiError::Ecash {
+            request: Some(request),
+            ..
+        } = &self
+        {
+            if let Ok(value) = HeaderValue::from_str(&request.encoded) {
+                response.headers_mut().insert("x-cashu", value);
             }
         }
         response

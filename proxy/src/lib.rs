@@ -2,6 +2,7 @@
 //! balance covers it.
 //!
 //! - [`auth`]: wallet login (nonce → signature → bearer token) and delegated keys.
+//! - [`cashu`]: the second rail, ecash (`X-Cashu`) per request or as a top-up.
 //! - [`chat`]: the chat completions handler; [`request`]: its typed body and output bound;
 //!   [`stream`]: SSE relay; [`meter`]: settlement guard; [`callback`]: usage webhooks.
 //! - [`pricing`]: costs and the kind-30078 catalog; [`tokens`]: tiktoken estimates.
@@ -13,6 +14,7 @@
 //!   `sandbox`, on by default; production builds leave it out).
 pub mod auth;
 pub mod callback;
+pub mod cashu;
 pub mod chat;
 pub mod cli;
 pub mod config;

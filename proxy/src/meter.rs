@@ -38,6 +38,8 @@ struct Pending {
     started: bool,
     usage: Option<Usage>,
     delivered: tokens::DeliveredTokens,
+    /// Dropped with the pending settlement, when it is done (or there was none).
+    _settled: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Meter {
@@ -58,8 +60,19 @@ impl Meter {
                 started: false,
                 usage: None,
                 delivered: Default::default(),
+                _settled: Vec::new(),
             }),
         }
+    }
+
+    /// Resolves once this request's settlement is done, however it ends (the ecash rail then
+    /// pays the change out of what is left).
+    pub fn on_settled(&mut self) -> tokio::sync::oneshot::Receiver<()> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        if let Some(pending) = &mut self.pending {
+            pending._settled.push(sender);
+        }
+        receiver
     }
 
     /// The hold was refused: there is nothing to release or charge.

@@ -2,7 +2,7 @@
 //!
 //! Prices are integers per million LLM tokens; costs are computed in u128 and rounded up, so
 //! nothing overflows, no float is involved, and a call is never cheaper than its price.
-use crate::config::ModelConfig;
+use crate::config::{CashuConfig, ModelConfig};
 use indexer::wire::KIND_CATALOG;
 use nostr_sdk::prelude::{Event, EventBuilder, Keys, Kind, Tag};
 use serde::Serialize;
@@ -47,8 +47,27 @@ struct CatalogModel<'a> {
     max_output_tokens: u64,
 }
 
-/// The catalog's content: models, prices and the lamports→tokens ratio (CypherFlow's idea).
-pub fn catalog_content(models: &[ModelConfig], tokens_per_sol: u64) -> serde_json::Value {
+/// A model's price in ecash: millisats per million prompt and completion tokens, rounded up.
+#[derive(Serialize)]
+struct SatPrice<'a> {
+    id: &'a str,
+    prompt_msat: u64,
+    completion_msat: u64,
+}
+
+/// Millisats for `tokens` ledger tokens at `tokens_per_sat`, rounded up.
+pub fn msat(tokens: u64, tokens_per_sat: u64) -> u64 {
+    let msat = (u128::from(tokens) * 1000).div_ceil(u128::from(tokens_per_sat.max(1)));
+    u64::try_from(msat).unwrap_or(u64::MAX)
+}
+
+/// The catalog's content: models, prices and the lamports→tokens ratio (CypherFlow's idea),
+/// and, when the gateway takes ecash, the same prices in sats beside it.
+pub fn catalog_content(
+    models: &[ModelConfig],
+    tokens_per_sol: u64,
+    cashu: &CashuConfig,
+) -> serde_json::Value {
     let models: Vec<CatalogModel> = models
         .iter()
         .map(|m| CatalogModel {
@@ -58,11 +77,29 @@ pub fn catalog_content(models: &[ModelConfig], tokens_per_sol: u64) -> serde_jso
             max_output_tokens: m.max_output_tokens,
         })
         .collect();
-    serde_json::json!({
+    let mut content = serde_json::json!({
         "price_unit": "ledger tokens per 1,000,000 model tokens",
         "tokens_per_sol": tokens_per_sol,
         "models": models,
-    })
+    });
+    if !cashu.mints.is_empty() {
+        let prices: Vec<SatPrice> = models
+            .iter()
+            .map(|m| SatPrice {
+                id: m.id,
+                prompt_msat: msat(m.prompt_price, cashu.tokens_per_sat),
+                completion_msat: msat(m.completion_price, cashu.tokens_per_sat),
+            })
+            .collect();
+        content["cashu"] = serde_json::json!({
+            "unit": "sat",
+            "price_unit": "millisats per 1,000,000 model tokens",
+            "tokens_per_sat": cashu.tokens_per_sat,
+            "mints": cashu.mints,
+            "models": prices,
+        });
+    }
+    content
 }
 
 /// The signed kind-30078 catalog event, `d` = `name`.
@@ -90,6 +127,28 @@ mod tests {
         assert_eq!(price.cost(1, 0), 1); // 0.15 rounds up
         assert_eq!(price.cost(1_000, 1_000), 750);
         assert_eq!(price.cost(u64::MAX, u64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn the_catalog_prices_models_in_sats_beside_the_lamport_rate() {
+        let model = ModelConfig {
+            id: "m".into(),
+            prompt_price: 1_500,
+            completion_price: 2_000,
+            max_output_tokens: 8,
+            upstreams: vec![],
+        };
+        let mut cashu = CashuConfig::default();
+        let plain = catalog_content(std::slice::from_ref(&model), 7, &cashu);
+        assert!(plain.get("cashu").is_none());
+        cashu.mints = vec!["http://127.0.0.1:3338".into()];
+        cashu.tokens_per_sat = 1_000;
+        let content = catalog_content(&[model], 7, &cashu);
+        assert_eq!(content["tokens_per_sol"], 7);
+        assert_eq!(content["cashu"]["tokens_per_sat"], 1_000);
+        assert_eq!(content["cashu"]["models"][0]["prompt_msat"], 1_500);
+        assert_eq!(content["cashu"]["models"][0]["completion_msat"], 2_000);
+        assert_eq!(msat(1, 3), 334, "rounded up, never cheaper than the price");
     }
 
     #[test]

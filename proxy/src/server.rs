@@ -119,7 +119,11 @@ impl Gateway {
 /// Queues the signed kind-30078 catalog for the relays.
 async fn announce_catalog(state: &AppState) -> anyhow::Result<()> {
     let nostr = &state.config.nostr;
-    let content = pricing::catalog_content(&state.config.models, nostr.tokens_per_sol);
+    let content = pricing::catalog_content(
+        &state.config.models,
+        nostr.tokens_per_sol,
+        &state.config.cashu,
+    );
     let event = pricing::catalog_event(&state.nostr.keys, &nostr.catalog, &content)?;
     state
         .ledger
@@ -129,7 +133,8 @@ async fn announce_catalog(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sweeps expired reservations every 30 s (see [`sweep_expired`]).
+/// Sweeps expired reservations every 30 s (see [`sweep_expired`]), and finishes ecash swaps
+/// a crash or an unanswering mint left pending (at once on start, then on every tick).
 async fn housekeeping(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     loop {
@@ -139,6 +144,13 @@ async fn housekeeping(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         }
         if let Err(error) = sweep_expired(&state, indexer::ledger::now()).await {
             tracing::warn!(%error, "expiring reservations failed");
+        }
+        if let Some(cashu) = &state.cashu {
+            match cashu.recover(&state.ledger).await {
+                Ok(0) => {}
+                Ok(settled) => tracing::info!(settled, "pending ecash swaps finished"),
+                Err(error) => tracing::warn!(%error, "finishing pending ecash swaps failed"),
+            }
         }
     }
 }

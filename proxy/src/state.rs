@@ -66,6 +66,8 @@ pub struct AppState {
     pub outbox_wake: Arc<Notify>,
     /// Whether and where usage callbacks may go.
     pub callbacks: CallbackPolicy,
+    /// The Cashu rail, when mints are listed.
+    pub cashu: Option<Arc<crate::cashu::Cashu>>,
 }
 
 impl AppState {
@@ -120,7 +122,11 @@ impl AppState {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| ConfigError::Invalid(format!("HTTP client: {e}")))?;
+        let cashu = crate::cashu::Cashu::new(&config.cashu)
+            .map_err(|e| ConfigError::Invalid(format!("cashu: {e}")))?
+            .map(Arc::new);
         Ok(Self {
+            cashu,
             callbacks: CallbackPolicy::new(&config.auth)?,
             auth: Authenticator::new(token_secret, config.audience(), config.auth.cache_entries),
             limiter: RateLimiter::new(config.limits.rpm, config.limits.tpm),

@@ -4,7 +4,7 @@
 //! the request is settled for what was delivered.
 use crate::meter::{Meter, Usage};
 use bytes::{Bytes, BytesMut};
-use futures_util::{stream::BoxStream, Stream, StreamExt};
+use futures_util::{future::BoxFuture, stream::BoxStream, Stream, StreamExt};
 use serde_json::Value;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -19,14 +19,19 @@ pub struct RelayOptions {
     pub deadline: Instant,
     /// Fired at the end of the shutdown grace.
     pub cut: CancellationToken,
+    /// Run once the upstream is done and the meter dropped (so the request settles first):
+    /// what it yields is sent last, before `data: [DONE]` (the ecash rail's change).
+    pub epilogue: Option<BoxFuture<'static, Option<Bytes>>>,
 }
 
 struct Relay {
     upstream: BoxStream<'static, reqwest::Result<Bytes>>,
-    meter: Meter,
+    meter: Option<Meter>,
     buffer: BytesMut,
     options: RelayOptions,
     done: bool,
+    /// The upstream's `data: [DONE]`, held back until the epilogue has been sent.
+    held_done: bool,
 }
 
 /// The client-facing body stream.
@@ -37,10 +42,11 @@ pub fn relay(
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     let relay = Relay {
         upstream,
-        meter,
+        meter: Some(meter),
         buffer: BytesMut::new(),
         options,
         done: false,
+        held_done: false,
     };
     futures_util::stream::unfold(relay, |mut relay| async move {
         let chunk = relay.next_chunk().await?;
@@ -52,7 +58,7 @@ impl Relay {
     async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
             if self.done {
-                return None;
+                return self.finish().await;
             }
             let wait = self.options.idle_timeout.min(
                 self.options
@@ -74,7 +80,7 @@ impl Relay {
                 Ok(None) => {
                     self.done = true;
                     if self.buffer.is_empty() {
-                        return None;
+                        return self.finish().await;
                     }
                     let rest = self.buffer.split().freeze();
                     self.read_event(&rest);
@@ -86,7 +92,9 @@ impl Relay {
                     return Some(error_event("the upstream stream failed"));
                 }
                 Ok(Some(Ok(chunk))) => {
-                    self.meter.started();
+                    if let Some(meter) = &mut self.meter {
+                        meter.started();
+                    }
                     self.buffer.extend_from_slice(&chunk);
                     let out = self.complete_events();
                     if !out.is_empty() {
@@ -95,6 +103,20 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// Settles (drops the meter), then sends the epilogue and the held-back `[DONE]`.
+    async fn finish(&mut self) -> Option<Bytes> {
+        let epilogue = self.options.epilogue.take()?;
+        drop(self.meter.take());
+        let mut out = BytesMut::new();
+        if let Some(bytes) = epilogue.await {
+            out.extend_from_slice(&bytes);
+        }
+        if self.held_done {
+            out.extend_from_slice(b"data: [DONE]\n\n");
+        }
+        Some(out.freeze()).filter(|out| !out.is_empty())
     }
 
     /// Takes every complete event off the buffer; returns those to forward.
@@ -120,13 +142,20 @@ impl Relay {
                 continue;
             };
             if data == "[DONE]" {
+                if self.options.epilogue.is_some() {
+                    self.held_done = true;
+                    forward = false;
+                }
                 continue;
             }
             let Ok(chunk) = serde_json::from_str::<Value>(data) else {
                 continue;
             };
+            let Some(meter) = self.meter.as_mut() else {
+                continue;
+            };
             if let Some(usage) = usage_of(&chunk) {
-                self.meter.usage(usage);
+                meter.usage(usage);
                 let no_choices = chunk
                     .get("choices")
                     .and_then(Value::as_array)
@@ -135,7 +164,7 @@ impl Relay {
                     forward = false;
                 }
             }
-            for_each_delta_text(&chunk, |text| self.meter.delivered(text));
+            for_each_delta_text(&chunk, |text| meter.delivered(text));
         }
         forward
     }

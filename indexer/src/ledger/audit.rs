@@ -28,7 +28,29 @@ pub struct AuditReport {
     pub debits_without_request: Vec<String>,
     /// Users whose balance row disagrees with their entries.
     pub mismatched_users: Vec<String>,
+    /// Cashu receipts whose credit or change entry disagrees with the ecash received or paid.
+    pub cashu_unreconciled: Vec<String>,
+    pub cashu: CashuTotals,
     pub users: Vec<UserTotals>,
+}
+
+/// The Cashu rail in sats: what the gateway holds must be what it received less what it paid
+/// out (change, withdrawals) and the mints' fees for paying it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct CashuTotals {
+    pub received: i64,
+    pub change: i64,
+    pub withdrawn: i64,
+    pub fees: i64,
+    /// The gateway's proofs not yet spent (unspent or in a pending swap).
+    pub held: i64,
+}
+
+impl CashuTotals {
+    /// `held = received − change − withdrawn − fees`.
+    pub fn reconciles(&self) -> bool {
+        self.held == self.received - self.change - self.withdrawn - self.fees
+    }
 }
 
 impl AuditReport {
@@ -39,6 +61,8 @@ impl AuditReport {
             && self.payments_without_credit.is_empty()
             && self.debits_without_request.is_empty()
             && self.mismatched_users.is_empty()
+            && self.cashu_unreconciled.is_empty()
+            && self.cashu.reconciles()
     }
 }
 
@@ -53,6 +77,7 @@ impl Ledger {
             sqlx::query(
                 "SELECT e.id FROM entries e WHERE e.kind = 'credit' AND e.status <> 'rejected'
                  AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.signature = e.reference AND p.user_key = e.user_key)
+                 AND NOT EXISTS (SELECT 1 FROM cashu_receipts r WHERE r.id = e.id AND r.state = 'received')
                  ORDER BY e.id",
             )
             .fetch_all(&self.pool)
@@ -84,6 +109,35 @@ impl Ledger {
             .fetch_all(&self.pool)
             .await?,
         )?;
+        let cashu_unreconciled = strings(
+            sqlx::query(
+                "SELECT r.id FROM cashu_receipts r WHERE r.state = 'received' AND (
+                   COALESCE((SELECT SUM(e.tokens) FROM entries e WHERE e.id = r.id AND e.kind = 'credit'), 0)
+                     <> r.sats * r.tokens_per_sat
+                   OR COALESCE((SELECT -SUM(e.tokens) FROM entries e WHERE e.reference = r.id AND e.id LIKE 'change:%'), 0)
+                     <> COALESCE(r.change_sats, 0) * r.tokens_per_sat)
+                 ORDER BY r.id",
+            )
+            .fetch_all(&self.pool)
+            .await?,
+        )?;
+        let totals = sqlx::query(
+            "SELECT
+               CAST(COALESCE((SELECT SUM(sats) FROM cashu_receipts WHERE state = 'received'), 0) AS BIGINT) AS received,
+               CAST(COALESCE((SELECT SUM(paid_sats) FROM cashu_swaps WHERE state = 'done' AND kind = 'change'), 0) AS BIGINT) AS change,
+               CAST(COALESCE((SELECT SUM(paid_sats) FROM cashu_swaps WHERE state = 'done' AND kind = 'withdraw'), 0) AS BIGINT) AS withdrawn,
+               CAST(COALESCE((SELECT SUM(fee) FROM cashu_swaps WHERE state = 'done' AND kind <> 'receive'), 0) AS BIGINT) AS fees,
+               CAST(COALESCE((SELECT SUM(amount) FROM cashu_proofs WHERE state <> 'spent'), 0) AS BIGINT) AS held",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let cashu = CashuTotals {
+            received: totals.try_get("received")?,
+            change: totals.try_get("change")?,
+            withdrawn: totals.try_get("withdrawn")?,
+            fees: totals.try_get("fees")?,
+            held: totals.try_get("held")?,
+        };
         let rows = sqlx::query(
             "SELECT b.user_key, b.credited, b.debited, b.reserved,
                     CAST(COALESCE((SELECT SUM(e.tokens) FROM entries e WHERE e.user_key = b.user_key AND e.status = 'applied'), 0) AS BIGINT) AS net
@@ -117,6 +171,8 @@ impl Ledger {
             payments_without_credit,
             debits_without_request,
             mismatched_users,
+            cashu_unreconciled,
+            cashu,
             users,
         })
     }

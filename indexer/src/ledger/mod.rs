@@ -6,6 +6,7 @@
 //! it with a `CHECK`, and every write that could break it is one conditional statement inside
 //! a write transaction. SQLite (a file, the default) or Postgres (several proxy replicas), by URL.
 mod audit;
+mod cashu;
 mod checkpoint;
 mod clock;
 mod cursors;
@@ -23,7 +24,11 @@ pub mod testing;
 mod usage;
 mod writer;
 
-pub use audit::{AuditReport, UserTotals};
+pub use audit::{AuditReport, CashuTotals, UserTotals};
+pub use cashu::{
+    change_entry_id, CashuProof, CashuSwap, ChangeClaim, NewReceipt, Receipt, Receiving, Spend,
+    SwapKind,
+};
 pub use clock::Clock;
 pub use entries::{Applied, EntryKind, NewEntry};
 pub use keys::{KeyBudget, KeyLimit, KeyRevocation};

@@ -30,6 +30,15 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The payer of a request paid with ecash: its receipt, a ledger user of its own.
+    pub fn paid_by(receipt_id: &str) -> Self {
+        Self {
+            user: receipt_id.to_owned(),
+            key: None,
+            expires_at: i64::MAX,
+        }
+    }
+
     /// The name rate limits count under: the key, or the wallet's sessions together.
     pub fn limit_key(&self) -> &str {
         self.key

@@ -1,5 +1,6 @@
 //! A gateway in front of the mock upstream, on a throwaway ledger, with a funded wallet.
 #![allow(dead_code)]
+pub mod mint;
 pub mod processes;
 
 use ed25519_dalek::{Signer, SigningKey};

@@ -1,0 +1,600 @@
+//! The Cashu rail's books: receipts of ecash tokens, the gateway's own proofs, and the swaps
+//! it makes at mints.
+//!
+//! A token is received once: its receipt's id comes from its proofs' secrets, and the receipt
+//! is written (with the swap that will receive it) before the mint is asked, so a token sent
+//! twice is refused here and a crash mid-swap can be replayed. What a token was worth is a
+//! credit entry keyed by the receipt; the change paid back is a debit entry keyed by it too, so
+//! `ecash received = charged + change + balance` is the ordinary per-user reconciliation. The
+//! ledger stores proofs as the mint wrote them and never interprets them.
+use super::{ensure_user, entries::credit, now, Ledger, LedgerError, Result};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+/// A proof the gateway holds: bearer ecash, as the mint signed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CashuProof {
+    pub secret: String,
+    pub keyset_id: String,
+    pub amount: i64,
+    /// The mint's unblinded signature (hex).
+    pub c: String,
+}
+
+/// Why a swap is made: receiving a customer's token, paying change, or the operator's
+/// withdrawal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwapKind {
+    Receive,
+    Change,
+    Withdraw,
+}
+
+impl SwapKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Receive => "receive",
+            Self::Change => "change",
+            Self::Withdraw => "withdraw",
+        }
+    }
+
+    fn parse(kind: &str) -> Result<Self> {
+        match kind {
+            "receive" => Ok(Self::Receive),
+            "change" => Ok(Self::Change),
+            "withdraw" => Ok(Self::Withdraw),
+            _ => Err(LedgerError::Column(1, "an unknown swap kind")),
+        }
+    }
+}
+
+/// A swap at a mint, written down before it is sent. `inputs` and `outputs` are the caller's
+/// JSON (the outputs' secrets and blinding factors), enough to replay the swap or restore its
+/// signatures after a crash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CashuSwap {
+    pub id: String,
+    pub kind: SwapKind,
+    pub mint: String,
+    pub inputs: String,
+    pub outputs: Option<String>,
+    /// The mint's input fee.
+    pub fee: i64,
+    /// What the swap pays out (change or withdrawal), in sats.
+    pub paid_sats: i64,
+}
+
+/// A token being received.
+#[derive(Debug, Clone)]
+pub struct NewReceipt<'a> {
+    /// `cashu:<hex of the proofs' secrets' hash>`.
+    pub id: &'a str,
+    pub mint: &'a str,
+    /// Who is credited: the receipt itself (a token paying for one request) or a wallet.
+    pub user: &'a str,
+    pub request_id: Option<&'a str>,
+    /// What the gateway receives: the token's value less the mint's fee.
+    pub sats: i64,
+    pub fee: i64,
+    pub tokens_per_sat: i64,
+}
+
+/// A token received (or being received), and the change paid back for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub id: String,
+    pub mint: String,
+    pub user: String,
+    pub request_id: Option<String>,
+    /// False while its swap is unfinished.
+    pub received: bool,
+    pub sats: i64,
+    pub fee: i64,
+    pub tokens_per_sat: i64,
+    /// Set once the change is decided (debited); its token once the mint has signed it
+    /// (empty when there was nothing to give back).
+    pub change_sats: Option<i64>,
+    pub change_token: Option<String>,
+}
+
+/// What `cashu_begin_receive` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Receiving {
+    /// The receipt is new: send the swap.
+    Started,
+    /// This token was seen before.
+    Known(Receipt),
+}
+
+/// What deciding a receipt's change found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeClaim {
+    /// This much is owed (already debited); issue it.
+    Owed(i64),
+    /// A request paid by it is still being served.
+    StillServing,
+    /// Nothing is left to give back.
+    Nothing,
+}
+
+/// The proofs a spending swap takes, the mint's fee for them, and what it pays out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spend {
+    pub proofs: Vec<CashuProof>,
+    pub fee: i64,
+    pub paid: i64,
+}
+
+const RECEIPT_COLUMNS: &str = "id, mint, user_key, request_id, state, sats, fee, tokens_per_sat, \
+                               change_sats, change_token";
+
+impl Ledger {
+    /// Writes down a token's receipt and the swap that receives it, unless the token was seen
+    /// before (then says what became of it).
+    pub async fn cashu_begin_receive(
+        &self,
+        receipt: &NewReceipt<'_>,
+        swap: &CashuSwap,
+    ) -> Result<Receiving> {
+        let mut tx = self.begin().await?;
+        let at = now();
+        let inserted = sqlx::query(
+            "INSERT INTO cashu_receipts (id, mint, user_key, request_id, state, sats, fee,
+                 tokens_per_sat, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'receiving', $5, $6, $7, $8, $8) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(receipt.id)
+        .bind(receipt.mint)
+        .bind(receipt.user)
+        .bind(receipt.request_id)
+        .bind(receipt.sats)
+        .bind(receipt.fee)
+        .bind(receipt.tokens_per_sat)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            let known = receipt_in(&mut tx, receipt.id).await?;
+            tx.commit().await?;
+            return known
+                .map(Receiving::Known)
+                .ok_or_else(|| LedgerError::Amount("a receipt vanished".into()));
+        }
+        insert_swap(&mut tx, swap).await?;
+        tx.commit().await?;
+        Ok(Receiving::Started)
+    }
+
+    /// The mint signed the gateway's new proofs: keeps them and credits the receipt's payer,
+    /// in one transaction. A second call for the same receipt changes nothing.
+    pub async fn cashu_finish_receive(
+        &self,
+        receipt_id: &str,
+        swap_id: &str,
+        proofs: &[CashuProof],
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let at = now();
+        let Some(receipt) = receipt_in(&mut tx, receipt_id).await? else {
+            return Err(LedgerError::Amount(format!("no receipt {receipt_id}")));
+        };
+        if receipt.received {
+            return Ok(());
+        }
+        let tokens = receipt
+            .sats
+            .checked_mul(receipt.tokens_per_sat)
+            .ok_or_else(|| LedgerError::Amount("a receipt's value overflows".into()))?;
+        insert_proofs(&mut tx, &receipt.mint, swap_id, proofs, at).await?;
+        sqlx::query("UPDATE cashu_receipts SET state = 'received', updated_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(receipt_id)
+            .execute(&mut *tx)
+            .await?;
+        finish_swap(&mut tx, swap_id, None, at).await?;
+        ensure_user(&mut *tx, &receipt.user).await?;
+        if tokens > 0 {
+            sqlx::query(
+                "INSERT INTO entries (id, user_key, tokens, kind, status, reference, created_at, applied_at)
+                 VALUES ($1, $2, $3, 'credit', 'applied', $1, $4, $4)",
+            )
+            .bind(receipt_id)
+            .bind(&receipt.user)
+            .bind(tokens)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            credit(&mut tx, &receipt.user, tokens).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The mint refused the token for good (spent, unknown, invalid): forgets the receipt, so
+    /// nothing is credited and the same token may be tried again once it is valid.
+    pub async fn cashu_forget_receive(&self, receipt_id: &str, swap_id: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM cashu_receipts WHERE id = $1 AND state = 'receiving'")
+            .bind(receipt_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM cashu_swaps WHERE id = $1 AND state = 'pending'")
+            .bind(swap_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A receipt by id.
+    pub async fn cashu_receipt(&self, id: &str) -> Result<Option<Receipt>> {
+        let mut conn = self.reads.acquire().await?;
+        receipt_in(&mut conn, id).await
+    }
+
+    /// Decides a per-request receipt's change once nothing it paid for is still held: all its
+    /// payer's remaining balance, in whole sats, debited as the change entry. The debit and the
+    /// amount are fixed here once; issuing the token may then be retried until it succeeds.
+    pub async fn cashu_claim_change(&self, receipt_id: &str) -> Result<ChangeClaim> {
+        let mut tx = self.begin().await?;
+        let Some(receipt) = receipt_in(&mut tx, receipt_id).await? else {
+            return Err(LedgerError::Amount(format!("no receipt {receipt_id}")));
+        };
+        if let Some(sats) = receipt.change_sats {
+            return Ok(if sats > 0 {
+                ChangeClaim::Owed(sats)
+            } else {
+                ChangeClaim::Nothing
+            });
+        }
+        let balance = sqlx::query(
+            "SELECT credited - debited - reserved AS available, reserved FROM balances WHERE user_key = $1",
+        )
+        .bind(&receipt.user)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (available, reserved): (i64, i64) = match balance {
+            Some(row) => (row.try_get("available")?, row.try_get("reserved")?),
+            None => (0, 0),
+        };
+        if !receipt.received || receipt.user != receipt.id {
+            return Ok(ChangeClaim::Nothing);
+        }
+        if reserved > 0 {
+            return Ok(ChangeClaim::StillServing);
+        }
+        let sats = available.max(0) / receipt.tokens_per_sat;
+        let at = now();
+        sqlx::query("UPDATE cashu_receipts SET change_sats = $1, updated_at = $2 WHERE id = $3")
+            .bind(sats)
+            .bind(at)
+            .bind(receipt_id)
+            .execute(&mut *tx)
+            .await?;
+        if sats > 0 {
+            let tokens = sats * receipt.tokens_per_sat;
+            sqlx::query(
+                "INSERT INTO entries (id, user_key, tokens, kind, status, reference, created_at, applied_at)
+                 VALUES ($1, $2, $3, 'debit', 'applied', $4, $5, $5)",
+            )
+            .bind(change_entry_id(receipt_id))
+            .bind(&receipt.user)
+            .bind(-tokens)
+            .bind(receipt_id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE balances SET debited = debited + $1 WHERE user_key = $2")
+                .bind(tokens)
+                .bind(&receipt.user)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query("UPDATE cashu_receipts SET change_token = '' WHERE id = $1")
+                .bind(receipt_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(if sats > 0 {
+            ChangeClaim::Owed(sats)
+        } else {
+            ChangeClaim::Nothing
+        })
+    }
+
+    /// Picks unspent proofs of `mint` worth at least `sats` plus the mint's fee for spending
+    /// them (`fee_ppk` per input, in thousandths; with `fee_inside` the fee comes out of
+    /// `sats`, as change does), marks them pending under `swap`, and writes the swap down
+    /// (outputs to follow). Refuses when the gateway holds too little.
+    pub async fn cashu_begin_spend(
+        &self,
+        swap: &CashuSwap,
+        sats: i64,
+        fee_ppk: i64,
+        fee_inside: bool,
+    ) -> Result<Spend> {
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(
+            "SELECT secret, keyset_id, amount, c FROM cashu_proofs
+             WHERE mint = $1 AND state = 'unspent' ORDER BY amount DESC, secret",
+        )
+        .bind(&swap.mint)
+        .fetch_all(&mut *tx)
+        .await?;
+        let fee_for = |inputs: usize| (inputs as i64 * fee_ppk + 999) / 1000;
+        let need = |inputs: usize| {
+            if fee_inside {
+                sats
+            } else {
+                sats + fee_for(inputs)
+            }
+        };
+        let mut proofs = Vec::new();
+        let mut total = 0i64;
+        for row in rows {
+            if total >= need(proofs.len()) {
+                break;
+            }
+            let proof = proof_from_row(&row)?;
+            total += proof.amount;
+            proofs.push(proof);
+        }
+        let fee = fee_for(proofs.len());
+        let paid = if fee_inside { sats - fee } else { sats };
+        if total < need(proofs.len()) || paid <= 0 {
+            return Err(LedgerError::Amount(format!(
+                "the gateway holds {total} sats at {}, {} needed",
+                swap.mint,
+                need(proofs.len()).max(fee + 1)
+            )));
+        }
+        for proof in &proofs {
+            let marked = sqlx::query(
+                "UPDATE cashu_proofs SET state = 'pending', swap_id = $1 WHERE secret = $2 AND state = 'unspent'",
+            )
+            .bind(&swap.id)
+            .bind(&proof.secret)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if marked != 1 {
+                return Err(LedgerError::Amount(
+                    "another swap took these proofs; try again".into(),
+                ));
+            }
+        }
+        let inputs = serde_json::to_string(&proofs)
+            .map_err(|e| LedgerError::Amount(format!("proofs: {e}")))?;
+        insert_swap(
+            &mut tx,
+            &CashuSwap {
+                inputs,
+                fee,
+                paid_sats: paid,
+                outputs: None,
+                ..swap.clone()
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Spend { proofs, fee, paid })
+    }
+
+    /// Records a pending swap's outputs (before it is sent).
+    pub async fn cashu_swap_outputs(&self, swap_id: &str, outputs: &str) -> Result<()> {
+        sqlx::query("UPDATE cashu_swaps SET outputs = $1, updated_at = $2 WHERE id = $3")
+            .bind(outputs)
+            .bind(now())
+            .bind(swap_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A spending swap went through: its inputs are spent, the proofs kept are unspent, and
+    /// the token paid out is recorded (on the receipt, for change), in one transaction.
+    pub async fn cashu_finish_spend(
+        &self,
+        swap: &CashuSwap,
+        kept: &[CashuProof],
+        paid_token: &str,
+        receipt_id: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let at = now();
+        sqlx::query(
+            "UPDATE cashu_proofs SET state = 'spent' WHERE swap_id = $1 AND state = 'pending'",
+        )
+        .bind(&swap.id)
+        .execute(&mut *tx)
+        .await?;
+        insert_proofs(&mut tx, &swap.mint, &swap.id, kept, at).await?;
+        finish_swap(&mut tx, &swap.id, Some(paid_token), at).await?;
+        if let Some(receipt_id) = receipt_id {
+            sqlx::query(
+                "UPDATE cashu_receipts SET change_token = $1, updated_at = $2 WHERE id = $3",
+            )
+            .bind(paid_token)
+            .bind(at)
+            .bind(receipt_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A spending swap the mint refused for good: its inputs are unspent again and the swap is
+    /// forgotten (change stays owed, to be issued again).
+    pub async fn cashu_abandon_spend(&self, swap_id: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE cashu_proofs SET state = 'unspent', swap_id = NULL WHERE swap_id = $1 AND state = 'pending'",
+        )
+        .bind(swap_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM cashu_swaps WHERE id = $1 AND state = 'pending'")
+            .bind(swap_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A swap by id, pending or done (`paid_token` is what a finished one paid out).
+    pub async fn cashu_swap(&self, id: &str) -> Result<Option<(CashuSwap, bool, Option<String>)>> {
+        let row = sqlx::query(
+            "SELECT id, kind, mint, inputs, outputs, fee, paid_sats, state, paid_token FROM cashu_swaps WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.reads)
+        .await?;
+        row.map(|row| {
+            Ok((
+                swap_from_row(&row)?,
+                row.try_get::<String, _>("state")? == "done",
+                row.try_get("paid_token")?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Swaps written down but never finished (a crash, or a mint that did not answer).
+    pub async fn cashu_pending_swaps(&self) -> Result<Vec<CashuSwap>> {
+        sqlx::query(
+            "SELECT id, kind, mint, inputs, outputs, fee, paid_sats FROM cashu_swaps
+             WHERE state = 'pending' ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(swap_from_row)
+        .collect()
+    }
+
+    /// The gateway's unspent ecash per mint, in sats.
+    pub async fn cashu_holdings(&self) -> Result<Vec<(String, i64)>> {
+        sqlx::query(
+            "SELECT mint, CAST(SUM(amount) AS BIGINT) AS sats FROM cashu_proofs
+             WHERE state = 'unspent' GROUP BY mint ORDER BY mint",
+        )
+        .fetch_all(&self.reads)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("mint")?, row.try_get("sats")?)))
+        .collect()
+    }
+}
+
+/// The entry id of the change paid back for `receipt_id`.
+pub fn change_entry_id(receipt_id: &str) -> String {
+    format!("change:{receipt_id}")
+}
+
+async fn receipt_in(conn: &mut sqlx::AnyConnection, id: &str) -> Result<Option<Receipt>> {
+    let row = sqlx::query(&format!(
+        "SELECT {RECEIPT_COLUMNS} FROM cashu_receipts WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(Receipt {
+        id: row.try_get("id")?,
+        mint: row.try_get("mint")?,
+        user: row.try_get("user_key")?,
+        request_id: row.try_get("request_id")?,
+        received: row.try_get::<String, _>("state")? == "received",
+        sats: row.try_get("sats")?,
+        fee: row.try_get("fee")?,
+        tokens_per_sat: row.try_get("tokens_per_sat")?,
+        change_sats: row.try_get("change_sats")?,
+        change_token: row.try_get("change_token")?,
+    }))
+}
+
+async fn insert_swap(conn: &mut sqlx::AnyConnection, swap: &CashuSwap) -> Result<()> {
+    let at = now();
+    sqlx::query(
+        "INSERT INTO cashu_swaps (id, kind, mint, inputs, outputs, fee, paid_sats, state, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8)",
+    )
+    .bind(&swap.id)
+    .bind(swap.kind.as_str())
+    .bind(&swap.mint)
+    .bind(&swap.inputs)
+    .bind(&swap.outputs)
+    .bind(swap.fee)
+    .bind(swap.paid_sats)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn finish_swap(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    paid_token: Option<&str>,
+    at: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE cashu_swaps SET state = 'done', paid_token = $1, updated_at = $2 WHERE id = $3",
+    )
+    .bind(paid_token)
+    .bind(at)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_proofs(
+    conn: &mut sqlx::AnyConnection,
+    mint: &str,
+    swap_id: &str,
+    proofs: &[CashuProof],
+    at: i64,
+) -> Result<()> {
+    for proof in proofs {
+        sqlx::query(
+            "INSERT INTO cashu_proofs (secret, mint, keyset_id, amount, c, state, swap_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, 'unspent', $6, $7) ON CONFLICT (secret) DO NOTHING",
+        )
+        .bind(&proof.secret)
+        .bind(mint)
+        .bind(&proof.keyset_id)
+        .bind(proof.amount)
+        .bind(&proof.c)
+        .bind(swap_id)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+fn proof_from_row(row: &sqlx::any::AnyRow) -> Result<CashuProof> {
+    Ok(CashuProof {
+        secret: row.try_get("secret")?,
+        keyset_id: row.try_get("keyset_id")?,
+        amount: row.try_get("amount")?,
+        c: row.try_get("c")?,
+    })
+}
+
+fn swap_from_row(row: &sqlx::any::AnyRow) -> Result<CashuSwap> {
+    Ok(CashuSwap {
+        id: row.try_get("id")?,
+        kind: SwapKind::parse(&row.try_get::<String, _>("kind")?)?,
+        mint: row.try_get("mint")?,
+        inputs: row.try_get("inputs")?,
+        outputs: row.try_get("outputs")?,
+        fee: row.try_get("fee")?,
+        paid_sats: row.try_get("paid_sats")?,
+    })
+}
