@@ -36,9 +36,18 @@ async fn a_restarted_relay_serves_what_it_stored() {
     relay.shutdown().await;
     drop(relay);
 
-    let relay = EmbeddedRelay::open(port, &dir)
-        .await
-        .expect("relay restarts");
+    // The old listener's socket may take a moment to be released after its task ends.
+    let mut attempts = 0;
+    let relay = loop {
+        match EmbeddedRelay::open(port, &dir).await {
+            Ok(relay) => break relay,
+            Err(error) if attempts < 100 && format!("{error:?}").contains("AddrInUse") => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("relay restarts: {error:?}"),
+        }
+    };
     assert_eq!(relay.url(), url, "same address after the restart");
     let reader = client(relay.url()).await;
     let stored = reader

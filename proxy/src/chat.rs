@@ -5,7 +5,7 @@
 //! change once settled: in the `X-Cashu` header, or for a stream in a last chunk.
 use crate::{
     auth::Caller,
-    cashu::{self, Payer},
+    cashu::{pay::Paid, Payer},
     error::{ApiError, ApiJson},
     meter::Meter,
     metrics::{ModelLabel, RequestLabels},
@@ -62,7 +62,7 @@ pub async fn completions(
     .await;
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     if let Some(paid) = paid {
-        give_change(&state, paid, &mut response)
+        paid.give_change(&state, &mut response)
             .instrument(span)
             .await;
     }
@@ -85,33 +85,6 @@ pub async fn completions(
         .get_or_create(&ModelLabel { model: label })
         .observe(started.elapsed().as_secs_f64());
     response
-}
-
-/// A request paid with ecash: its receipt, and (once its meter exists) when it is settled.
-/// A stream gives its change in its last chunk instead, unless it failed before streaming.
-struct Paid {
-    receipt_id: String,
-    settled: Option<tokio::sync::oneshot::Receiver<()>>,
-    streamed: bool,
-}
-
-/// Waits for the settlement, then puts the change in the `X-Cashu` header (whatever the
-/// outcome: a failed call gives the whole token back).
-async fn give_change(state: &Arc<AppState>, paid: Paid, response: &mut Response) {
-    let Some(cashu) = state.cashu.as_deref() else {
-        return;
-    };
-    if paid.streamed && response.status().is_success() {
-        return;
-    }
-    if let Some(settled) = paid.settled {
-        let _ = settled.await;
-    }
-    match cashu::issue_change(state, cashu, &paid.receipt_id).await {
-        Ok(change) => cashu::attach_change(response, change.as_deref()),
-        Err(error) => tracing::warn!(%error, receipt = %paid.receipt_id,
-            "the change could not be issued now; POST /v1/cashu/change with the token issues it"),
-    }
 }
 
 async fn serve(
@@ -152,15 +125,11 @@ async fn serve(
         Payer::Account(caller) => caller,
         // The token is received only once the request is known to be valid and covered.
         Payer::Ecash(token) => {
-            let anonymous = Caller::paid_by("");
-            let plan = plan(&anonymous, &model, &request, prompt)?;
-            let receipt_id = pay_with_ecash(&state, &token, &plan, &request_id).await?;
-            *paid = Some(Paid {
-                receipt_id: receipt_id.clone(),
-                settled: None,
-                streamed: false,
-            });
-            Arc::new(Caller::paid_by(&receipt_id))
+            let plan = plan(&Caller::paid_by(""), &model, &request, prompt)?;
+            let receipt = Paid::receive(&state, &token, plan.least(), &request_id).await?;
+            let caller = Arc::new(Caller::paid_by(receipt.receipt_id()));
+            *paid = Some(receipt);
+            caller
         }
     };
     // The meter exists before the hold: if the client goes away while the hold is being
@@ -173,19 +142,9 @@ async fn serve(
         model.clone(),
         prompt,
     );
-    let mut epilogue = None;
-    if let Some(paid) = paid.as_mut() {
-        paid.settled = Some(meter.on_settled());
-        if request.stream {
-            paid.streamed = true;
-            epilogue = Some(change_chunk(
-                state.clone(),
-                paid.receipt_id.clone(),
-                model.id.clone(),
-                meter.on_settled(),
-            ));
-        }
-    }
+    let epilogue = paid
+        .as_mut()
+        .and_then(|paid| paid.follow(&state, &mut meter, request.stream, &model.id));
     let bound = match reserve(&state, &caller, &model, &request, prompt, &request_id).await {
         Ok(bound) => bound,
         Err(refused) => {
@@ -306,11 +265,6 @@ impl Call {
     }
 }
 
-/// Reserves the worst case and returns the one completion-token bound per sequence it pays
-/// for: the only bound sent upstream. A client's own bound (the smallest of every field it
-/// used) must fit the key's and the model's caps, else 400, and is then held in full (402 if
-/// the balance does not cover it); without one, the hold takes what the balance and the key's
-/// budget afford, up to the caps (at least one token per sequence), and the bound follows.
 /// The worst case of a request, before anything is held: what to hold, the least that serves
 /// it (without a client bound), and the output cap.
 struct Plan {
@@ -368,63 +322,11 @@ fn plan(
     })
 }
 
-/// Receives an ecash token for one request, once it is known to cover the least the request
-/// can be served for; returns its receipt (the ledger user that pays).
-async fn pay_with_ecash(
-    state: &AppState,
-    value: &str,
-    plan: &Plan,
-    request_id: &str,
-) -> Result<String, ApiError> {
-    let cashu = state
-        .cashu
-        .as_deref()
-        .ok_or_else(|| ApiError::BadRequest(cashu::CashuError::Disabled.to_string()))?;
-    let needed = cashu.sats_for(plan.least());
-    let refused = |error| cashu::api_error(cashu, error, Some(needed));
-    let token = cashu.parse(value).map_err(refused)?;
-    let offered = cashu.net_value(&token).await.map_err(refused)?;
-    if offered < needed {
-        return Err(refused(cashu::CashuError::TooLittle { offered, needed }));
-    }
-    let receipt = cashu
-        .receive(&state.ledger, &token, None, Some(request_id))
-        .await
-        .map_err(refused)?;
-    Ok(receipt.id)
-}
-
-/// The stream's last chunk for a request paid with ecash: once settled, its change, as a chunk
-/// with no choices (like the usage chunk) and the token in `x_cashu`.
-fn change_chunk(
-    state: Arc<AppState>,
-    receipt_id: String,
-    model: String,
-    settled: tokio::sync::oneshot::Receiver<()>,
-) -> futures_util::future::BoxFuture<'static, Option<Bytes>> {
-    Box::pin(async move {
-        let _ = settled.await;
-        let cashu = state.cashu.clone()?;
-        let change = match cashu::issue_change(&state, &cashu, &receipt_id).await {
-            Ok(change) => change,
-            Err(error) => {
-                tracing::warn!(%error, receipt = %receipt_id, "the change could not be issued now");
-                return None;
-            }
-        };
-        let chunk = serde_json::json!({
-            "id": receipt_id,
-            "object": "chat.completion.chunk",
-            "created": indexer::ledger::now(),
-            "model": model,
-            "choices": [],
-            "x_cashu": change,
-        });
-        Some(Bytes::from(format!("data: {chunk}\n\n")))
-    })
-}
-
-/// Holds the plan's worst case (or what the balance affords above its minimum).
+/// Reserves the worst case and returns the one completion-token bound per sequence it pays
+/// for: the only bound sent upstream. A client's own bound (the smallest of every field it
+/// used) must fit the key's and the model's caps, else 400, and is then held in full (402 if
+/// the balance does not cover it); without one, the hold takes what the balance and the key's
+/// budget afford, up to the caps (at least one token per sequence), and the bound follows.
 async fn reserve(
     state: &AppState,
     caller: &Caller,

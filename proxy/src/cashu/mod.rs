@@ -5,6 +5,7 @@
 //! token. Only mints the operator lists are accepted, in sats. The crypto and the mint's API
 //! are the Cashu Dev Kit's; the books (receipts, proofs, swaps) are the ledger's.
 mod http;
+pub mod pay;
 mod swap;
 
 pub use http::{
