@@ -198,8 +198,7 @@ impl Cashu {
 
     /// What `token` is worth to the gateway once received (its value less the mint's fee).
     pub async fn net_value(&self, token: &Token) -> Result<u64, CashuError> {
-        let (_, keysets) = self.mint_of(token).await?;
-        let (proofs, value) = read_proofs(token, &keysets)?;
+        let (_, keysets, proofs, value) = self.read(token).await?;
         let fee = keysets.fee(proofs.iter().map(|proof| proof.keyset_id));
         Ok(value.saturating_sub(fee))
     }
@@ -209,6 +208,24 @@ impl Cashu {
         self.mints
             .get(&url)
             .ok_or_else(|| CashuError::UnlistedMint(url.to_string()))
+    }
+
+    /// A token's mint, that mint's keysets, and the token's proofs and value. A keyset not
+    /// yet seen (the mint rotated its keys) fetches the mint's keysets again, once.
+    async fn read(
+        &self,
+        token: &Token,
+    ) -> Result<(&Mint, Arc<Keysets>, cdk::nuts::Proofs, u64), CashuError> {
+        let (mint, keysets) = self.mint_of(token).await?;
+        match read_proofs(token, &keysets) {
+            Ok((proofs, value)) => Ok((mint, keysets, proofs, value)),
+            Err(_) => {
+                mint.forget_keysets().await;
+                let keysets = mint.keysets().await?;
+                let (proofs, value) = read_proofs(token, &keysets)?;
+                Ok((mint, keysets, proofs, value))
+            }
+        }
     }
 
     async fn mint_of(&self, token: &Token) -> Result<(&Mint, Arc<Keysets>), CashuError> {
@@ -230,8 +247,7 @@ impl Cashu {
         user: Option<&str>,
         request_id: Option<&str>,
     ) -> Result<Receipt, CashuError> {
-        let (mint, keysets) = self.mint_of(token).await?;
-        let (proofs, value) = read_proofs(token, &keysets)?;
+        let (mint, keysets, proofs, value) = self.read(token).await?;
         if value > self.max_token_sats {
             return Err(CashuError::TooMuch(self.max_token_sats));
         }
@@ -287,7 +303,6 @@ impl Cashu {
             ChangeClaim::StillServing => return Err(CashuError::StillServing),
         };
         swap::pay_out(
-            self,
             ledger,
             mint,
             &format!("change:{receipt_id}"),
@@ -307,7 +322,7 @@ impl Cashu {
         let mint = self.mint(mint)?;
         let id = format!("withdraw:{}", uuid::Uuid::now_v7().simple());
         let sats = i64::try_from(sats).map_err(|_| CashuError::TooMuch(sats))?;
-        swap::pay_out(self, ledger, mint, &id, sats, None)
+        swap::pay_out(ledger, mint, &id, sats, None)
             .await?
             .ok_or_else(|| CashuError::Internal("the withdrawal paid nothing".into()))
     }
@@ -318,7 +333,7 @@ impl Cashu {
         let mut settled = 0;
         for pending in ledger.cashu_pending_swaps().await? {
             let mint = self.mint(&pending.mint)?;
-            match swap::resume(self, ledger, mint, &pending).await {
+            match swap::resume(ledger, mint, &pending).await {
                 Ok(()) => settled += 1,
                 Err(error) => {
                     tracing::warn!(swap = %pending.id, %error, "a pending ecash swap is still unfinished")
@@ -330,6 +345,11 @@ impl Cashu {
 }
 
 impl Mint {
+    /// Drops the cached keysets: the next use fetches them (the mint rotated its keys).
+    async fn forget_keysets(&self) {
+        *self.keysets.write().await = None;
+    }
+
     /// The mint's sat keysets, fetched once (and again when a token names one not yet seen).
     async fn keysets(&self) -> Result<Arc<Keysets>, CashuError> {
         if let Some(keysets) = self.keysets.read().await.clone() {

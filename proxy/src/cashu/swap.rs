@@ -68,10 +68,10 @@ pub(super) async fn receive(
         tokens_per_sat: cashu.tokens_per_sat,
     };
     match ledger.cashu_begin_receive(&receipt, &swap).await? {
-        Receiving::Started => resume(cashu, ledger, mint, &swap).await?,
+        Receiving::Started => resume(ledger, mint, &swap).await?,
         Receiving::Known(known) if known.received => return Err(CashuError::AlreadyReceived),
         Receiving::Known(_) => match ledger.cashu_swap(&swap.id).await? {
-            Some((pending, false, _)) => resume(cashu, ledger, mint, &pending).await?,
+            Some((pending, false, _)) => resume(ledger, mint, &pending).await?,
             _ => return Err(CashuError::AlreadyReceived),
         },
     }
@@ -84,7 +84,6 @@ pub(super) async fn receive(
 /// Pays `sats` out of the gateway's ecash at `mint` as a new token (change for `receipt_id`,
 /// or a withdrawal), under the swap id `id`: the same id never pays twice.
 pub(super) async fn pay_out(
-    cashu: &Cashu,
     ledger: &Ledger,
     mint: &Mint,
     id: &str,
@@ -96,7 +95,7 @@ pub(super) async fn pay_out(
             return Ok(token);
         }
         if swap.outputs.is_some() {
-            resume(cashu, ledger, mint, &swap).await?;
+            resume(ledger, mint, &swap).await?;
             return paid_token(ledger, id).await;
         }
         // Written down but never sent: start over.
@@ -135,7 +134,7 @@ pub(super) async fn pay_out(
         paid_sats: spend.paid,
         ..swap
     };
-    resume(cashu, ledger, mint, &swap).await?;
+    resume(ledger, mint, &swap).await?;
     paid_token(ledger, id).await
 }
 
@@ -148,7 +147,6 @@ async fn paid_token(ledger: &Ledger, id: &str) -> Result<Option<String>, CashuEr
 
 /// Sends a written-down swap (again) and finishes it in the ledger.
 pub(super) async fn resume(
-    _cashu: &Cashu,
     ledger: &Ledger,
     mint: &Mint,
     swap: &CashuSwap,
@@ -195,6 +193,11 @@ pub(super) async fn resume(
             }
         }
         Err(error @ cdk::Error::TokenPending) => forget(error.to_string()).await?,
+        Err(error @ (cdk::Error::InactiveKeyset | cdk::Error::UnknownKeySet)) => {
+            // Outputs for a keyset the mint retired: fetch its keys again for the next try.
+            mint.forget_keysets().await;
+            forget(error.to_string()).await?
+        }
         Err(error) if error.is_definitive_failure() => forget(error.to_string()).await?,
         Err(error) => return Err(CashuError::MintUnreachable(error.to_string())),
     };
