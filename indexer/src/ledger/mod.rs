@@ -80,6 +80,10 @@ pub enum LedgerError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("ledger writer: {0}")]
     WriterStopped(&'static str),
+    /// Another transaction took the rows this one chose (Postgres, concurrent spends of the
+    /// gateway's ecash): nothing changed; choose again.
+    #[error("another transaction took these rows; try again")]
+    Contended,
 }
 
 impl LedgerError {

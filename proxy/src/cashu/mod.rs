@@ -332,7 +332,11 @@ impl Cashu {
     pub async fn recover(&self, ledger: &Ledger) -> Result<usize, CashuError> {
         let mut settled = 0;
         for pending in ledger.cashu_pending_swaps().await? {
-            let mint = self.mint(&pending.mint)?;
+            let Ok(mint) = self.mint(&pending.mint) else {
+                tracing::warn!(swap = %pending.id, mint = %pending.mint,
+                    "a pending ecash swap is at a mint no longer listed; list it to finish it");
+                continue;
+            };
             match swap::resume(ledger, mint, &pending).await {
                 Ok(()) => settled += 1,
                 Err(error) => {

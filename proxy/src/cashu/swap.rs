@@ -14,7 +14,9 @@ use cdk::{
     wallet::MintConnector,
     Amount,
 };
-use indexer::ledger::{CashuProof, CashuSwap, Ledger, NewReceipt, Receipt, Receiving, SwapKind};
+use indexer::ledger::{
+    CashuProof, CashuSwap, Ledger, LedgerError, NewReceipt, Receipt, Receiving, SwapKind,
+};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
@@ -116,9 +118,17 @@ pub(super) async fn pay_out(
         paid_sats: sats,
     };
     let fee_ppk = i64::try_from(keysets.fee_ppk(&keysets.active)).unwrap_or(i64::MAX);
-    let spend = ledger
-        .cashu_begin_spend(&swap, sats, fee_ppk, kind == SwapKind::Change)
-        .await?;
+    // Concurrent spends (replicas on Postgres) may choose the same proofs: choose again.
+    let mut attempts = 0;
+    let spend = loop {
+        match ledger
+            .cashu_begin_spend(&swap, sats, fee_ppk, kind == SwapKind::Change)
+            .await
+        {
+            Err(LedgerError::Contended) if attempts < 8 => attempts += 1,
+            spend => break spend?,
+        }
+    };
     let total: i64 = spend.proofs.iter().map(|proof| proof.amount).sum();
     let mut outputs = written(&keysets.outputs(spend.paid as u64)?, true);
     let keep = total - spend.paid - spend.fee;

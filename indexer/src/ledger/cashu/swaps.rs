@@ -70,9 +70,7 @@ impl Ledger {
             .await?
             .rows_affected();
             if marked != 1 {
-                return Err(LedgerError::Amount(
-                    "another swap took these proofs; try again".into(),
-                ));
+                return Err(LedgerError::Contended);
             }
         }
         let inputs = serde_json::to_string(&proofs)
