@@ -46,7 +46,7 @@ pub async fn completions(
         .to_owned();
     let user = match &payer {
         Payer::Account(caller) => caller.user.as_str(),
-        Payer::Ecash(_) => "ecash",
+        Payer::Ecash { .. } => "ecash",
     };
     let span = tracing::info_span!("chat", %request_id, %user, model = %model_name);
     let mut paid = None;
@@ -101,20 +101,24 @@ async fn serve(
         .get(&request.model)
         .cloned()
         .ok_or_else(|| ApiError::UnknownModel(request.model.clone()))?;
-    if let Payer::Account(caller) = &payer {
-        if let Some(key) = &caller.key {
-            if !key.allows_model(&model.id) {
-                return Err(ApiError::Forbidden(format!(
-                    "this delegated key may not use the model `{}`",
-                    model.id
-                )));
+    match &payer {
+        Payer::Account(caller) => {
+            if let Some(key) = &caller.key {
+                if !key.allows_model(&model.id) {
+                    return Err(ApiError::Forbidden(format!(
+                        "this delegated key may not use the model `{}`",
+                        model.id
+                    )));
+                }
             }
+            let limits = caller.key.as_ref().map(|key| Limits {
+                rpm: key.claims.rpm,
+                tpm: key.claims.tpm,
+            });
+            state.limiter.admit(caller.limit_key(), limits)?;
         }
-        let limits = caller.key.as_ref().map(|key| Limits {
-            rpm: key.claims.rpm,
-            tpm: key.claims.tpm,
-        });
-        state.limiter.admit(caller.limit_key(), limits)?;
+        // Before its token is touched: a flood of tokens never becomes a flood of swaps.
+        Payer::Ecash { client, .. } => state.limiter.admit(client, None)?,
     }
 
     let (request, prompt) = request
@@ -124,10 +128,10 @@ async fn serve(
     let caller = match payer {
         Payer::Account(caller) => caller,
         // The token is received only once the request is known to be valid and covered.
-        Payer::Ecash(token) => {
-            let plan = plan(&Caller::paid_by(""), &model, &request, prompt)?;
+        Payer::Ecash { token, client } => {
+            let plan = plan(&Caller::paid_by("", &client), &model, &request, prompt)?;
             let receipt = Paid::receive(&state, &token, plan.least(), &request_id).await?;
-            let caller = Arc::new(Caller::paid_by(receipt.receipt_id()));
+            let caller = Arc::new(Caller::paid_by(receipt.receipt_id(), &client));
             *paid = Some(receipt);
             caller
         }

@@ -48,7 +48,11 @@ pub enum ApiError {
         status: StatusCode,
         code: &'static str,
         message: String,
-        request: Option<EcashRequest>,
+        /// Boxed: a 402's payment request is rare, and every `Result<_, ApiError>` carries
+        /// this variant's size.
+        request: Option<Box<EcashRequest>>,
+        /// Seconds after which the same request may succeed (nothing was lost).
+        retry_after: Option<u64>,
     },
 }
 
@@ -172,10 +176,15 @@ impl IntoResponse for ApiError {
 impl ApiError {
     fn into_response_with(self, status: StatusCode) -> Response {
         let mut response = (status, Json(self.body())).into_response();
-        if let ApiError::RateLimited { retry_after, .. } = &self {
-            if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after, .. } => Some(*retry_after),
+            ApiError::Ecash { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if let ApiError::Ecash {
             request: Some(request),

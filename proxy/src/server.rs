@@ -68,6 +68,9 @@ impl Gateway {
             }
         });
         let app = routes::router(state.clone());
+        // The peer's address reaches the handlers: anonymous callers (ecash) are rate limited
+        // by it.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
         let server = tokio::spawn(async move { server.await });

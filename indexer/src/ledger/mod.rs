@@ -26,8 +26,8 @@ mod writer;
 
 pub use audit::{AuditReport, CashuTotals, UserTotals};
 pub use cashu::{
-    change_entry_id, CashuProof, CashuSwap, ChangeClaim, NewReceipt, Receipt, Receiving, Spend,
-    SwapKind,
+    change_entry_id, CashuProof, CashuSwap, ChangeClaim, Leased, NewReceipt, Receipt, Receiving,
+    Spend, SwapKind, SwapLease,
 };
 pub use clock::Clock;
 pub use entries::{Applied, EntryKind, NewEntry};

@@ -27,24 +27,30 @@ pub struct Caller {
     pub key: Option<DelegatedKey>,
     /// When the credential stops being valid (unix seconds).
     pub expires_at: i64,
+    /// The name rate limits count an anonymous (ecash) caller under, when it is one.
+    pub anonymous: Option<String>,
 }
 
 impl Caller {
-    /// The payer of a request paid with ecash: its receipt, a ledger user of its own.
-    pub fn paid_by(receipt_id: &str) -> Self {
+    /// The payer of a request paid with ecash: its receipt, a ledger user of its own, rate
+    /// limited as `client`.
+    pub fn paid_by(receipt_id: &str, client: &str) -> Self {
         Self {
             user: receipt_id.to_owned(),
             key: None,
             expires_at: i64::MAX,
+            anonymous: Some(client.to_owned()),
         }
     }
 
-    /// The name rate limits count under: the key, or the wallet's sessions together.
+    /// The name rate limits count under: the key, the wallet's sessions together, or an
+    /// ecash payer's address.
     pub fn limit_key(&self) -> &str {
-        self.key
-            .as_ref()
-            .map(|key| key.key_id.as_str())
-            .unwrap_or(&self.user)
+        match (&self.key, &self.anonymous) {
+            (Some(key), _) => &key.key_id,
+            (None, Some(client)) => client,
+            (None, None) => &self.user,
+        }
     }
 }
 
@@ -103,6 +109,7 @@ impl Authenticator {
                 user: key.claims.user.clone(),
                 expires_at: key.claims.expires_at,
                 key: Some(key),
+                anonymous: None,
             }
         } else if credential.starts_with(session::PREFIX) {
             let (user, expires_at) = self.tokens.verify(credential, now).ok_or_else(|| {
@@ -112,6 +119,7 @@ impl Authenticator {
                 user,
                 key: None,
                 expires_at,
+                anonymous: None,
             }
         } else {
             return Err(ApiError::Unauthorized(

@@ -1,14 +1,14 @@
 //! The rail over HTTP: who pays a request (a bearer credential or an `X-Cashu` token), the
 //! NUT-24 402 that says what to pay, the change endpoint (a token's change, issued again from
 //! the token that paid), and the top-up of a wallet's balance with ecash.
-use super::{Cashu, CashuError};
+use super::{Cashu, CashuError, Received};
 use crate::{
     auth::{Auth, Caller},
     error::{ApiError, ApiJson, EcashRequest},
     state::AppState,
 };
 use axum::{
-    extract::{FromRequestParts, State},
+    extract::{ConnectInfo, FromRequestParts, State},
     http::{request::Parts, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -16,17 +16,40 @@ use axum::{
 use cdk::{mint_url::MintUrl, nuts::nut18::PaymentRequest, nuts::CurrencyUnit, Amount};
 use serde::Deserialize;
 use serde_json::json;
-use std::{str::FromStr, sync::Arc};
+use std::{net::SocketAddr, str::FromStr, sync::Arc};
 
 /// The header that carries ecash both ways.
 pub const HEADER: &str = "x-cashu";
+
+/// The `Retry-After` of an answer that asks for the same token again.
+const RETRY_AFTER_SECONDS: u64 = 1;
 
 /// Who pays a request: a wallet's balance (bearer credential) or the ecash sent with it. A
 /// request that carries `X-Cashu` is paid by it, whatever else it sends (OpenAI clients
 /// always send some API key).
 pub enum Payer {
     Account(Arc<Caller>),
-    Ecash(String),
+    Ecash { token: String, client: String },
+}
+
+/// The name an anonymous (ecash-paying) caller is rate limited under: its address, so a flood
+/// of tokens from one client is refused before any of them reaches a mint.
+pub fn client_key(parts: &Parts) -> String {
+    match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(peer)) => format!("ecash:{}", peer.ip()),
+        None => "ecash".into(),
+    }
+}
+
+/// The rail's anonymous endpoints' caller, by [`client_key`].
+pub struct EcashClient(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for EcashClient {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(client_key(parts)))
+    }
 }
 
 impl FromRequestParts<Arc<AppState>> for Payer {
@@ -40,7 +63,10 @@ impl FromRequestParts<Arc<AppState>> for Payer {
             let token = value
                 .to_str()
                 .map_err(|_| ApiError::BadRequest("X-Cashu must be a Cashu token".into()))?;
-            return Ok(Payer::Ecash(token.to_owned()));
+            return Ok(Payer::Ecash {
+                token: token.to_owned(),
+                client: client_key(parts),
+            });
         }
         match Auth::from_request_parts(parts, state).await {
             Ok(Auth(caller)) => Ok(Payer::Account(caller)),
@@ -73,12 +99,13 @@ pub fn payment_required(cashu: &Cashu, sats: Option<u64>, message: String) -> Ap
         status: StatusCode::PAYMENT_REQUIRED,
         code: "payment_required",
         message,
-        request: Some(EcashRequest {
+        retry_after: None,
+        request: Some(Box::new(EcashRequest {
             amount: sats,
             unit: "sat",
             mints: cashu.mint_urls(),
             encoded: request.build().to_string(),
-        }),
+        })),
     }
 }
 
@@ -90,6 +117,15 @@ pub fn api_error(cashu: &Cashu, error: CashuError, needed: Option<u64>) -> ApiEr
         code,
         message: error.to_string(),
         request: None,
+        retry_after: None,
+    };
+    // Nothing is lost and the same token finishes the exchange: say when to send it again.
+    let retry = |status, code, error: CashuError| ApiError::Ecash {
+        status,
+        code,
+        message: error.to_string(),
+        request: None,
+        retry_after: Some(RETRY_AFTER_SECONDS),
     };
     match error {
         CashuError::TooLittle { needed, .. } => {
@@ -103,9 +139,10 @@ pub fn api_error(cashu: &Cashu, error: CashuError, needed: Option<u64>) -> ApiEr
             plain(StatusCode::BAD_REQUEST, "invalid_token", error)
         }
         CashuError::MintUnreachable(_) => {
-            plain(StatusCode::SERVICE_UNAVAILABLE, "mint_unreachable", error)
+            retry(StatusCode::SERVICE_UNAVAILABLE, "mint_unreachable", error)
         }
-        CashuError::StillServing => plain(StatusCode::CONFLICT, "still_serving", error),
+        CashuError::InProgress => retry(StatusCode::CONFLICT, "payment_in_progress", error),
+        CashuError::StillServing => retry(StatusCode::CONFLICT, "still_serving", error),
         CashuError::UnknownReceipt => plain(StatusCode::NOT_FOUND, "unknown_payment", error),
         CashuError::Ledger(error) => ApiError::Internal(error.to_string()),
         CashuError::Internal(message) => ApiError::Internal(message),
@@ -136,21 +173,22 @@ fn token_header(headers: &HeaderMap) -> Result<&str, ApiError> {
 /// `POST /v1/cashu/change`: the change of the request a token paid for, sent again with that
 /// token. It is the token the change was (or will be) issued for, so only its holder can ask;
 /// asked twice, it answers the same. While the request is still served: 409.
-pub async fn change(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+pub async fn change(
+    State(state): State<Arc<AppState>>,
+    EcashClient(client): EcashClient,
+    headers: HeaderMap,
+) -> Response {
     let result = async {
         let cashu = rail(&state)?;
+        state.limiter.admit(&client, None)?;
         let value = token_header(&headers)?;
         let token = cashu.parse(value).map_err(|e| api_error(cashu, e, None))?;
         let id = super::receipt_id(&token);
         // A receipt left unfinished by a crash or an unanswering mint is finished first.
-        if let Some(receipt) = state.ledger.cashu_receipt(&id).await? {
-            if !receipt.received {
-                cashu
-                    .recover(&state.ledger)
-                    .await
-                    .map_err(|e| api_error(cashu, e, None))?;
-            }
-        }
+        cashu
+            .finish_receipt(&state.ledger, &id)
+            .await
+            .map_err(|e| api_error(cashu, e, None))?;
         let change = issue_change(&state, cashu, &id).await?;
         let mut response = Json(json!({"change": change, "unit": "sat"})).into_response();
         attach_change(&mut response, change.as_deref());
@@ -192,11 +230,13 @@ pub struct TopupRequest {
 /// signature is needed: paying into a balance gives its owner something and takes nothing.
 pub async fn topup(
     State(state): State<Arc<AppState>>,
+    EcashClient(client): EcashClient,
     headers: HeaderMap,
     ApiJson(body): ApiJson<TopupRequest>,
 ) -> Response {
     let result = async {
         let cashu = rail(&state)?;
+        state.limiter.admit(&client, None)?;
         if solana_sdk::pubkey::Pubkey::from_str(&body.wallet).is_err() {
             return Err(ApiError::BadRequest(format!(
                 "wallet must be a base58 Solana address, got {:?}",
@@ -205,14 +245,15 @@ pub async fn topup(
         }
         let value = token_header(&headers)?;
         let token = cashu.parse(value).map_err(|e| api_error(cashu, e, None))?;
-        let receipt = cashu
-            .receive(&state.ledger, &token, Some(&body.wallet), None)
+        let receipt = match cashu
+            .receive(&state.ledger, &token, Some(&body.wallet))
             .await
-            .map_err(|e| api_error(cashu, e, None))?;
-        if receipt.user != body.wallet {
+        {
             // Sent before to pay a request, unfinished then, finished now: it pays that.
-            return Err(api_error(cashu, CashuError::AlreadyReceived, None));
-        }
+            Ok(Received::Now(receipt)) if receipt.user == body.wallet => receipt,
+            Ok(_) => return Err(api_error(cashu, CashuError::AlreadyReceived, None)),
+            Err(error) => return Err(api_error(cashu, error, None)),
+        };
         let balance = state.ledger.balance(&body.wallet).await?;
         Ok(Json(json!({
             "wallet": body.wallet,

@@ -8,6 +8,8 @@ mod http;
 pub mod pay;
 mod swap;
 
+pub use swap::Received;
+
 pub use http::{
     api_error, attach_change, change, issue_change, payment_required, topup, Payer, HEADER,
 };
@@ -19,7 +21,7 @@ use cdk::{
     wallet::{HttpClient, MintConnector},
     Amount,
 };
-use indexer::ledger::{ChangeClaim, Ledger, LedgerError, Receipt};
+use indexer::ledger::{ChangeClaim, Ledger, LedgerError};
 use sha2::{Digest, Sha256};
 use std::{collections::HashMap, str::FromStr, sync::Arc};
 use tokio::sync::RwLock;
@@ -48,6 +50,8 @@ pub enum CashuError {
     AlreadyReceived,
     #[error("the mint did not answer ({0}); send the same token again to finish")]
     MintUnreachable(String),
+    #[error("this token's exchange at its mint is in progress; send it again in a moment")]
+    InProgress,
     #[error("a request paid by this token is still being served; ask again when it ends")]
     StillServing,
     #[error("no payment with this token is known here")]
@@ -245,8 +249,7 @@ impl Cashu {
         ledger: &Ledger,
         token: &Token,
         user: Option<&str>,
-        request_id: Option<&str>,
-    ) -> Result<Receipt, CashuError> {
+    ) -> Result<Received, CashuError> {
         let (mint, keysets, proofs, value) = self.read(token).await?;
         if value > self.max_token_sats {
             return Err(CashuError::TooMuch(self.max_token_sats));
@@ -268,7 +271,6 @@ impl Cashu {
             swap::Incoming {
                 receipt_id: &id,
                 user: user.unwrap_or(&id),
-                request_id,
                 proofs,
                 net,
                 fee,
@@ -292,9 +294,7 @@ impl Cashu {
             return Ok(Some(token).filter(|token| !token.is_empty()));
         }
         if !receipt.received {
-            return Err(CashuError::MintUnreachable(
-                "the token's swap is not finished yet".into(),
-            ));
+            return Err(CashuError::InProgress);
         }
         let mint = self.mint(&receipt.mint)?;
         let sats = match ledger.cashu_claim_change(receipt_id).await? {
@@ -327,8 +327,8 @@ impl Cashu {
             .ok_or_else(|| CashuError::Internal("the withdrawal paid nothing".into()))
     }
 
-    /// Finishes swaps a crash or an unreachable mint left pending (at start, and before
-    /// answering for a token whose receipt is unfinished). Returns how many were settled.
+    /// Finishes swaps a crash or an unreachable mint left pending (at start, then
+    /// periodically), except those another caller is sending. Returns how many it finished.
     pub async fn recover(&self, ledger: &Ledger) -> Result<usize, CashuError> {
         let mut settled = 0;
         for pending in ledger.cashu_pending_swaps().await? {
@@ -337,14 +337,28 @@ impl Cashu {
                     "a pending ecash swap is at a mint no longer listed; list it to finish it");
                 continue;
             };
-            match swap::resume(ledger, mint, &pending).await {
-                Ok(()) => settled += 1,
+            match swap::finish_pending(ledger, mint, &pending.id).await {
+                Ok(true) => settled += 1,
+                Ok(false) | Err(CashuError::InProgress) => {}
                 Err(error) => {
                     tracing::warn!(swap = %pending.id, %error, "a pending ecash swap is still unfinished")
                 }
             }
         }
         Ok(settled)
+    }
+
+    /// Finishes the swap that receives receipt `id`, if it was left unfinished and no one
+    /// else is sending it (before answering for that token).
+    pub async fn finish_receipt(&self, ledger: &Ledger, id: &str) -> Result<(), CashuError> {
+        let Some(receipt) = ledger.cashu_receipt(id).await? else {
+            return Ok(());
+        };
+        if !receipt.received {
+            let mint = self.mint(&receipt.mint)?;
+            swap::finish_pending(ledger, mint, &format!("receive:{id}")).await?;
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! A chat request paid with ecash: its token is received once the request is known to be
 //! valid and covered, and its change is given back once the request is settled — in the
 //! `X-Cashu` header, or for a stream in a last chunk before `data: [DONE]`.
-use super::{api_error, attach_change, issue_change, CashuError};
+use super::{api_error, attach_change, issue_change, CashuError, Received};
 use crate::{error::ApiError, meter::Meter, state::AppState};
 use axum::response::Response;
 use bytes::Bytes;
@@ -38,10 +38,19 @@ impl Paid {
         if offered < needed {
             return Err(refused(CashuError::TooLittle { offered, needed }));
         }
-        let receipt = cashu
-            .receive(&state.ledger, &token, None, Some(request_id))
-            .await
-            .map_err(refused)?;
+        let receipt = match cashu.receive(&state.ledger, &token, None).await {
+            Ok(Received::Now(receipt) | Received::Before(receipt)) => receipt,
+            Err(error) => return Err(refused(error)),
+        };
+        // A token pays for one request: the first to take its receipt. A retry whose first
+        // try left the token's exchange unfinished takes it once it is finished.
+        if !state
+            .ledger
+            .cashu_take_receipt(&receipt.id, request_id)
+            .await?
+        {
+            return Err(refused(CashuError::AlreadyReceived));
+        }
         Ok(Self {
             receipt_id: receipt.id,
             settled: None,
@@ -89,7 +98,7 @@ impl Paid {
         }
         match issue_change(state, cashu, &self.receipt_id).await {
             Ok(change) => attach_change(response, change.as_deref()),
-            Err(error) => tracing::warn!(%error, receipt = %self.receipt_id,
+            Err(error) => tracing::warn!(?error, receipt = %self.receipt_id,
                 "the change could not be issued now; POST /v1/cashu/change with the token issues it"),
         }
     }
@@ -109,7 +118,7 @@ fn change_chunk(
         let change = match issue_change(&state, &cashu, &receipt_id).await {
             Ok(change) => change,
             Err(error) => {
-                tracing::warn!(%error, receipt = %receipt_id, "the change could not be issued now");
+                tracing::warn!(?error, receipt = %receipt_id, "the change could not be issued now");
                 return None;
             }
         };

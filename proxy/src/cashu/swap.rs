@@ -1,33 +1,72 @@
 //! Swaps at a mint, each written down before it is sent (inputs, and outputs with their
 //! secrets and blinding factors) and finished in one ledger transaction after the mint signs.
-//! A swap left pending (a crash, a mint that did not answer) is sent again as it was; if the
-//! mint already did it, its signatures are restored (NUT-09) from the same outputs, so neither
-//! the customer's payment nor their change is ever lost.
+//! One caller at a time sends a swap: the holder of its lease in the ledger, so two copies of
+//! a token, two replicas or the recovery loop never race at the mint. An answer that is not
+//! final (the mint's "pending", a timeout, a cut connection) keeps the swap for the next
+//! holder, who sends it again as it was; if the mint already did it, its signatures are
+//! restored (NUT-09) from the same outputs. Only the mint's final refusal forgets a swap, so
+//! neither the customer's payment nor their change is ever lost.
 use super::{Cashu, CashuError, Keysets, Mint};
 use cdk::{
     dhke::{blind_message, construct_proofs},
     nuts::{
-        BlindSignature, BlindedMessage, CurrencyUnit, Id, PreMint, PreMintSecrets, Proof, Proofs,
-        PublicKey, RestoreRequest, SecretKey, SwapRequest, Token,
+        BlindSignature, BlindedMessage, CheckStateRequest, CurrencyUnit, Id, PreMint,
+        PreMintSecrets, Proof, Proofs, PublicKey, RestoreRequest, SecretKey, State, SwapRequest,
+        Token,
     },
     secret::Secret,
     wallet::MintConnector,
     Amount,
 };
 use indexer::ledger::{
-    CashuProof, CashuSwap, Ledger, LedgerError, NewReceipt, Receipt, Receiving, SwapKind,
+    CashuProof, CashuSwap, Leased, Ledger, LedgerError, NewReceipt, Receipt, Receiving, SwapKind,
+    SwapLease,
 };
 use serde::{Deserialize, Serialize};
-use std::str::FromStr;
+use std::{str::FromStr, time::Duration};
+use tokio::time::Instant;
+
+/// The longest one exchange with the mint may take; past it the outcome is unknown.
+const MINT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a caller holds a swap's lease: longer than the exchanges it makes under it (a
+/// swap, a restore, a state check: three [`MINT_TIMEOUT`]s), so a lease lapses only when its
+/// holder died.
+const LEASE_SECONDS: i64 = 60;
+/// How long a claim of change waits for another caller sending its swap, before answering
+/// "in progress": long enough for a mint's usual answer.
+const WAIT_FOR_OTHERS: Duration = Duration::from_secs(5);
+
+/// A caller's lease: its own name, for this one call.
+struct Sender(String);
+
+impl Sender {
+    fn new() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    fn lease(&self) -> SwapLease<'_> {
+        SwapLease {
+            owner: &self.0,
+            seconds: LEASE_SECONDS,
+        }
+    }
+}
 
 /// A customer's token on its way in.
 pub(super) struct Incoming<'a> {
     pub receipt_id: &'a str,
     pub user: &'a str,
-    pub request_id: Option<&'a str>,
     pub proofs: Proofs,
     pub net: u64,
     pub fee: u64,
+}
+
+/// How a token's receipt came to be received.
+pub enum Received {
+    /// By this call (sent now, or a swap left unfinished that this call finished).
+    Now(Receipt),
+    /// Before this call.
+    Before(Receipt),
 }
 
 /// One output of a swap, as written down: enough to blind it again and unblind its signature.
@@ -42,14 +81,15 @@ struct Output {
 }
 
 /// Receives a customer's token: writes the receipt and its swap down, then swaps. A token
-/// whose receipt is unfinished (sent before, mint unanswered) finishes that swap instead.
+/// whose receipt is unfinished (sent before, mint unanswered) finishes that swap instead,
+/// unless another caller is sending it (then: in progress, try again).
 pub(super) async fn receive(
     cashu: &Cashu,
     ledger: &Ledger,
     mint: &Mint,
     keysets: &Keysets,
     incoming: Incoming<'_>,
-) -> Result<Receipt, CashuError> {
+) -> Result<Received, CashuError> {
     let outputs = keysets.outputs(incoming.net)?;
     let swap = CashuSwap {
         id: format!("receive:{}", incoming.receipt_id),
@@ -64,27 +104,36 @@ pub(super) async fn receive(
         id: incoming.receipt_id,
         mint: &swap.mint,
         user: incoming.user,
-        request_id: incoming.request_id,
         sats: i64::try_from(incoming.net).map_err(|_| CashuError::TooMuch(incoming.net))?,
         fee: swap.fee,
         tokens_per_sat: cashu.tokens_per_sat,
     };
-    match ledger.cashu_begin_receive(&receipt, &swap).await? {
-        Receiving::Started => resume(ledger, mint, &swap).await?,
-        Receiving::Known(known) if known.received => return Err(CashuError::AlreadyReceived),
-        Receiving::Known(_) => match ledger.cashu_swap(&swap.id).await? {
-            Some((pending, false, _)) => resume(ledger, mint, &pending).await?,
-            _ => return Err(CashuError::AlreadyReceived),
+    let sender = Sender::new();
+    match ledger
+        .cashu_begin_receive(&receipt, &swap, sender.lease())
+        .await?
+    {
+        Receiving::Started => send(ledger, mint, &swap, &sender).await?,
+        Receiving::Known(known) if known.received => return Ok(Received::Before(known)),
+        Receiving::Known(_) => match ledger.cashu_lease_swap(&swap.id, sender.lease()).await? {
+            Leased::Taken(pending) => send(ledger, mint, &pending, &sender).await?,
+            Leased::Done => {
+                let receipt = ledger.cashu_receipt(incoming.receipt_id).await?;
+                return receipt.map(Received::Before).ok_or(CashuError::InProgress);
+            }
+            Leased::Busy | Leased::Gone => return Err(CashuError::InProgress),
         },
     }
     ledger
         .cashu_receipt(incoming.receipt_id)
         .await?
+        .map(Received::Now)
         .ok_or(CashuError::UnknownReceipt)
 }
 
 /// Pays `sats` out of the gateway's ecash at `mint` as a new token (change for `receipt_id`,
-/// or a withdrawal), under the swap id `id`: the same id never pays twice.
+/// or a withdrawal), under the swap id `id`: the same id never pays twice. While another
+/// caller sends that swap, waits for its outcome (a little while) and answers the same token.
 pub(super) async fn pay_out(
     ledger: &Ledger,
     mint: &Mint,
@@ -92,17 +141,52 @@ pub(super) async fn pay_out(
     sats: i64,
     receipt_id: Option<&str>,
 ) -> Result<Option<String>, CashuError> {
-    if let Some((swap, done, token)) = ledger.cashu_swap(id).await? {
-        if done {
-            return Ok(token);
+    let sender = Sender::new();
+    let give_up = Instant::now() + WAIT_FOR_OTHERS;
+    loop {
+        match ledger.cashu_lease_swap(id, sender.lease()).await? {
+            Leased::Done => return paid_token(ledger, id).await,
+            Leased::Taken(swap) if swap.outputs.is_some() => {
+                send(ledger, mint, &swap, &sender).await?;
+                return paid_token(ledger, id).await;
+            }
+            // Written down but never sent, by a caller that died: start over.
+            Leased::Taken(_) => {
+                ledger.cashu_abandon_spend(id, &sender.0, &[]).await?;
+            }
+            Leased::Busy => wait_for_others(give_up).await?,
+            Leased::Gone => {
+                match begin_pay_out(ledger, mint, id, sats, receipt_id, &sender).await {
+                    // Another caller wrote this swap, took the same proofs, or holds the proofs
+                    // needed in a swap that will give them back: look again shortly.
+                    Err(CashuError::Ledger(LedgerError::Contended)) => {
+                        wait_for_others(give_up).await?
+                    }
+                    result => return result,
+                }
+            }
         }
-        if swap.outputs.is_some() {
-            resume(ledger, mint, &swap).await?;
-            return paid_token(ledger, id).await;
-        }
-        // Written down but never sent: start over.
-        ledger.cashu_abandon_spend(id).await?;
     }
+}
+
+/// Waits a moment for another caller's swap, or says "in progress" once `give_up` is past.
+async fn wait_for_others(give_up: Instant) -> Result<(), CashuError> {
+    if Instant::now() >= give_up {
+        return Err(CashuError::InProgress);
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    Ok(())
+}
+
+/// Chooses the proofs for a new payout swap, writes it and its outputs down, and sends it.
+async fn begin_pay_out(
+    ledger: &Ledger,
+    mint: &Mint,
+    id: &str,
+    sats: i64,
+    receipt_id: Option<&str>,
+    sender: &Sender,
+) -> Result<Option<String>, CashuError> {
     let keysets = mint.keysets().await?;
     let kind = match receipt_id {
         Some(_) => SwapKind::Change,
@@ -118,17 +202,15 @@ pub(super) async fn pay_out(
         paid_sats: sats,
     };
     let fee_ppk = i64::try_from(keysets.fee_ppk(&keysets.active)).unwrap_or(i64::MAX);
-    // Concurrent spends (replicas on Postgres) may choose the same proofs: choose again.
-    let mut attempts = 0;
-    let spend = loop {
-        match ledger
-            .cashu_begin_spend(&swap, sats, fee_ppk, kind == SwapKind::Change)
-            .await
-        {
-            Err(LedgerError::Contended) if attempts < 8 => attempts += 1,
-            spend => break spend?,
-        }
-    };
+    let spend = ledger
+        .cashu_begin_spend(
+            &swap,
+            sats,
+            fee_ppk,
+            kind == SwapKind::Change,
+            sender.lease(),
+        )
+        .await?;
     let total: i64 = spend.proofs.iter().map(|proof| proof.amount).sum();
     let mut outputs = written(&keysets.outputs(spend.paid as u64)?, true);
     let keep = total - spend.paid - spend.fee;
@@ -136,7 +218,9 @@ pub(super) async fn pay_out(
         outputs.extend(written(&keysets.outputs(keep as u64)?, false));
     }
     let outputs = json(&outputs)?;
-    ledger.cashu_swap_outputs(id, &outputs).await?;
+    if !ledger.cashu_swap_outputs(id, &outputs, &sender.0).await? {
+        return Err(CashuError::InProgress);
+    }
     let swap = CashuSwap {
         inputs: json(&spend.proofs)?,
         outputs: Some(outputs),
@@ -144,28 +228,50 @@ pub(super) async fn pay_out(
         paid_sats: spend.paid,
         ..swap
     };
-    resume(ledger, mint, &swap).await?;
+    send(ledger, mint, &swap, sender).await?;
     paid_token(ledger, id).await
 }
 
 async fn paid_token(ledger: &Ledger, id: &str) -> Result<Option<String>, CashuError> {
     match ledger.cashu_swap(id).await? {
         Some((_, true, token)) => Ok(token),
-        _ => Err(CashuError::Internal(format!("swap {id} did not finish"))),
+        _ => Err(CashuError::InProgress),
     }
 }
 
-/// Sends a written-down swap (again) and finishes it in the ledger.
-pub(super) async fn resume(
+/// Finishes a swap left pending (a crash, an unanswered mint) if no one else is sending it:
+/// true when it was finished now.
+pub(super) async fn finish_pending(
+    ledger: &Ledger,
+    mint: &Mint,
+    id: &str,
+) -> Result<bool, CashuError> {
+    let sender = Sender::new();
+    match ledger.cashu_lease_swap(id, sender.lease()).await? {
+        Leased::Taken(swap) if swap.outputs.is_some() => {
+            send(ledger, mint, &swap, &sender).await?;
+            Ok(true)
+        }
+        // Never sent: nothing reached the mint; its proofs go back.
+        Leased::Taken(_) => {
+            ledger.cashu_abandon_spend(id, &sender.0, &[]).await?;
+            Ok(false)
+        }
+        Leased::Busy => Err(CashuError::InProgress),
+        Leased::Done | Leased::Gone => Ok(false),
+    }
+}
+
+/// Sends a written-down swap whose lease `sender` holds (again) and finishes it in the
+/// ledger. The mint's final refusal forgets it; any other failure keeps it and gives the
+/// lease back, for the next caller to send again.
+async fn send(
     ledger: &Ledger,
     mint: &Mint,
     swap: &CashuSwap,
+    sender: &Sender,
 ) -> Result<(), CashuError> {
-    let Some(outputs) = &swap.outputs else {
-        ledger.cashu_abandon_spend(&swap.id).await?;
-        return Ok(());
-    };
-    let outputs: Vec<Output> = parse(outputs)?;
+    let outputs: Vec<Output> = parse(swap.outputs.as_deref().unwrap_or("[]"))?;
     let premint = premint(&outputs)?;
     let inputs = match swap.kind {
         SwapKind::Receive => parse::<Proofs>(&swap.inputs)?,
@@ -174,42 +280,47 @@ pub(super) async fn resume(
             .map(to_proof)
             .collect::<Result<_, _>>()?,
     };
-    let forget = |reason: String| async move {
-        match swap.kind {
-            SwapKind::Receive => {
-                let receipt = swap.id.trim_start_matches("receive:");
-                ledger.cashu_forget_receive(receipt, &swap.id).await?;
-            }
-            _ => ledger.cashu_abandon_spend(&swap.id).await?,
-        }
-        Err::<Vec<BlindSignature>, _>(CashuError::Refused(reason))
-    };
-    let request = SwapRequest::new(inputs, premint.blinded_messages());
-    let signatures = match mint.client.post_swap(request).await {
+    let request = SwapRequest::new(inputs.clone(), premint.blinded_messages());
+    let answer = tokio::time::timeout(MINT_TIMEOUT, mint.client.post_swap(request))
+        .await
+        .unwrap_or(Err(cdk::Error::Timeout));
+    let signatures = match answer {
         Ok(response) => response.signatures,
         Err(cdk::Error::TokenAlreadySpent | cdk::Error::BlindedMessageAlreadySigned) => {
-            // Spent: by this very swap before a crash (its signatures can be restored), or
-            // elsewhere (nothing to restore).
-            let restored = mint
-                .client
-                .post_restore(RestoreRequest {
-                    outputs: premint.blinded_messages(),
-                })
-                .await
-                .map_err(|e| CashuError::MintUnreachable(e.to_string()))?;
-            match in_order(&premint, restored.outputs, restored.signatures) {
-                Some(signatures) => signatures,
-                None => forget("the token was already spent".into()).await?,
+            // Spent: by this very swap before its answer was lost (its signatures can be
+            // restored), or elsewhere (nothing to restore).
+            match restore(mint, &premint).await {
+                Ok(Some(signatures)) => signatures,
+                Ok(None) => match spent_inputs(mint, swap.kind, &inputs).await {
+                    Ok(spent) => {
+                        return refuse(ledger, swap, sender, "the token was already spent", &spent)
+                            .await
+                    }
+                    Err(error) => return unknown(ledger, swap, sender, error).await,
+                },
+                Err(error) => return unknown(ledger, swap, sender, error).await,
             }
         }
-        Err(error @ cdk::Error::TokenPending) => forget(error.to_string()).await?,
         Err(error @ (cdk::Error::InactiveKeyset | cdk::Error::UnknownKeySet)) => {
             // Outputs for a keyset the mint retired: fetch its keys again for the next try.
             mint.forget_keysets().await;
-            forget(error.to_string()).await?
+            return refuse(ledger, swap, sender, &error.to_string(), &[]).await;
         }
-        Err(error) if error.is_definitive_failure() => forget(error.to_string()).await?,
-        Err(error) => return Err(CashuError::MintUnreachable(error.to_string())),
+        Err(error) if error.is_definitive_failure() => {
+            return refuse(ledger, swap, sender, &error.to_string(), &[]).await
+        }
+        Err(cdk::Error::TokenPending) => {
+            return unknown(ledger, swap, sender, CashuError::InProgress).await
+        }
+        Err(error) => {
+            return unknown(
+                ledger,
+                swap,
+                sender,
+                CashuError::MintUnreachable(error.to_string()),
+            )
+            .await
+        }
     };
     let keysets = mint.keysets().await?;
     let keys = keysets
@@ -219,10 +330,9 @@ pub(super) async fn resume(
     let proofs = construct_proofs(signatures, premint.rs(), premint.secrets(), keys)?;
     match swap.kind {
         SwapKind::Receive => {
-            let receipt = swap.id.trim_start_matches("receive:");
             let kept: Vec<CashuProof> = proofs.iter().map(from_proof).collect();
             ledger
-                .cashu_finish_receive(receipt, &swap.id, &kept)
+                .cashu_finish_receive(receipt_of(swap), &swap.id, &kept)
                 .await?;
         }
         SwapKind::Change | SwapKind::Withdraw => {
@@ -241,6 +351,101 @@ pub(super) async fn resume(
         }
     }
     Ok(())
+}
+
+/// The receipt a receiving swap is for.
+fn receipt_of(swap: &CashuSwap) -> &str {
+    swap.id.trim_start_matches("receive:")
+}
+
+/// The mint refused the swap for good: forgets it (a receipt: nothing credited; a payout:
+/// its proofs back, but for those the mint says are spent). Only the lease's holder forgets:
+/// anyone else's answer is "in progress".
+async fn refuse(
+    ledger: &Ledger,
+    swap: &CashuSwap,
+    sender: &Sender,
+    reason: &str,
+    spent: &[String],
+) -> Result<(), CashuError> {
+    let forgotten = match swap.kind {
+        SwapKind::Receive => {
+            ledger
+                .cashu_forget_receive(receipt_of(swap), &swap.id, &sender.0)
+                .await?
+        }
+        _ => {
+            ledger
+                .cashu_abandon_spend(&swap.id, &sender.0, spent)
+                .await?
+        }
+    };
+    tracing::info!(swap = %swap.id, reason, forgotten, "the mint refused a swap");
+    match forgotten {
+        true => Err(CashuError::Refused(reason.to_owned())),
+        false => Err(CashuError::InProgress),
+    }
+}
+
+/// The mint's answer was not final: the swap stays as written, and its lease is given back so
+/// the next caller (a retry, the recovery loop) sends it again.
+async fn unknown(
+    ledger: &Ledger,
+    swap: &CashuSwap,
+    sender: &Sender,
+    error: CashuError,
+) -> Result<(), CashuError> {
+    tracing::warn!(swap = %swap.id, %error, "a swap's outcome is unknown; it is kept to send again");
+    ledger.cashu_release_swap(&swap.id, &sender.0).await?;
+    Err(error)
+}
+
+/// The signatures the mint already gave these outputs, if it signed them all.
+async fn restore(
+    mint: &Mint,
+    premint: &PreMintSecrets,
+) -> Result<Option<Vec<BlindSignature>>, CashuError> {
+    let request = RestoreRequest {
+        outputs: premint.blinded_messages(),
+    };
+    let restored = tokio::time::timeout(MINT_TIMEOUT, mint.client.post_restore(request))
+        .await
+        .unwrap_or(Err(cdk::Error::Timeout))
+        .map_err(|e| CashuError::MintUnreachable(e.to_string()))?;
+    Ok(in_order(premint, restored.outputs, restored.signatures))
+}
+
+/// The secrets of a payout's inputs that the mint says are spent (NUT-07), so they are never
+/// offered again. A customer's proofs are not the gateway's: nothing to record.
+async fn spent_inputs(
+    mint: &Mint,
+    kind: SwapKind,
+    inputs: &Proofs,
+) -> Result<Vec<String>, CashuError> {
+    if kind == SwapKind::Receive {
+        return Ok(Vec::new());
+    }
+    let unreachable = |e: cdk::Error| CashuError::MintUnreachable(e.to_string());
+    let ys = inputs.iter().map(Proof::y).collect::<Result<Vec<_>, _>>()?;
+    let states = tokio::time::timeout(
+        MINT_TIMEOUT,
+        mint.client
+            .post_check_state(CheckStateRequest { ys: ys.clone() }),
+    )
+    .await
+    .unwrap_or(Err(cdk::Error::Timeout))
+    .map_err(unreachable)?;
+    Ok(inputs
+        .iter()
+        .zip(&ys)
+        .filter(|(_, y)| {
+            states
+                .states
+                .iter()
+                .any(|state| state.y == **y && state.state == State::Spent)
+        })
+        .map(|(proof, _)| proof.secret.to_string())
+        .collect())
 }
 
 /// The restored signatures in the order of `premint`'s outputs, if the mint had signed all.

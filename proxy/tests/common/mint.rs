@@ -222,9 +222,39 @@ engine = "sqlite"
 
     /// The mint's NUT-07 state of each proof of `token`: "UNSPENT", "PENDING" or "SPENT".
     pub async fn states(&self, token: &str) -> Vec<String> {
-        let ys: Vec<String> = self
-            .token_proofs(token)
+        self.proof_states(&self.token_proofs(token).await).await
+    }
+
+    /// Asserts that every proof the gateway's ledger counts as its own is unspent at this mint:
+    /// the books agree with the mint, and no proof the mint spent is ever offered again.
+    pub async fn agrees_with(&self, ledger: &indexer::ledger::Ledger) {
+        let held: Proofs = ledger
+            .cashu_held_proofs()
             .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, proof)| {
+                cdk::nuts::Proof::new(
+                    Amount::from(proof.amount as u64),
+                    proof.keyset_id.parse().unwrap(),
+                    proof.secret.parse().unwrap(),
+                    cdk::nuts::PublicKey::from_hex(&proof.c).unwrap(),
+                )
+            })
+            .collect();
+        if held.is_empty() {
+            return;
+        }
+        let states = self.proof_states(&held).await;
+        assert!(
+            states.iter().all(|state| state == "UNSPENT"),
+            "the ledger holds proofs the mint does not count as unspent: {states:?}"
+        );
+    }
+
+    /// The mint's NUT-07 state of each of `proofs`.
+    pub async fn proof_states(&self, proofs: &Proofs) -> Vec<String> {
+        let ys: Vec<String> = proofs
             .iter()
             .map(|proof| proof.y().unwrap().to_hex())
             .collect();

@@ -7,8 +7,10 @@
 //! credit entry keyed by the receipt; the change paid back is a debit entry keyed by it too, so
 //! `ecash received = charged + change + balance` is the ordinary per-user reconciliation. The
 //! ledger stores proofs as the mint wrote them and never interprets them.
+mod leases;
 mod swaps;
 
+pub use leases::{Leased, SwapLease};
 pub use swaps::Spend;
 
 use super::{ensure_user, entries::credit, now, Ledger, LedgerError, Result};
@@ -78,7 +80,6 @@ pub struct NewReceipt<'a> {
     pub mint: &'a str,
     /// Who is credited: the receipt itself (a token paying for one request) or a wallet.
     pub user: &'a str,
-    pub request_id: Option<&'a str>,
     /// What the gateway receives: the token's value less the mint's fee.
     pub sats: i64,
     pub fee: i64,
@@ -91,6 +92,7 @@ pub struct Receipt {
     pub id: String,
     pub mint: String,
     pub user: String,
+    /// The request a per-request receipt paid for, once one took it.
     pub request_id: Option<String>,
     /// False while its swap is unfinished.
     pub received: bool,
@@ -127,24 +129,26 @@ const RECEIPT_COLUMNS: &str = "id, mint, user_key, request_id, state, sats, fee,
                                change_sats, change_token";
 
 impl Ledger {
-    /// Writes down a token's receipt and the swap that receives it, unless the token was seen
-    /// before (then says what became of it).
+    /// Writes down a token's receipt and the swap that receives it, leased to the caller,
+    /// unless the token was seen before (then says what became of it).
     pub async fn cashu_begin_receive(
         &self,
         receipt: &NewReceipt<'_>,
         swap: &CashuSwap,
+        lease: SwapLease<'_>,
     ) -> Result<Receiving> {
         let mut tx = self.begin().await?;
         let at = now();
+        // On Postgres a concurrent insert of the same receipt waits here for the first to
+        // commit, then finds it: one receipt per token, and no duplicate-key error.
         let inserted = sqlx::query(
-            "INSERT INTO cashu_receipts (id, mint, user_key, request_id, state, sats, fee,
+            "INSERT INTO cashu_receipts (id, mint, user_key, state, sats, fee,
                  tokens_per_sat, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'receiving', $5, $6, $7, $8, $8) ON CONFLICT (id) DO NOTHING",
+             VALUES ($1, $2, $3, 'receiving', $4, $5, $6, $7, $7) ON CONFLICT (id) DO NOTHING",
         )
         .bind(receipt.id)
         .bind(receipt.mint)
         .bind(receipt.user)
-        .bind(receipt.request_id)
         .bind(receipt.sats)
         .bind(receipt.fee)
         .bind(receipt.tokens_per_sat)
@@ -159,9 +163,27 @@ impl Ledger {
                 .map(Receiving::Known)
                 .ok_or_else(|| LedgerError::Amount("a receipt vanished".into()));
         }
-        insert_swap(&mut tx, swap).await?;
+        insert_swap(&mut tx, swap, lease.until(self.now())).await?;
         tx.commit().await?;
         Ok(Receiving::Started)
+    }
+
+    /// Gives a received per-request receipt to the request `request_id`, unless another
+    /// request took it or its change was claimed: a token pays for one request, and a retry
+    /// of a request whose token's swap was left unfinished is served once it is finished.
+    pub async fn cashu_take_receipt(&self, receipt_id: &str, request_id: &str) -> Result<bool> {
+        let taken = sqlx::query(
+            "UPDATE cashu_receipts SET request_id = $1, updated_at = $2
+             WHERE id = $3 AND user_key = id AND state = 'received' AND change_sats IS NULL
+               AND (request_id IS NULL OR request_id = $1)",
+        )
+        .bind(request_id)
+        .bind(now())
+        .bind(receipt_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(taken == 1)
     }
 
     /// The mint signed the gateway's new proofs: keeps them and credits the receipt's payer,
@@ -174,12 +196,14 @@ impl Ledger {
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         let at = now();
+        // The swap's row first: of two callers finishing it, the second waits here and then
+        // finds it done.
+        if !finish_swap(&mut tx, swap_id, None, at).await? {
+            return swap_already_finished(&mut tx, swap_id).await;
+        }
         let Some(receipt) = receipt_in(&mut tx, receipt_id).await? else {
             return Err(LedgerError::Amount(format!("no receipt {receipt_id}")));
         };
-        if receipt.received {
-            return Ok(());
-        }
         let tokens = receipt
             .sats
             .checked_mul(receipt.tokens_per_sat)
@@ -190,7 +214,6 @@ impl Ledger {
             .bind(receipt_id)
             .execute(&mut *tx)
             .await?;
-        finish_swap(&mut tx, swap_id, None, at).await?;
         ensure_user(&mut *tx, &receipt.user).await?;
         if tokens > 0 {
             sqlx::query(
@@ -210,19 +233,32 @@ impl Ledger {
     }
 
     /// The mint refused the token for good (spent, unknown, invalid): forgets the receipt, so
-    /// nothing is credited and the same token may be tried again once it is valid.
-    pub async fn cashu_forget_receive(&self, receipt_id: &str, swap_id: &str) -> Result<()> {
+    /// nothing is credited and the same token may be tried again once it is valid. Only the
+    /// holder of the swap's lease may: false (nothing forgotten) for anyone else.
+    pub async fn cashu_forget_receive(
+        &self,
+        receipt_id: &str,
+        swap_id: &str,
+        owner: &str,
+    ) -> Result<bool> {
         let mut tx = self.begin().await?;
+        let forgotten = sqlx::query(
+            "DELETE FROM cashu_swaps WHERE id = $1 AND state = 'pending' AND lease_owner = $2",
+        )
+        .bind(swap_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if forgotten == 0 {
+            return Ok(false);
+        }
         sqlx::query("DELETE FROM cashu_receipts WHERE id = $1 AND state = 'receiving'")
             .bind(receipt_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM cashu_swaps WHERE id = $1 AND state = 'pending'")
-            .bind(swap_id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// A receipt by id.
@@ -236,6 +272,13 @@ impl Ledger {
     /// amount are fixed here once; issuing the token may then be retried until it succeeds.
     pub async fn cashu_claim_change(&self, receipt_id: &str) -> Result<ChangeClaim> {
         let mut tx = self.begin().await?;
+        // The receipt's row is locked first: a second claim waits here, then reads the first's
+        // decision instead of deciding (and debiting) again.
+        sqlx::query("UPDATE cashu_receipts SET updated_at = $1 WHERE id = $2")
+            .bind(now())
+            .bind(receipt_id)
+            .execute(&mut *tx)
+            .await?;
         let Some(receipt) = receipt_in(&mut tx, receipt_id).await? else {
             return Err(LedgerError::Amount(format!("no receipt {receipt_id}")));
         };
@@ -300,6 +343,23 @@ impl Ledger {
         } else {
             ChangeClaim::Nothing
         })
+    }
+}
+
+/// A swap another caller finished first: nothing to do. One that vanished (forgotten after a
+/// refusal) cannot be finished.
+async fn swap_already_finished(conn: &mut sqlx::AnyConnection, swap_id: &str) -> Result<()> {
+    let state: Option<String> = sqlx::query("SELECT state FROM cashu_swaps WHERE id = $1")
+        .bind(swap_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| row.try_get("state"))
+        .transpose()?;
+    match state.as_deref() {
+        Some("done") => Ok(()),
+        _ => Err(LedgerError::Amount(format!(
+            "swap {swap_id} is not pending: it cannot be finished"
+        ))),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The gateway's own ecash and the swaps that spend it: proofs are picked and marked pending
 //! by one swap at a time, written down before the mint is asked, and spent or given back in
 //! one transaction with what the swap produced.
-use super::{CashuProof, CashuSwap, SwapKind};
+use super::{CashuProof, CashuSwap, SwapKind, SwapLease};
 use crate::ledger::{now, Ledger, LedgerError, Result};
 use sqlx::Row;
 
@@ -17,20 +17,36 @@ impl Ledger {
     /// Picks unspent proofs of `mint` worth at least `sats` plus the mint's fee for spending
     /// them (`fee_ppk` per input, in thousandths; with `fee_inside` the fee comes out of
     /// `sats`, as change does), marks them pending under `swap`, and writes the swap down
-    /// (outputs to follow). Refuses when the gateway holds too little.
+    /// (outputs to follow), leased to the caller. A change is paid first from the proofs its
+    /// own token brought (concurrent changes then seldom want the same proofs). Refuses when
+    /// the gateway holds too little; `Contended` (try again shortly) when another caller wrote
+    /// a swap of this id, took these proofs first, or holds what is missing in a swap of its
+    /// own that will give the rest back.
     pub async fn cashu_begin_spend(
         &self,
         swap: &CashuSwap,
         sats: i64,
         fee_ppk: i64,
         fee_inside: bool,
+        lease: SwapLease<'_>,
     ) -> Result<Spend> {
         let mut tx = self.begin().await?;
+        // The swap's row first: a concurrent spend under the same id (the same change claimed
+        // at two replicas) waits here for the first to commit, then finds it written.
+        if !insert_swap(&mut tx, swap, lease.until(self.now())).await? {
+            return Err(LedgerError::Contended);
+        }
+        let own = swap
+            .id
+            .strip_prefix("change:")
+            .map(|receipt| format!("receive:{receipt}"));
         let rows = sqlx::query(
             "SELECT secret, keyset_id, amount, c FROM cashu_proofs
-             WHERE mint = $1 AND state = 'unspent' ORDER BY amount DESC, secret",
+             WHERE mint = $1 AND state = 'unspent'
+             ORDER BY CASE WHEN swap_id = $2 THEN 0 ELSE 1 END, amount DESC, secret",
         )
         .bind(&swap.mint)
+        .bind(own)
         .fetch_all(&mut *tx)
         .await?;
         let fee_for = |inputs: usize| (inputs as i64 * fee_ppk + 999) / 1000;
@@ -54,6 +70,17 @@ impl Ledger {
         let fee = fee_for(proofs.len());
         let paid = if fee_inside { sats - fee } else { sats };
         if total < need(proofs.len()) || paid <= 0 {
+            let in_swaps: i64 = sqlx::query(
+                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS sats FROM cashu_proofs
+                 WHERE mint = $1 AND state = 'pending'",
+            )
+            .bind(&swap.mint)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("sats")?;
+            if in_swaps > 0 && paid > 0 {
+                return Err(LedgerError::Contended);
+            }
             return Err(LedgerError::Amount(format!(
                 "the gateway holds {total} sats at {}, {} needed",
                 swap.mint,
@@ -75,30 +102,38 @@ impl Ledger {
         }
         let inputs = serde_json::to_string(&proofs)
             .map_err(|e| LedgerError::Amount(format!("proofs: {e}")))?;
-        insert_swap(
-            &mut tx,
-            &CashuSwap {
-                inputs,
-                fee,
-                paid_sats: paid,
-                outputs: None,
-                ..swap.clone()
-            },
-        )
-        .await?;
+        sqlx::query("UPDATE cashu_swaps SET inputs = $1, fee = $2, paid_sats = $3 WHERE id = $4")
+            .bind(inputs)
+            .bind(fee)
+            .bind(paid)
+            .bind(&swap.id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Spend { proofs, fee, paid })
     }
 
-    /// Records a pending swap's outputs (before it is sent).
-    pub async fn cashu_swap_outputs(&self, swap_id: &str, outputs: &str) -> Result<()> {
-        sqlx::query("UPDATE cashu_swaps SET outputs = $1, updated_at = $2 WHERE id = $3")
-            .bind(outputs)
-            .bind(now())
-            .bind(swap_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Records a pending swap's outputs before it is sent; false (nothing written, do not
+    /// send) when the caller no longer holds its lease.
+    pub async fn cashu_swap_outputs(
+        &self,
+        swap_id: &str,
+        outputs: &str,
+        owner: &str,
+    ) -> Result<bool> {
+        let written = sqlx::query(
+            "UPDATE cashu_swaps SET outputs = $1, updated_at = $2
+             WHERE id = $3 AND state = 'pending' AND lease_owner = $4 AND lease_until > $5",
+        )
+        .bind(outputs)
+        .bind(now())
+        .bind(swap_id)
+        .bind(owner)
+        .bind(self.now())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(written == 1)
     }
 
     /// A spending swap went through: its inputs are spent, the proofs kept are unspent, and
@@ -112,6 +147,11 @@ impl Ledger {
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         let at = now();
+        // The swap's row first: of two callers finishing it, the second waits here and then
+        // finds it done.
+        if !finish_swap(&mut tx, &swap.id, Some(paid_token), at).await? {
+            return super::swap_already_finished(&mut tx, &swap.id).await;
+        }
         sqlx::query(
             "UPDATE cashu_proofs SET state = 'spent' WHERE swap_id = $1 AND state = 'pending'",
         )
@@ -119,7 +159,6 @@ impl Ledger {
         .execute(&mut *tx)
         .await?;
         insert_proofs(&mut tx, &swap.mint, &swap.id, kept, at).await?;
-        finish_swap(&mut tx, &swap.id, Some(paid_token), at).await?;
         if let Some(receipt_id) = receipt_id {
             sqlx::query(
                 "UPDATE cashu_receipts SET change_token = $1, updated_at = $2 WHERE id = $3",
@@ -134,22 +173,45 @@ impl Ledger {
         Ok(())
     }
 
-    /// A spending swap the mint refused for good: its inputs are unspent again and the swap is
-    /// forgotten (change stays owed, to be issued again).
-    pub async fn cashu_abandon_spend(&self, swap_id: &str) -> Result<()> {
+    /// A spending swap the mint refused for good, or one written down but never sent: its
+    /// inputs are unspent again, except those the mint says are spent (`spent`, secrets),
+    /// which are never offered again; the swap is forgotten (change stays owed, to be issued
+    /// again). Only the holder of the swap's lease may: false (nothing changed) for anyone else.
+    pub async fn cashu_abandon_spend(
+        &self,
+        swap_id: &str,
+        owner: &str,
+        spent: &[String],
+    ) -> Result<bool> {
         let mut tx = self.begin().await?;
+        let abandoned = sqlx::query(
+            "DELETE FROM cashu_swaps WHERE id = $1 AND state = 'pending' AND lease_owner = $2",
+        )
+        .bind(swap_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if abandoned == 0 {
+            return Ok(false);
+        }
+        for secret in spent {
+            sqlx::query(
+                "UPDATE cashu_proofs SET state = 'spent' WHERE secret = $1 AND swap_id = $2 AND state = 'pending'",
+            )
+            .bind(secret)
+            .bind(swap_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(
             "UPDATE cashu_proofs SET state = 'unspent', swap_id = NULL WHERE swap_id = $1 AND state = 'pending'",
         )
         .bind(swap_id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM cashu_swaps WHERE id = $1 AND state = 'pending'")
-            .bind(swap_id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// A swap by id, pending or done (`paid_token` is what a finished one paid out).
@@ -183,6 +245,20 @@ impl Ledger {
         .collect()
     }
 
+    /// Every proof the gateway counts as its own (unspent, or pending in a swap), by mint: what
+    /// to compare with the mints' own records (NUT-07).
+    pub async fn cashu_held_proofs(&self) -> Result<Vec<(String, CashuProof)>> {
+        sqlx::query(
+            "SELECT mint, secret, keyset_id, amount, c FROM cashu_proofs
+             WHERE state <> 'spent' ORDER BY mint, secret",
+        )
+        .fetch_all(&self.reads)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("mint")?, proof_from_row(row)?)))
+        .collect()
+    }
+
     /// The gateway's unspent ecash per mint, in sats.
     pub async fn cashu_holdings(&self) -> Result<Vec<(String, i64)>> {
         sqlx::query(
@@ -197,11 +273,18 @@ impl Ledger {
     }
 }
 
-pub(super) async fn insert_swap(conn: &mut sqlx::AnyConnection, swap: &CashuSwap) -> Result<()> {
+/// Writes a pending swap down, leased until `lease_until` to the lease's owner; false when a
+/// swap of this id exists already.
+pub(super) async fn insert_swap(
+    conn: &mut sqlx::AnyConnection,
+    swap: &CashuSwap,
+    lease: (&str, i64),
+) -> Result<bool> {
     let at = now();
-    sqlx::query(
-        "INSERT INTO cashu_swaps (id, kind, mint, inputs, outputs, fee, paid_sats, state, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8)",
+    let inserted = sqlx::query(
+        "INSERT INTO cashu_swaps (id, kind, mint, inputs, outputs, fee, paid_sats, state,
+             lease_owner, lease_until, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $10) ON CONFLICT (id) DO NOTHING",
     )
     .bind(&swap.id)
     .bind(swap.kind.as_str())
@@ -210,27 +293,33 @@ pub(super) async fn insert_swap(conn: &mut sqlx::AnyConnection, swap: &CashuSwap
     .bind(&swap.outputs)
     .bind(swap.fee)
     .bind(swap.paid_sats)
+    .bind(lease.0)
+    .bind(lease.1)
     .bind(at)
     .execute(&mut *conn)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
 }
 
+/// Marks a pending swap done; false when it was not pending (finished by another caller).
 pub(super) async fn finish_swap(
     conn: &mut sqlx::AnyConnection,
     id: &str,
     paid_token: Option<&str>,
     at: i64,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE cashu_swaps SET state = 'done', paid_token = $1, updated_at = $2 WHERE id = $3",
+) -> Result<bool> {
+    let finished = sqlx::query(
+        "UPDATE cashu_swaps SET state = 'done', paid_token = $1, updated_at = $2
+         WHERE id = $3 AND state = 'pending'",
     )
     .bind(paid_token)
     .bind(at)
     .bind(id)
     .execute(&mut *conn)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(finished == 1)
 }
 
 pub(super) async fn insert_proofs(
@@ -267,7 +356,7 @@ fn proof_from_row(row: &sqlx::any::AnyRow) -> Result<CashuProof> {
     })
 }
 
-fn swap_from_row(row: &sqlx::any::AnyRow) -> Result<CashuSwap> {
+pub(super) fn swap_from_row(row: &sqlx::any::AnyRow) -> Result<CashuSwap> {
     Ok(CashuSwap {
         id: row.try_get("id")?,
         kind: SwapKind::parse(&row.try_get::<String, _>("kind")?)?,
