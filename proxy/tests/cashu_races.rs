@@ -602,3 +602,98 @@ async fn ecash_requests_are_rate_limited_before_their_tokens_reach_the_mint() {
     }
     panic!("a flood of tokens from one client was never limited");
 }
+
+/// A payout the mint refuses because some of the gateway's proofs were already spent (books
+/// that disagree with the mint, however that came about) asks the mint which, and never
+/// offers those again: the next payout is made of proofs the mint honours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_the_mint_has_spent_are_never_offered_again() {
+    let Some(mint) = TestMint::start().await else {
+        return;
+    };
+    let link = MintLink::start(&mint.url).await;
+    let d = Deployment::start(TempDatabase::sqlite(), 1, &link).await;
+    // The gateway holds 100 good sats, received the ordinary way.
+    let good = link.token(mint.proofs(100).await);
+    let topup = d
+        .http
+        .post(d.url(0, "/v1/topup/cashu"))
+        .header("X-Cashu", &good)
+        .json(&json!({"wallet": "11111111111111111111111111111111"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(topup.status(), 200);
+    // And a 128-sat proof its books count as its own, which the mint has seen spent.
+    let spent = mint.proofs(128).await;
+    mint.redeem(&link.token(spent.clone())).await;
+    let phantom: Vec<indexer::ledger::CashuProof> = spent
+        .iter()
+        .map(|proof| indexer::ledger::CashuProof {
+            secret: proof.secret.to_string(),
+            keyset_id: proof.keyset_id.to_string(),
+            amount: u64::from(proof.amount) as i64,
+            c: proof.c.to_hex(),
+        })
+        .collect();
+    let mint_url = link
+        .url
+        .parse::<cdk::mint_url::MintUrl>()
+        .unwrap()
+        .to_string();
+    let receipt = indexer::ledger::NewReceipt {
+        id: "cashu:phantom",
+        mint: &mint_url,
+        user: "phantom",
+        sats: 128,
+        fee: 0,
+        tokens_per_sat: 1,
+    };
+    let swap = indexer::ledger::CashuSwap {
+        id: "receive:cashu:phantom".into(),
+        kind: indexer::ledger::SwapKind::Receive,
+        mint: mint_url.clone(),
+        inputs: "[]".into(),
+        outputs: Some("[]".into()),
+        fee: 0,
+        paid_sats: 0,
+    };
+    let lease = indexer::ledger::SwapLease {
+        owner: "test",
+        seconds: 60,
+    };
+    d.ledger
+        .cashu_begin_receive(&receipt, &swap, lease)
+        .await
+        .unwrap();
+    d.ledger
+        .cashu_finish_receive("cashu:phantom", &swap.id, &phantom)
+        .await
+        .unwrap();
+
+    let rail = Cashu::new(&d.config.cashu).unwrap().unwrap();
+    // The largest proof is chosen first: the mint refuses it, and says it is spent.
+    let refused = rail.withdraw(&d.ledger, &mint_url, 50).await;
+    assert!(
+        matches!(refused, Err(proxy::cashu::CashuError::Refused(_))),
+        "{refused:?}"
+    );
+    mint.agrees_with(&d.ledger).await;
+    let token = rail.withdraw(&d.ledger, &mint_url, 50).await.unwrap();
+    assert_eq!(
+        mint.redeem(&token).await,
+        50,
+        "paid from proofs the mint honours"
+    );
+    mint.agrees_with(&d.ledger).await;
+    assert_eq!(
+        d.ledger.cashu_holdings().await.unwrap(),
+        [(mint_url.clone(), 50)]
+    );
+    for (gateway, ledger) in d.gateways {
+        gateway.shutdown().await;
+        ledger.close().await;
+    }
+    d.ledger.close().await;
+    d.db.remove().await;
+}
