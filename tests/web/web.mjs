@@ -60,7 +60,8 @@ async function rpc(method, params) {
 
 /**
  * Answers the next top-up `Request` on the relay with refusals: one from a stranger's key,
- * then one from `secret`'s. Resolves with the request's id once both are published.
+ * then one from `secret`'s. Returns `listening`, settled once the subscription is in place,
+ * and `answered`, settled with the request's id once both answers are published.
  */
 function answerNextRequestWithRefusals(secret, reason) {
   const socket = new WebSocket(RELAY_URL);
@@ -77,7 +78,9 @@ function answerNextRequestWithRefusals(secret, reason) {
       },
       key,
     );
-  return new Promise((resolve, reject) => {
+  let subscribed;
+  const listening = new Promise((resolve) => (subscribed = resolve));
+  const answered = new Promise((resolve, reject) => {
     let answers = []; // still to send, each after the relay accepted the one before
     let requestId;
     const next = () => {
@@ -90,6 +93,7 @@ function answerNextRequestWithRefusals(secret, reason) {
     socket.once("open", () => socket.send(JSON.stringify(["REQ", "requests", { kinds: [1573], "#p": [MACHINE], since: now() }])));
     socket.on("message", (data) => {
       const [type, , event, why] = JSON.parse(data.toString());
+      if (type === "EOSE") return subscribed();
       if (type === "OK") return event === true ? next() : reject(new Error(`the relay refused an answer: ${why}`));
       if (type !== "EVENT" || requestId || !JSON.parse(event.content).Request) return;
       requestId = event.id;
@@ -97,6 +101,9 @@ function answerNextRequestWithRefusals(secret, reason) {
       next();
     });
   });
+  // The page's request must come after the subscription is in place, or the relay has
+  // nothing new to send it.
+  return { listening, answered };
 }
 
 async function main() {
@@ -201,7 +208,8 @@ async function main() {
     await snap("credited");
 
     step("a top-up the operator refuses shows the reason; a stranger's answer is ignored");
-    const answered = answerNextRequestWithRefusals(Buffer.from(CONTROLLER_SECRET, "hex"), "vault holds 0 free lamports, 10000000 needed");
+    const { listening, answered } = answerNextRequestWithRefusals(Buffer.from(CONTROLLER_SECRET, "hex"), "vault holds 0 free lamports, 10000000 needed");
+    await listening;
     await page.evaluate(() => (window.__testWalletTampers = true));
     await page.locator("#topup-form button").click();
     await answered;
