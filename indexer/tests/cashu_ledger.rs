@@ -61,12 +61,12 @@ async fn receive(ledger: &Ledger, id: &str) {
     let proofs = [("a", 32), ("b", 16), ("c", 8), ("d", 8)]
         .map(|(secret, amount)| proof(&format!("{id}{secret}"), amount));
     ledger
-        .cashu_finish_receive(id, &swap_id, &proofs)
+        .cashu_finish_receive(id, &swap_id, &proofs, None)
         .await
         .unwrap();
     // Finishing again (a replayed swap) changes nothing.
     ledger
-        .cashu_finish_receive(id, &swap_id, &proofs)
+        .cashu_finish_receive(id, &swap_id, &proofs, None)
         .await
         .unwrap();
 }
@@ -312,11 +312,11 @@ async fn a_swap_is_sent_by_one_caller_at_a_time_and_a_lapsed_lease_is_taken_over
     // B's late answer still counts once (the mint signed the same outputs), C's finds it done.
     let proofs = [proof("cashu:03a", 8), proof("cashu:03b", 2)];
     ledger
-        .cashu_finish_receive("cashu:03", "receive:cashu:03", &proofs)
+        .cashu_finish_receive("cashu:03", "receive:cashu:03", &proofs, Some("req_a"))
         .await
         .unwrap();
     ledger
-        .cashu_finish_receive("cashu:03", "receive:cashu:03", &proofs)
+        .cashu_finish_receive("cashu:03", "receive:cashu:03", &proofs, None)
         .await
         .unwrap();
     assert_eq!(
@@ -376,7 +376,11 @@ async fn concurrent_finishes_and_change_claims_of_one_receipt_count_once(backend
     // Eight callers finish the same swap at once (replicas, the recovery loop, retries).
     let finishes = (0..8).map(|_| {
         let (ledger, swap_id, proofs) = (ledger.clone(), swap_id.clone(), proofs.clone());
-        tokio::spawn(async move { ledger.cashu_finish_receive(id, &swap_id, &proofs).await })
+        tokio::spawn(async move {
+            ledger
+                .cashu_finish_receive(id, &swap_id, &proofs, None)
+                .await
+        })
     });
     for finish in finishes {
         finish.await.unwrap().unwrap();

@@ -667,7 +667,7 @@ async fn proofs_the_mint_has_spent_are_never_offered_again() {
         .await
         .unwrap();
     d.ledger
-        .cashu_finish_receive("cashu:phantom", &swap.id, &phantom)
+        .cashu_finish_receive("cashu:phantom", &swap.id, &phantom, None)
         .await
         .unwrap();
 

@@ -246,7 +246,7 @@ pub async fn topup(
         let value = token_header(&headers)?;
         let token = cashu.parse(value).map_err(|e| api_error(cashu, e, None))?;
         let receipt = match cashu
-            .receive(&state.ledger, &token, Some(&body.wallet))
+            .receive(&state.ledger, &token, Some(&body.wallet), None)
             .await
         {
             // Sent before to pay a request, unfinished then, finished now: it pays that.

@@ -243,12 +243,14 @@ impl Cashu {
         Ok((mint, mint.keysets().await?))
     }
 
-    /// Receives `token` for `user` (`None`: the receipt itself pays, for one request).
+    /// Receives `token` for `user`, or (`None`) for the request `request_id` (the receipt
+    /// itself pays, for one request).
     pub async fn receive(
         &self,
         ledger: &Ledger,
         token: &Token,
         user: Option<&str>,
+        request_id: Option<&str>,
     ) -> Result<Received, CashuError> {
         let (mint, keysets, proofs, value) = self.read(token).await?;
         if value > self.max_token_sats {
@@ -271,6 +273,7 @@ impl Cashu {
             swap::Incoming {
                 receipt_id: &id,
                 user: user.unwrap_or(&id),
+                request_id,
                 proofs,
                 net,
                 fee,
@@ -348,15 +351,15 @@ impl Cashu {
         Ok(settled)
     }
 
-    /// Finishes the swap that receives receipt `id`, if it was left unfinished and no one
-    /// else is sending it (before answering for that token).
+    /// Finishes the swap that receives receipt `id`, if it was left unfinished, or waits a
+    /// little for whoever is sending it (before answering for that token).
     pub async fn finish_receipt(&self, ledger: &Ledger, id: &str) -> Result<(), CashuError> {
         let Some(receipt) = ledger.cashu_receipt(id).await? else {
             return Ok(());
         };
         if !receipt.received {
             let mint = self.mint(&receipt.mint)?;
-            swap::finish_pending(ledger, mint, &format!("receive:{id}")).await?;
+            swap::finish_or_wait(ledger, mint, &format!("receive:{id}")).await?;
         }
         Ok(())
     }

@@ -38,19 +38,26 @@ impl Paid {
         if offered < needed {
             return Err(refused(CashuError::TooLittle { offered, needed }));
         }
-        let receipt = match cashu.receive(&state.ledger, &token, None).await {
-            Ok(Received::Now(receipt) | Received::Before(receipt)) => receipt,
-            Err(error) => return Err(refused(error)),
+        let received = cashu
+            .receive(&state.ledger, &token, None, Some(request_id))
+            .await
+            .map_err(refused)?;
+        // A token pays for one request: the first to take its receipt (the request that
+        // finished receiving it took it then). A retry whose first try left the token's
+        // exchange unfinished takes it once it is finished.
+        let receipt = match received {
+            Received::Now(receipt) if receipt.request_id.as_deref() == Some(request_id) => receipt,
+            Received::Now(receipt) | Received::Before(receipt) => {
+                if !state
+                    .ledger
+                    .cashu_take_receipt(&receipt.id, request_id)
+                    .await?
+                {
+                    return Err(refused(CashuError::AlreadyReceived));
+                }
+                receipt
+            }
         };
-        // A token pays for one request: the first to take its receipt. A retry whose first
-        // try left the token's exchange unfinished takes it once it is finished.
-        if !state
-            .ledger
-            .cashu_take_receipt(&receipt.id, request_id)
-            .await?
-        {
-            return Err(refused(CashuError::AlreadyReceived));
-        }
         Ok(Self {
             receipt_id: receipt.id,
             settled: None,

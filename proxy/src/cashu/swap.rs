@@ -36,17 +36,28 @@ const LEASE_SECONDS: i64 = 60;
 /// "in progress": long enough for a mint's usual answer.
 const WAIT_FOR_OTHERS: Duration = Duration::from_secs(5);
 
-/// A caller's lease: its own name, for this one call.
-struct Sender(String);
+/// A caller sending swaps: its own name for their leases, for this one call, and the request
+/// it receives a token for, if any (a receipt it finishes is that request's).
+struct Sender {
+    owner: String,
+    request_id: Option<String>,
+}
 
 impl Sender {
     fn new() -> Self {
-        Self(uuid::Uuid::new_v4().simple().to_string())
+        Self::for_request(None)
+    }
+
+    fn for_request(request_id: Option<&str>) -> Self {
+        Self {
+            owner: uuid::Uuid::new_v4().simple().to_string(),
+            request_id: request_id.map(str::to_owned),
+        }
     }
 
     fn lease(&self) -> SwapLease<'_> {
         SwapLease {
-            owner: &self.0,
+            owner: &self.owner,
             seconds: LEASE_SECONDS,
         }
     }
@@ -56,6 +67,8 @@ impl Sender {
 pub(super) struct Incoming<'a> {
     pub receipt_id: &'a str,
     pub user: &'a str,
+    /// The request the token pays for (none for a top-up).
+    pub request_id: Option<&'a str>,
     pub proofs: Proofs,
     pub net: u64,
     pub fee: u64,
@@ -108,7 +121,7 @@ pub(super) async fn receive(
         fee: swap.fee,
         tokens_per_sat: cashu.tokens_per_sat,
     };
-    let sender = Sender::new();
+    let sender = Sender::for_request(incoming.request_id);
     match ledger
         .cashu_begin_receive(&receipt, &swap, sender.lease())
         .await?
@@ -152,7 +165,7 @@ pub(super) async fn pay_out(
             }
             // Written down but never sent, by a caller that died: start over.
             Leased::Taken(_) => {
-                ledger.cashu_abandon_spend(id, &sender.0, &[]).await?;
+                ledger.cashu_abandon_spend(id, &sender.owner, &[]).await?;
             }
             Leased::Busy => wait_for_others(give_up).await?,
             Leased::Gone => {
@@ -218,7 +231,10 @@ async fn begin_pay_out(
         outputs.extend(written(&keysets.outputs(keep as u64)?, false));
     }
     let outputs = json(&outputs)?;
-    if !ledger.cashu_swap_outputs(id, &outputs, &sender.0).await? {
+    if !ledger
+        .cashu_swap_outputs(id, &outputs, &sender.owner)
+        .await?
+    {
         return Err(CashuError::InProgress);
     }
     let swap = CashuSwap {
@@ -254,11 +270,27 @@ pub(super) async fn finish_pending(
         }
         // Never sent: nothing reached the mint; its proofs go back.
         Leased::Taken(_) => {
-            ledger.cashu_abandon_spend(id, &sender.0, &[]).await?;
+            ledger.cashu_abandon_spend(id, &sender.owner, &[]).await?;
             Ok(false)
         }
         Leased::Busy => Err(CashuError::InProgress),
         Leased::Done | Leased::Gone => Ok(false),
+    }
+}
+
+/// Like [`finish_pending`], but while another caller is sending the swap, waits (a little
+/// while) for its outcome: for a customer asking after their token.
+pub(super) async fn finish_or_wait(
+    ledger: &Ledger,
+    mint: &Mint,
+    id: &str,
+) -> Result<(), CashuError> {
+    let give_up = Instant::now() + WAIT_FOR_OTHERS;
+    loop {
+        match finish_pending(ledger, mint, id).await {
+            Err(CashuError::InProgress) => wait_for_others(give_up).await?,
+            result => return result.map(|_| ()),
+        }
     }
 }
 
@@ -332,7 +364,12 @@ async fn send(
         SwapKind::Receive => {
             let kept: Vec<CashuProof> = proofs.iter().map(from_proof).collect();
             ledger
-                .cashu_finish_receive(receipt_of(swap), &swap.id, &kept)
+                .cashu_finish_receive(
+                    receipt_of(swap),
+                    &swap.id,
+                    &kept,
+                    sender.request_id.as_deref(),
+                )
                 .await?;
         }
         SwapKind::Change | SwapKind::Withdraw => {
@@ -371,12 +408,12 @@ async fn refuse(
     let forgotten = match swap.kind {
         SwapKind::Receive => {
             ledger
-                .cashu_forget_receive(receipt_of(swap), &swap.id, &sender.0)
+                .cashu_forget_receive(receipt_of(swap), &swap.id, &sender.owner)
                 .await?
         }
         _ => {
             ledger
-                .cashu_abandon_spend(&swap.id, &sender.0, spent)
+                .cashu_abandon_spend(&swap.id, &sender.owner, spent)
                 .await?
         }
     };
@@ -396,7 +433,7 @@ async fn unknown(
     error: CashuError,
 ) -> Result<(), CashuError> {
     tracing::warn!(swap = %swap.id, %error, "a swap's outcome is unknown; it is kept to send again");
-    ledger.cashu_release_swap(&swap.id, &sender.0).await?;
+    ledger.cashu_release_swap(&swap.id, &sender.owner).await?;
     Err(error)
 }
 

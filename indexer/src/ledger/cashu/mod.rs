@@ -187,12 +187,15 @@ impl Ledger {
     }
 
     /// The mint signed the gateway's new proofs: keeps them and credits the receipt's payer,
-    /// in one transaction. A second call for the same receipt changes nothing.
+    /// in one transaction, giving a per-request receipt to `request_id` when it is the
+    /// request that finished it (saving it a [`Ledger::cashu_take_receipt`]). A second call
+    /// for the same receipt changes nothing.
     pub async fn cashu_finish_receive(
         &self,
         receipt_id: &str,
         swap_id: &str,
         proofs: &[CashuProof],
+        request_id: Option<&str>,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         let at = now();
@@ -209,11 +212,16 @@ impl Ledger {
             .checked_mul(receipt.tokens_per_sat)
             .ok_or_else(|| LedgerError::Amount("a receipt's value overflows".into()))?;
         insert_proofs(&mut tx, &receipt.mint, swap_id, proofs, at).await?;
-        sqlx::query("UPDATE cashu_receipts SET state = 'received', updated_at = $1 WHERE id = $2")
-            .bind(at)
-            .bind(receipt_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE cashu_receipts SET state = 'received', updated_at = $1,
+                 request_id = CASE WHEN user_key = id THEN $2 END
+             WHERE id = $3",
+        )
+        .bind(at)
+        .bind(request_id)
+        .bind(receipt_id)
+        .execute(&mut *tx)
+        .await?;
         ensure_user(&mut *tx, &receipt.user).await?;
         if tokens > 0 {
             sqlx::query(
