@@ -30,6 +30,18 @@ fn proof(secret: &str, amount: i64) -> CashuProof {
     }
 }
 
+/// A token paying for one request: the receipt is its own payer.
+fn own_receipt(id: &str, sats: i64, tokens_per_sat: i64) -> NewReceipt<'_> {
+    NewReceipt {
+        id,
+        mint: "http://mint.test",
+        user: id,
+        sats,
+        fee: 0,
+        tokens_per_sat,
+    }
+}
+
 fn swap(id: &str, kind: SwapKind) -> CashuSwap {
     CashuSwap {
         id: id.into(),
@@ -44,14 +56,7 @@ fn swap(id: &str, kind: SwapKind) -> CashuSwap {
 
 /// Receives a 64-sat token as the gateway does, into proofs of 32 + 16 + 8 + 8.
 async fn receive(ledger: &Ledger, id: &str) {
-    let receipt = NewReceipt {
-        id,
-        mint: "http://mint.test",
-        user: id,
-        sats: 64,
-        fee: 0,
-        tokens_per_sat: 10,
-    };
+    let receipt = own_receipt(id, 64, 10);
     let swap_id = format!("receive:{id}");
     let started = ledger
         .cashu_begin_receive(&receipt, &swap(&swap_id, SwapKind::Receive), MINE)
@@ -79,14 +84,7 @@ async fn a_receipt_pays_its_request_and_its_change_once(backend: Backend) {
     assert_eq!(ledger.balance(id).await.unwrap().available, 640);
 
     // The same token again is known, not received twice.
-    let again = NewReceipt {
-        id,
-        mint: "http://mint.test",
-        user: id,
-        sats: 64,
-        fee: 0,
-        tokens_per_sat: 10,
-    };
+    let again = own_receipt(id, 64, 10);
     let known = ledger
         .cashu_begin_receive(&again, &swap("receive:other", SwapKind::Receive), MINE)
         .await
@@ -200,14 +198,7 @@ async fn a_refused_spend_gives_its_proofs_back_and_an_unsent_receipt_is_forgotte
     );
 
     // A token the mint refused is forgotten: nothing credited, the same token may come again.
-    let receipt = NewReceipt {
-        id: "cashu:02",
-        mint: "http://mint.test",
-        user: "cashu:02",
-        sats: 10,
-        fee: 0,
-        tokens_per_sat: 1,
-    };
+    let receipt = own_receipt("cashu:02", 10, 1);
     let receiving = swap("receive:cashu:02", SwapKind::Receive);
     ledger
         .cashu_begin_receive(&receipt, &receiving, MINE)
@@ -243,14 +234,7 @@ async fn a_swap_is_sent_by_one_caller_at_a_time_and_a_lapsed_lease_is_taken_over
     let db = backend.database().await;
     let seconds = Arc::new(AtomicI64::new(1_000));
     let ledger = db.ledger().await.with_clock(Clock::manual(seconds.clone()));
-    let receipt = NewReceipt {
-        id: "cashu:03",
-        mint: "http://mint.test",
-        user: "cashu:03",
-        sats: 10,
-        fee: 0,
-        tokens_per_sat: 1,
-    };
+    let receipt = own_receipt("cashu:03", 10, 1);
     let receiving = swap("receive:cashu:03", SwapKind::Receive);
     ledger
         .cashu_begin_receive(&receipt, &receiving, lease("a"))
@@ -358,14 +342,7 @@ async fn concurrent_finishes_and_change_claims_of_one_receipt_count_once(backend
     let db = backend.database().await;
     let ledger = db.ledger().await;
     let id = "cashu:04";
-    let receipt = NewReceipt {
-        id,
-        mint: "http://mint.test",
-        user: id,
-        sats: 64,
-        fee: 0,
-        tokens_per_sat: 10,
-    };
+    let receipt = own_receipt(id, 64, 10);
     let swap_id = format!("receive:{id}");
     ledger
         .cashu_begin_receive(&receipt, &swap(&swap_id, SwapKind::Receive), MINE)

@@ -9,6 +9,7 @@ mod common;
 
 use common::{
     mint::{value, TestMint},
+    mint_link::MintLink,
     processes::{run_ok, sibling_binary},
     Harness,
 };
@@ -445,58 +446,12 @@ async fn the_operator_withdraws_collected_ecash_with_the_cli() {
     h.stop().await;
 }
 
-/// Stands between the gateway and the mint; while `lose` is set, it lets the mint do a swap
-/// but loses the answer (a crash or a cut connection right after the mint signed).
-struct LossyLink {
-    url: String,
-    lose: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl LossyLink {
-    async fn start(mint: &str) -> Self {
-        use axum::{body::Bytes, extract::Request, http::StatusCode, response::IntoResponse};
-        let lose = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (flag, mint, http) = (lose.clone(), mint.to_owned(), reqwest::Client::new());
-        let forward = move |request: Request| {
-            let (flag, mint, http) = (flag.clone(), mint.clone(), http.clone());
-            async move {
-                let (parts, body) = request.into_parts();
-                let body: Bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-                let answer = http
-                    .request(parts.method, format!("{mint}{}", parts.uri))
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
-                let bytes = answer.bytes().await.unwrap();
-                let lost = parts.uri.path() == "/v1/swap"
-                    && flag.load(std::sync::atomic::Ordering::SeqCst);
-                if lost {
-                    return (StatusCode::BAD_GATEWAY, "connection lost").into_response();
-                }
-                (status, [("content-type", "application/json")], bytes).into_response()
-            }
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = axum::Router::new().fallback(forward);
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url, lose }
-    }
-
-    fn lose_answers(&self, lose: bool) {
-        self.lose.store(lose, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 #[tokio::test]
 async fn a_swap_the_mint_did_but_whose_answer_was_lost_is_restored_not_lost() {
     let Some(mint) = TestMint::start().await else {
         return;
     };
-    let link = LossyLink::start(&mint.url).await;
+    let link = MintLink::start(&mint.url, std::time::Duration::ZERO).await;
     let url = link.url.clone();
     let h = Harness::start_with(TempDatabase::sqlite(), move |config| {
         config.cashu.mints = vec![url];
@@ -508,15 +463,7 @@ async fn a_swap_the_mint_did_but_whose_answer_was_lost_is_restored_not_lost() {
     })
     .await;
     // Tokens naming the mint by the address the gateway reaches it at.
-    let token = |proofs| {
-        cdk::nuts::Token::new(
-            link.url.parse().unwrap(),
-            proofs,
-            None,
-            cdk::nuts::CurrencyUnit::Sat,
-        )
-        .to_string()
-    };
+    let token = |proofs| link.token(proofs);
     let ask_change = |token: String| {
         let (http, base) = (h.http.clone(), h.base.clone());
         async move {

@@ -8,141 +8,17 @@
 //! 5xx but "the mint did not answer", a clean audit, and books that agree with the mint.
 mod common;
 
-use axum::{body::Bytes, extract::Request, http::StatusCode, response::IntoResponse};
-use common::mint::TestMint;
+use common::{mint::TestMint, mint_link::MintLink};
 use futures_util::future::join_all;
 use indexer::ledger::{testing::TempDatabase, Ledger};
 use localnet::MockUpstream;
 use nostr_sdk::Keys;
 use proxy::{cashu::Cashu, config::Config, server::Gateway};
 use serde_json::{json, Value};
-use std::{
-    collections::HashSet,
-    sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc, Mutex,
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 /// How long the link holds each swap before passing it to the mint.
 const HOLD: Duration = Duration::from_millis(500);
-
-/// Stands between the gateways and the mint: holds each swap for [`HOLD`], answers a swap
-/// whose inputs are already in flight with cdk-mintd's "Token pending", and, while `lose` is
-/// set, lets the mint do a swap but loses its answer (a cut connection).
-struct MintLink {
-    url: String,
-    lose: Arc<AtomicBool>,
-    swaps: Arc<AtomicUsize>,
-}
-
-/// Takes a swap's input secrets out of the in-flight set when it ends, however it ends.
-struct InFlight {
-    set: Arc<Mutex<HashSet<String>>>,
-    secrets: Vec<String>,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let mut set = self.set.lock().unwrap();
-        for secret in &self.secrets {
-            set.remove(secret);
-        }
-    }
-}
-
-impl MintLink {
-    async fn start(mint: &str) -> Self {
-        let lose = Arc::new(AtomicBool::new(false));
-        let swaps = Arc::new(AtomicUsize::new(0));
-        let in_flight = Arc::new(Mutex::new(HashSet::<String>::new()));
-        let (flag, count, mint, http) = (
-            lose.clone(),
-            swaps.clone(),
-            mint.to_owned(),
-            reqwest::Client::new(),
-        );
-        let forward = move |request: Request| {
-            let (flag, count, mint, http, in_flight) = (
-                flag.clone(),
-                count.clone(),
-                mint.clone(),
-                http.clone(),
-                in_flight.clone(),
-            );
-            // A task of its own: a gateway that stops waiting does not stop the mint.
-            let task = tokio::spawn(async move {
-                let (parts, body) = request.into_parts();
-                let body: Bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-                let swap = parts.uri.path() == "/v1/swap";
-                let mut _held = None;
-                if swap {
-                    let parsed: Value = serde_json::from_slice(&body).unwrap();
-                    let secrets: Vec<String> = parsed["inputs"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|input| input["secret"].as_str().unwrap().to_owned())
-                        .collect();
-                    {
-                        let mut set = in_flight.lock().unwrap();
-                        if secrets.iter().any(|secret| set.contains(secret)) {
-                            let pending = json!({"detail": "Token is pending", "code": 11002});
-                            return (StatusCode::BAD_REQUEST, axum::Json(pending)).into_response();
-                        }
-                        set.extend(secrets.iter().cloned());
-                    }
-                    _held = Some(InFlight {
-                        set: in_flight.clone(),
-                        secrets,
-                    });
-                    count.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(HOLD).await;
-                }
-                let answer = http
-                    .request(parts.method, format!("{mint}{}", parts.uri))
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
-                let bytes = answer.bytes().await.unwrap();
-                if swap && flag.load(Ordering::SeqCst) {
-                    return (StatusCode::BAD_GATEWAY, "connection lost").into_response();
-                }
-                (status, [("content-type", "application/json")], bytes).into_response()
-            });
-            async move { task.await.unwrap() }
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = axum::Router::new().fallback(forward);
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url, lose, swaps }
-    }
-
-    fn lose_answers(&self, lose: bool) {
-        self.lose.store(lose, Ordering::SeqCst);
-    }
-
-    /// Swaps passed to the mint so far.
-    fn swaps(&self) -> usize {
-        self.swaps.load(Ordering::SeqCst)
-    }
-
-    /// A token of `proofs` naming the mint by the link's address (where the gateways reach it).
-    fn token(&self, proofs: cdk::nuts::Proofs) -> String {
-        cdk::nuts::Token::new(
-            self.url.parse().unwrap(),
-            proofs,
-            None,
-            cdk::nuts::CurrencyUnit::Sat,
-        )
-        .to_string()
-    }
-}
 
 /// Replicas of one deployment on one ledger, taking ecash from the mint behind `link`.
 struct Deployment {
@@ -325,7 +201,7 @@ async fn eight_copies_of_each_of_ten_tokens_at_once_pay_once_each(
     let Some(mint) = TestMint::start().await else {
         return;
     };
-    let link = MintLink::start(&mint.url).await;
+    let link = MintLink::start(&mint.url, HOLD).await;
     let d = Deployment::start(db, replicas, &link).await;
     let mut tokens = Vec::new();
     for _ in 0..10 {
@@ -401,7 +277,7 @@ async fn a_change_claimed_at_two_replicas_at_once_is_issued_once(db: TempDatabas
     let Some(mint) = TestMint::start().await else {
         return;
     };
-    let link = MintLink::start(&mint.url).await;
+    let link = MintLink::start(&mint.url, HOLD).await;
     let d = Deployment::start(db, 2, &link).await;
     let token = link.token(mint.proofs(100).await);
     let id = proxy::cashu::receipt_id(&token.parse().unwrap());
@@ -442,7 +318,7 @@ async fn the_recovery_loop_racing_a_retry_loses_nothing(db: TempDatabase) {
     let Some(mint) = TestMint::start().await else {
         return;
     };
-    let link = MintLink::start(&mint.url).await;
+    let link = MintLink::start(&mint.url, HOLD).await;
     let d = Deployment::start(db, 2, &link).await;
     let rail = Cashu::new(&d.config.cashu).unwrap().unwrap();
     let recovery = Ledger::connect(&d.db.url).await.unwrap();
@@ -517,7 +393,7 @@ async fn a_token_sent_while_one_with_its_proofs_is_at_the_mint_loses_nothing(db:
     let Some(mint) = TestMint::start().await else {
         return;
     };
-    let link = MintLink::start(&mint.url).await;
+    let link = MintLink::start(&mint.url, HOLD).await;
     let d = Deployment::start(db, 2, &link).await;
     let proofs = mint.proofs(100).await;
     let whole = link.token(proofs.clone());
@@ -581,7 +457,7 @@ async fn ecash_requests_are_rate_limited_before_their_tokens_reach_the_mint() {
     let Some(mint) = TestMint::start().await else {
         return;
     };
-    let link = MintLink::start(&mint.url).await;
+    let link = MintLink::start(&mint.url, HOLD).await;
     let d = Deployment::start_with(TempDatabase::sqlite(), 1, &link, |config| {
         config.limits.rpm = 3;
     })
@@ -611,7 +487,7 @@ async fn proofs_the_mint_has_spent_are_never_offered_again() {
     let Some(mint) = TestMint::start().await else {
         return;
     };
-    let link = MintLink::start(&mint.url).await;
+    let link = MintLink::start(&mint.url, HOLD).await;
     let d = Deployment::start(TempDatabase::sqlite(), 1, &link).await;
     // The gateway holds 100 good sats, received the ordinary way.
     let good = link.token(mint.proofs(100).await);

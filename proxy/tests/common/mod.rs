@@ -1,6 +1,7 @@
 //! A gateway in front of the mock upstream, on a throwaway ledger, with a funded wallet.
 #![allow(dead_code)]
 pub mod mint;
+pub mod mint_link;
 pub mod processes;
 
 use ed25519_dalek::{Signer, SigningKey};

@@ -16,7 +16,7 @@ pub use swaps::Spend;
 use super::{ensure_user, entries::credit, now, Ledger, LedgerError, Result};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use swaps::{finish_swap, insert_proofs, insert_swap};
+use swaps::{delete_leased_swap, finish_swap, insert_proofs, insert_swap};
 
 /// A proof the gateway holds: bearer ecash, as the mint signed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,15 +250,7 @@ impl Ledger {
         owner: &str,
     ) -> Result<bool> {
         let mut tx = self.begin().await?;
-        let forgotten = sqlx::query(
-            "DELETE FROM cashu_swaps WHERE id = $1 AND state = 'pending' AND lease_owner = $2",
-        )
-        .bind(swap_id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if forgotten == 0 {
+        if !delete_leased_swap(&mut tx, swap_id, owner).await? {
             return Ok(false);
         }
         sqlx::query("DELETE FROM cashu_receipts WHERE id = $1 AND state = 'receiving'")

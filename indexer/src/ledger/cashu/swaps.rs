@@ -184,15 +184,7 @@ impl Ledger {
         spent: &[String],
     ) -> Result<bool> {
         let mut tx = self.begin().await?;
-        let abandoned = sqlx::query(
-            "DELETE FROM cashu_swaps WHERE id = $1 AND state = 'pending' AND lease_owner = $2",
-        )
-        .bind(swap_id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if abandoned == 0 {
+        if !delete_leased_swap(&mut tx, swap_id, owner).await? {
             return Ok(false);
         }
         for secret in spent {
@@ -300,6 +292,23 @@ pub(super) async fn insert_swap(
     .await?
     .rows_affected();
     Ok(inserted == 1)
+}
+
+/// Deletes pending swap `id` if `owner` holds its lease; false (nothing deleted) otherwise.
+pub(super) async fn delete_leased_swap(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    owner: &str,
+) -> Result<bool> {
+    let deleted = sqlx::query(
+        "DELETE FROM cashu_swaps WHERE id = $1 AND state = 'pending' AND lease_owner = $2",
+    )
+    .bind(id)
+    .bind(owner)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(deleted == 1)
 }
 
 /// Marks a pending swap done; false when it was not pending (finished by another caller).
