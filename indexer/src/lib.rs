@@ -2,7 +2,8 @@
 //!
 //! - [`chain`]: the chain trait, its RPC implementation, event decoding.
 //! - [`controller`]: redeems user requests with `pay` and announces the credits.
-//! - [`ledger`]: the SQL ledger (SQLite or Postgres) the proxy shares.
+//! - [`ledger`]: the SQL ledger (SQLite or Postgres) the proxy shares, a crate of its own
+//!   (`indexer/ledger`), re-exported here.
 //! - [`nostr`]: signed kind-1573 events, the watcher and the outbox publisher.
 //! - [`services`]: the watchers, controller and publisher as tasks, kept running by
 //!   [`supervisor`]; [`health`] and [`metrics`]: their `/health` and `/metrics`;
@@ -18,7 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod health;
-pub mod ledger;
+pub use ledger;
 pub mod metrics;
 pub mod nostr;
 #[cfg(feature = "sandbox")]

@@ -7,7 +7,7 @@
 //!
 //! Every request is authenticated, reserved, relayed and settled on a SQLite ledger (or the
 //! `DATABASE_URL` given). Run: `cargo run --release -p proxy --example latency_bench`.
-use indexer::ledger::{testing::TempDatabase, Ledger, NewEntry, Payment};
+use ledger::{testing::TempDatabase, Ledger, NewEntry, Payment};
 use localnet::MockUpstream;
 use nostr_sdk::prelude::Keys;
 use proxy::{
@@ -107,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
         .state
         .auth
         .tokens()
-        .issue(user, indexer::ledger::now() + 3_600);
+        .issue(user, ledger::now() + 3_600);
 
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)

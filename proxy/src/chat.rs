@@ -23,7 +23,7 @@ use axum::{
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
-use indexer::ledger::{Hold, KeyLimit};
+use ledger::{Hold, KeyLimit};
 use serde_json::{Map, Value};
 use std::{sync::Arc, time::Duration};
 use tokio::time::Instant;

@@ -15,7 +15,7 @@ use crate::{
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ed25519_dalek::SigningKey;
-use indexer::ledger::{now, Ledger};
+use ledger::{now, Ledger};
 use nostr_sdk::prelude::{Client, Keys, PublicKey};
 use solana_sdk::signature::{Keypair, Signer};
 use std::path::{Path, PathBuf};

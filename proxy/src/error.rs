@@ -5,7 +5,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use indexer::ledger::LedgerError;
+use ledger::LedgerError;
 use serde_json::{json, Value};
 
 #[derive(Debug, thiserror::Error)]

@@ -9,11 +9,8 @@ use crate::{
     state::{AppState, Model, NostrIdentity},
     tokens,
 };
-use indexer::{
-    ledger::{Charge, UsageRecord},
-    nostr::events::sign_message,
-    wire::DsProxyMessage,
-};
+use indexer::{nostr::events::sign_message, wire::DsProxyMessage};
+use ledger::{Charge, UsageRecord};
 use nostr_sdk::JsonUtil;
 use std::{sync::Arc, time::Duration};
 
@@ -94,7 +91,7 @@ impl Meter {
         let Some(pending) = &self.pending else { return };
         let (ledger, id) = (pending.state.ledger.clone(), pending.request_id.clone());
         pending.state.settlements.spawn(async move {
-            if let Err(error) = ledger.mark_served(&id, indexer::ledger::now()).await {
+            if let Err(error) = ledger.mark_served(&id, ledger::now()).await {
                 tracing::warn!(request_id = %id, %error, "marking the reservation served failed");
             }
         });

@@ -10,10 +10,8 @@ use crate::{
     server::{Gateway, Parts},
     state::NostrIdentity,
 };
-use indexer::{
-    ledger::now,
-    sandbox::{cli::StackArgs, Sandbox, SOL},
-};
+use indexer::sandbox::{cli::StackArgs, Sandbox, SOL};
+use ledger::now;
 use localnet::MockUpstream;
 use nostr_sdk::prelude::{Client, Keys};
 use solana_sdk::signature::{write_keypair_file, Signer};

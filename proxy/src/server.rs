@@ -6,10 +6,8 @@ use crate::{
     config::Config, meter, pricing, routes, state::AppState, state::NostrIdentity, tokens,
 };
 use axum::serve::ListenerExt;
-use indexer::{
-    ledger::{Expiry, Ledger, LedgerError},
-    nostr::publisher,
-};
+use indexer::nostr::publisher;
+use ledger::{Expiry, Ledger, LedgerError};
 use nostr_sdk::{prelude::Client, JsonUtil};
 use std::{net::SocketAddr, sync::atomic::Ordering, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
@@ -145,7 +143,7 @@ async fn housekeeping(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        if let Err(error) = sweep_expired(&state, indexer::ledger::now()).await {
+        if let Err(error) = sweep_expired(&state, ledger::now()).await {
             tracing::warn!(%error, "expiring reservations failed");
         }
         if let Some(cashu) = &state.cashu {

@@ -8,7 +8,7 @@ use crate::{
     pricing::Price,
     ratelimit::RateLimiter,
 };
-use indexer::ledger::Ledger;
+use ledger::Ledger;
 use nostr_sdk::prelude::{Keys, PublicKey};
 use std::{collections::HashMap, sync::Arc, time::Duration};
 use tokio::sync::Notify;

@@ -5,7 +5,7 @@ use super::{nonce::RANDOM_BYTES, session::login_message, verify_wallet_signature
 use crate::error::ApiJson;
 use crate::{error::ApiError, state::AppState};
 use axum::{extract::State, Json};
-use indexer::ledger::now;
+use ledger::now;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -176,10 +176,7 @@ impl FromRequestParts<Arc<AppState>> for Auth {
             .ok_or_else(|| {
                 ApiError::Unauthorized("expected Authorization: Bearer <token>".into())
             })?;
-        state
-            .auth
-            .authenticate(credential, indexer::ledger::now())
-            .map(Auth)
+        state.auth.authenticate(credential, ledger::now()).map(Auth)
     }
 }
 
@@ -197,7 +194,7 @@ impl FromRequestParts<Arc<AppState>> for LiveAuth {
         let Auth(caller) = Auth::from_request_parts(parts, state).await?;
         if let Some(key) = &caller.key {
             if state.ledger.key_revoked(&key.key_id).await? {
-                return Err(indexer::ledger::LedgerError::KeyRevoked.into());
+                return Err(ledger::LedgerError::KeyRevoked.into());
             }
         }
         Ok(LiveAuth(caller))

@@ -7,7 +7,7 @@ use crate::{
     state::AppState,
 };
 use axum::{extract::State, Json};
-use indexer::ledger::{now, KeyRevocation};
+use ledger::{now, KeyRevocation};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 

@@ -21,7 +21,7 @@ use cdk::{
     wallet::{HttpClient, MintConnector},
     Amount,
 };
-use indexer::ledger::{ChangeClaim, Ledger, LedgerError};
+use ledger::{ChangeClaim, Ledger, LedgerError};
 use sha2::{Digest, Sha256};
 use std::{collections::HashMap, str::FromStr, sync::Arc};
 use tokio::sync::RwLock;

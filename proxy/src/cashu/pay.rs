@@ -132,7 +132,7 @@ fn change_chunk(
         let chunk = serde_json::json!({
             "id": receipt_id,
             "object": "chat.completion.chunk",
-            "created": indexer::ledger::now(),
+            "created": ledger::now(),
             "model": model,
             "choices": [],
             "x_cashu": change,

@@ -18,7 +18,7 @@ use cdk::{
     wallet::MintConnector,
     Amount,
 };
-use indexer::ledger::{
+use ledger::{
     CashuProof, CashuSwap, Leased, Ledger, LedgerError, NewReceipt, Receipt, Receiving, SwapKind,
     SwapLease,
 };

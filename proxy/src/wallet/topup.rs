@@ -7,11 +7,11 @@ use anyhow::Context;
 use balance_payment::authorization::AuthorizationTerms;
 use indexer::{
     chain::client::ClientError,
-    ledger::now,
     nostr::events::session_filter,
     topup::{authorization_payload, request_event},
     wire::{DsProxyMessage, StatusPayload},
 };
+use ledger::now;
 use nostr_sdk::prelude::{Client, Event, Keys, PublicKey, RelayPoolNotification};
 use serde_json::json;
 use solana_sdk::signature::Signer;

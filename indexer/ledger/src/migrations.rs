@@ -3,8 +3,8 @@
 use super::{Backend, LedgerError, Result};
 use sqlx::{any::AnyPoolOptions, migrate::Migrator, Row};
 
-static SQLITE: Migrator = sqlx::migrate!("../migrations/sqlite");
-static POSTGRES: Migrator = sqlx::migrate!("../migrations/postgres");
+static SQLITE: Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES: Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// The migrations of this build, per backend (applied by [`super::Ledger::connect`]).
 pub(super) fn migrator(backend: Backend) -> &'static Migrator {

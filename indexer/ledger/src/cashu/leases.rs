@@ -3,7 +3,7 @@
 //! keeps the swap for whoever takes the lease next, so a swap in flight is never forgotten.
 //! A caller that dies holding a lease lets it lapse, and another takes over after it.
 use super::{swaps::swap_from_row, CashuSwap};
-use crate::ledger::{Ledger, Result};
+use crate::{Ledger, Result};
 use sqlx::Row;
 
 /// Who asks to send a swap (a name of its own per call), and for how long.

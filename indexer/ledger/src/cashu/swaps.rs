@@ -2,7 +2,7 @@
 //! by one swap at a time, written down before the mint is asked, and spent or given back in
 //! one transaction with what the swap produced.
 use super::{CashuProof, CashuSwap, SwapKind, SwapLease};
-use crate::ledger::{now, Ledger, LedgerError, Result};
+use crate::{now, Ledger, LedgerError, Result};
 use sqlx::Row;
 
 /// The proofs a spending swap takes, the mint's fee for them, and what it pays out.

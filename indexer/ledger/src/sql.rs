@@ -43,7 +43,7 @@ impl<'a> From<Option<&'a str>> for Arg<'a> {
 
 /// The `[Arg]` slice for a statement: `args![a, b]`.
 macro_rules! args {
-    ($($arg:expr),* $(,)?) => { &[$($crate::ledger::sql::Arg::from($arg)),*] };
+    ($($arg:expr),* $(,)?) => { &[$($crate::sql::Arg::from($arg)),*] };
 }
 pub(super) use args;
 
