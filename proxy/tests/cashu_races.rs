@@ -99,17 +99,12 @@ impl Deployment {
         Answer::read(response).await
     }
 
-    /// Sends `token` (at `replica`) again while the answer asks for it again (409 or 503,
-    /// each with `Retry-After`), as a client does; returns the first other answer.
+    /// Sends `token` (at `replica`) again while the answer asks for it again, as a client does.
     async fn pay_until_final(&self, replica: usize, token: &str, body: &Value) -> Answer {
-        for _ in 0..100 {
-            let answer = self.pay(replica, token, body).await;
-            if !answer.retry_later() {
-                return answer;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the token was never finished");
+        until_final("the token was never finished", || {
+            self.pay(replica, token, body)
+        })
+        .await
     }
 
     /// Asserts the audit is clean and the books agree with the mint, then stops everything.
@@ -179,6 +174,24 @@ impl Answer {
         assert_eq!(self.status, 200, "{}", self.body);
         self.body["change"].as_str().unwrap().to_owned()
     }
+}
+
+/// Asks again while the answer says "send it again" (409 or 503, with `Retry-After`), as a
+/// client does, and returns the first other answer. The pause between tries is the client's
+/// back-off, not the event waited for: that is an answer that is not "again" (at most 10 s).
+async fn until_final<F, Fut>(what: &str, mut ask: F) -> Answer
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Answer>,
+{
+    for _ in 0..100 {
+        let answer = ask().await;
+        if !answer.retry_later() {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}");
 }
 
 fn ask(max_tokens: u64) -> Value {
@@ -354,16 +367,10 @@ async fn the_recovery_loop_racing_a_retry_loses_nothing(db: TempDatabase) {
     assert_eq!(served.status, 200);
     assert_eq!(served.change, None, "the change's answer was lost");
     link.lose_answers(false);
-    let (recovered, claimed) = tokio::join!(rail.recover(&recovery), async {
-        for _ in 0..100 {
-            let answer = d.change(1, &second).await;
-            if !answer.retry_later() {
-                return answer;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the change was never issued");
-    });
+    let (recovered, claimed) = tokio::join!(
+        rail.recover(&recovery),
+        until_final("the change was never issued", || d.change(1, &second))
+    );
     recovered.unwrap();
     let change = claimed.change_token();
     assert_eq!(mint.redeem(&change).await + served.cost(), 100);

@@ -83,6 +83,8 @@ impl MintLink {
                         secrets,
                     });
                     count.fetch_add(1, Ordering::SeqCst);
+                    // The sleep is the staged behaviour itself: a mint slow to answer a swap,
+                    // while duplicates arrive.
                     tokio::time::sleep(hold).await;
                 }
                 let answer = http
