@@ -9,10 +9,10 @@
 //!   [`supervisor`]; [`health`] and [`metrics`]: their `/health` and `/metrics`;
 //!   [`shutdown`]: the stop signals; [`sandbox`]: the local stack
 //!   (feature `sandbox`, on by default; production builds leave it out).
-//! - [`telemetry`]: logs, and OTLP traces when configured.
-//! - [`topup`]: the signed `Request` a wallet publishes to buy credit.
-//! - [`solana_cli`]: `--url` and `--keypair` read as `solana` reads them.
-//! - [`wire`]: kind-1573 message contents, compatible with DePHY's; [`clock`]: where "now" comes from.
+//! - [`clock`]: where "now" comes from.
+//! - Shared with the gateway (crate `common`), re-exported here: [`wire`] (kind-1573 message
+//!   contents), [`topup`] (the signed `Request` a wallet publishes to buy credit),
+//!   [`telemetry`], [`solana_cli`], and the chain client in [`chain`].
 pub mod chain;
 pub mod cli;
 pub mod clock;
@@ -25,9 +25,5 @@ pub mod nostr;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod services;
-pub mod shutdown;
-pub mod solana_cli;
 pub mod supervisor;
-pub mod telemetry;
-pub mod topup;
-pub mod wire;
+pub use common::{shutdown, solana_cli, telemetry, topup, wire};

@@ -1,6 +1,6 @@
 //! The indexer's Prometheus metrics, so an operator sees ingestion, the controller and the
 //! services' health without reading logs. Served as text by [`crate::health`].
-use crate::{controller::Outcome, ledger::Applied, nostr::watcher::Ingested};
+use crate::{controller::Outcome, ledger::Applied, nostr::ingest::Ingested};
 use prometheus_client::{
     encoding::{text::encode, EncodeLabelSet},
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -128,7 +128,7 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts what [`crate::nostr::watcher::ingest`] did with an event.
+    /// Counts what [`crate::nostr::ingest::ingest`] did with an event.
     pub fn ingested(&self, outcome: &Ingested) {
         let (kind, applied) = match outcome {
             Ingested::Credit(applied) => ("credit", applied),

@@ -154,8 +154,8 @@ async fn the_local_validator_serves_wallets_and_indexers_over_standard_rpc() {
     })
     .await
     .expect("logsSubscribe notified the transaction");
-    // A natively run program's `msg!` lines are not captured (README, "Events"); the runtime's
-    // own lines are.
+    // A natively run program's `msg!` lines are not captured (programs/balance-payment/README.md,
+    // "Events"); the runtime's own lines are.
     let success = format!("Program {} success", balance_payment::ID);
     assert!(logged.contains(&success), "{logged:?}");
 

@@ -4,7 +4,7 @@
 //! private, link-local and other non-public ranges are refused, IPv4-mapped IPv6 included,
 //! unless the operator allow-lists the host or a CIDR), the request goes to the checked
 //! addresses only (no second lookup, no proxy) and a redirect is never followed.
-use crate::config::{AuthConfig, ConfigError};
+use common::config::ConfigError;
 use reqwest::{redirect::Policy, Url};
 use serde_json::Value;
 use std::{
@@ -93,14 +93,15 @@ impl Net {
 }
 
 impl CallbackPolicy {
-    /// From `auth.callbacks` and `auth.callback_allow` (host names, addresses or CIDRs).
-    pub fn new(auth: &AuthConfig) -> Result<Self, ConfigError> {
+    /// From `auth.callbacks` (`enabled`) and `auth.callback_allow` (host names, addresses or
+    /// CIDRs).
+    pub fn new(enabled: bool, allow: &[String]) -> Result<Self, ConfigError> {
         let mut policy = Self {
-            enabled: auth.callbacks,
+            enabled,
             hosts: vec![],
             nets: vec![],
         };
-        for entry in &auth.callback_allow {
+        for entry in allow {
             let entry = entry.trim();
             if let Some(net) = Net::parse(entry) {
                 policy.nets.push(net);
@@ -249,10 +250,8 @@ mod tests {
     use super::*;
 
     fn policy(allow: &[&str]) -> CallbackPolicy {
-        let mut auth = crate::config::Config::default().auth;
-        auth.callbacks = true;
-        auth.callback_allow = allow.iter().map(|s| s.to_string()).collect();
-        CallbackPolicy::new(&auth).unwrap()
+        let allow: Vec<String> = allow.iter().map(|s| s.to_string()).collect();
+        CallbackPolicy::new(true, &allow).unwrap()
     }
 
     #[test]
@@ -314,17 +313,15 @@ mod tests {
             .check(&Url::parse("http://localhost:9/x").unwrap())
             .await
             .is_ok());
-        let off = CallbackPolicy::new(&crate::config::Config::default().auth).unwrap();
+        let defaults = crate::config::Config::default().auth;
+        let off = CallbackPolicy::new(defaults.callbacks, &defaults.callback_allow).unwrap();
         assert_eq!(off.check(&url).await, Err(CallbackError::Disabled));
     }
 
     #[test]
     fn allow_list_entries_are_validated() {
-        let mut auth = crate::config::Config::default().auth;
-        auth.callback_allow = vec!["10.0.0.0/33".into()];
-        assert!(CallbackPolicy::new(&auth).is_err());
-        auth.callback_allow = vec!["http://x".into()];
-        assert!(CallbackPolicy::new(&auth).is_err());
+        assert!(CallbackPolicy::new(true, &["10.0.0.0/33".into()]).is_err());
+        assert!(CallbackPolicy::new(true, &["http://x".into()]).is_err());
         let net = Net::parse("::ffff:10.0.0.0/104");
         assert_eq!(
             net.map(|n| (n.addr, n.prefix)),

@@ -1,5 +1,4 @@
-//! The `proxy` command: `run` (the gateway from a config file), `sandbox` (the whole local
-//! stack), the wallet user's commands (`register`, `deposit`, `withdraw`, `balance`, `topup`:
+//! The `proxy` command: `run` (the gateway from a config file), the wallet user's commands (`register`, `deposit`, `withdraw`, `balance`, `topup`:
 //! [`crate::wallet`]), `login` (wallet login), `delegate` (sign a delegated key with a wallet)
 //! and `revoke` (revoke one).
 use crate::{
@@ -38,11 +37,6 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Run the whole local stack on embedded defaults: a local Solana validator running the
-    /// program, a relay, the ledger, the indexer and controller, and the gateway with a local
-    /// echo model.
-    #[cfg(feature = "sandbox")]
-    Sandbox(crate::sandbox::SandboxArgs),
     #[command(flatten)]
     Wallet(WalletCommand),
     /// Sign a delegated key with a wallet keypair file and print it.
@@ -144,8 +138,6 @@ enum CashuCommand {
 pub async fn main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run { config } => run(Config::load(config.as_deref())?).await?,
-        #[cfg(feature = "sandbox")]
-        Command::Sandbox(args) => crate::sandbox::run(args).await?,
         Command::Wallet(command) => crate::wallet::run(command).await?,
         Command::Delegate {
             wallet,
@@ -263,7 +255,7 @@ async fn cashu(command: CashuCommand) -> anyhow::Result<()> {
 }
 
 fn read_wallet(path: &Path) -> anyhow::Result<Keypair> {
-    indexer::solana_cli::read_keypair(path)
+    common::solana_cli::read_keypair(path)
 }
 
 fn signing_key(keypair: &Keypair) -> SigningKey {
@@ -271,7 +263,7 @@ fn signing_key(keypair: &Keypair) -> SigningKey {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let mut signals = indexer::shutdown::StopSignals::install()?;
+    let mut signals = common::shutdown::StopSignals::install()?;
     let ledger = Ledger::connect(&config.database_url).await?;
     let keys = match &config.nostr.secret_key_file {
         Some(file) => Keys::parse(

@@ -1,8 +1,8 @@
 //! Typed configuration, loaded once at start: a TOML file, then `PROXY_…` environment variables
 //! (nested keys joined by `__`, e.g. `PROXY_LIMITS__RPM`). Secrets (upstream API keys, the
 //! Nostr key, the token secret) are named by file or environment variable, never inlined.
-use indexer::config::load_layered;
-pub use indexer::config::ConfigError;
+use common::config::load_layered;
+pub use common::config::ConfigError;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -198,7 +198,7 @@ impl Default for Config {
                 relays: vec![],
                 secret_key_file: None,
                 machine: String::new(),
-                session: indexer::wire::DEFAULT_SESSION.into(),
+                session: common::wire::DEFAULT_SESSION.into(),
                 catalog: "llm-gateway".into(),
                 tokens_per_sol: 1_000_000,
                 publish: true,
@@ -261,11 +261,11 @@ impl Config {
                 self.nostr.machine
             ));
         }
-        indexer::config::check_nostr_keys(
+        common::config::check_nostr_keys(
             "nostr.controller_pubkeys",
             &self.nostr.controller_pubkeys,
         )?;
-        indexer::config::check_program_id(&self.chain.program_id)?;
+        common::config::check_program_id(&self.chain.program_id)?;
         let audience = self.audience();
         if audience.trim().is_empty()
             || audience.trim() != audience
@@ -304,7 +304,7 @@ impl Config {
                 }
             }
         }
-        crate::callback::CallbackPolicy::new(&self.auth)?;
+        crate::callback::CallbackPolicy::new(self.auth.callbacks, &self.auth.callback_allow)?;
         if self.cashu.tokens_per_sat == 0 || i64::try_from(self.cashu.tokens_per_sat).is_err() {
             return invalid("cashu.tokens_per_sat must be positive".into());
         }

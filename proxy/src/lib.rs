@@ -10,8 +10,10 @@
 //! - [`routes`]: the router and small endpoints; [`server`]: start and graceful shutdown.
 //! - [`discovery`]: `/.well-known/llm-gateway`, what a client must know to pay this gateway;
 //!   [`wallet`]: the wallet user's commands, built on it.
-//! - [`config`], [`error`], [`state`]; [`cli`]; [`sandbox`]: the whole local stack (feature
-//!   `sandbox`, on by default; production builds leave it out).
+//! - [`config`], [`error`], [`state`]; [`cli`].
+//!
+//! The whole local stack in front of the indexer's sandbox is the crate `sandbox`
+//! (`proxy/sandbox`), so this crate links neither the indexer nor any test machinery.
 pub mod auth;
 pub mod callback;
 pub mod cashu;
@@ -26,8 +28,6 @@ pub mod pricing;
 pub mod ratelimit;
 pub mod request;
 pub mod routes;
-#[cfg(feature = "sandbox")]
-pub mod sandbox;
 pub mod server;
 pub mod state;
 pub mod stream;

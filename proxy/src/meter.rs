@@ -9,7 +9,7 @@ use crate::{
     state::{AppState, Model, NostrIdentity},
     tokens,
 };
-use indexer::{nostr::events::sign_message, wire::DsProxyMessage};
+use common::{events::sign_message, wire::DsProxyMessage};
 use ledger::{Charge, UsageRecord};
 use nostr_sdk::JsonUtil;
 use std::{sync::Arc, time::Duration};

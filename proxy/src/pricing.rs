@@ -3,7 +3,7 @@
 //! Prices are integers per million LLM tokens; costs are computed in u128 and rounded up, so
 //! nothing overflows, no float is involved, and a call is never cheaper than its price.
 use crate::config::{CashuConfig, ModelConfig};
-use indexer::wire::KIND_CATALOG;
+use common::wire::KIND_CATALOG;
 use nostr_sdk::prelude::{Event, EventBuilder, Keys, Kind, Tag};
 use serde::Serialize;
 

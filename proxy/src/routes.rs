@@ -1,7 +1,7 @@
 //! The router, and the small endpoints: models with prices, the caller's balance and usage,
 //! readiness and metrics.
 use crate::{
-    auth::{login, revoke, LiveAuth},
+    auth::{extract::LiveAuth, login, revoke},
     chat,
     error::{ApiError, BodyLimit},
     state::AppState,

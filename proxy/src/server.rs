@@ -6,7 +6,7 @@ use crate::{
     config::Config, meter, pricing, routes, state::AppState, state::NostrIdentity, tokens,
 };
 use axum::serve::ListenerExt;
-use indexer::nostr::publisher;
+use common::publisher;
 use ledger::{Expiry, Ledger, LedgerError};
 use nostr_sdk::{prelude::Client, JsonUtil};
 use std::{net::SocketAddr, sync::atomic::Ordering, sync::Arc, time::Duration};

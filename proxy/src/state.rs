@@ -127,7 +127,7 @@ impl AppState {
             .map(Arc::new);
         Ok(Self {
             cashu,
-            callbacks: CallbackPolicy::new(&config.auth)?,
+            callbacks: CallbackPolicy::new(config.auth.callbacks, &config.auth.callback_allow)?,
             auth: Authenticator::new(token_secret, config.audience(), config.auth.cache_entries),
             limiter: RateLimiter::new(config.limits.rpm, config.limits.tpm),
             config,

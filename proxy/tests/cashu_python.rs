@@ -1,7 +1,7 @@
 //! Another Cashu implementation pays the gateway: Nutshell's wallet (the `cashu` Python
 //! package) with the official `openai` client, token in a default header (tests/cashu/check.py).
-//! CI installs both into a virtualenv (tests/cashu/requirements.txt); elsewhere the test says
-//! how and passes only outside CI.
+//! `cargo xtask test` installs both into a virtualenv (tests/cashu/requirements.txt); a bare
+//! `cargo test` without it says how and skips.
 mod common;
 
 use common::{mint::TestMint, Harness};
@@ -20,13 +20,10 @@ fn python() -> Option<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nutshells_wallet_and_the_openai_client_pay_and_get_their_change() {
     let Some(python) = python() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install tests/cashu/requirements.txt"
-        );
-        eprintln!(
-            "skipped: python3 -m venv ~/.cache/llm-gateway-tools/cashu-venv && \
-             ~/.cache/llm-gateway-tools/cashu-venv/bin/pip install -r tests/cashu/requirements.txt"
+        localnet::prerequisite::missing(
+            "the Nutshell virtualenv",
+            "python3 -m venv ~/.cache/llm-gateway-tools/cashu-venv && \
+             ~/.cache/llm-gateway-tools/cashu-venv/bin/pip install -r tests/cashu/requirements.txt",
         );
         return;
     };

@@ -16,7 +16,8 @@ const TEST_MACHINERY: &[&str] = &[
     "nostr-lmdb",
 ];
 
-/// The crates `package` links when built with `features` (`None`: defaults off).
+/// The crates `package` links when built with `features` (`None`: defaults off; `Some("")`:
+/// the defaults).
 fn linked_crates(package: &str, features: Option<&str>) -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
@@ -56,14 +57,34 @@ fn production_binaries_link_no_test_machinery() {
             found.is_empty(),
             "the production {package} links test machinery: {found:?}"
         );
-        // The check looks at the right graph: the sandbox build does link the validator.
-        let sandbox = linked_crates(package, Some("sandbox"));
+    }
+    // The check looks at the right graph: the sandbox builds do link the validator.
+    for (package, features) in [("indexer", Some("sandbox")), ("sandbox", Some(""))] {
+        let sandbox = linked_crates(package, features);
         for machinery in ["localnet", "surfpool-core", "nostr-relay-builder"] {
             assert!(
                 sandbox.iter().any(|name| name == machinery),
                 "the sandbox build of {package} should link {machinery}"
             );
         }
-        assert!(production.len() < sandbox.len());
+    }
+}
+
+/// The gateway stands on the ledger, the shared crate and the program's SDK: it never links the
+/// indexer (whose watchers and controller it does not run), with or without default features.
+#[test]
+fn the_gateway_does_not_link_the_indexer() {
+    for features in [None, Some("")] {
+        let gateway = linked_crates("proxy", features);
+        assert!(
+            !gateway.iter().any(|name| name == "indexer"),
+            "proxy links the indexer: {gateway:?}"
+        );
+        for needed in ["ledger", "common", "balance-payment"] {
+            assert!(
+                gateway.iter().any(|name| name == needed),
+                "proxy should link {needed}"
+            );
+        }
     }
 }

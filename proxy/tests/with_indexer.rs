@@ -44,7 +44,7 @@ async fn a_paid_wallet_spends_through_the_gateway_and_the_debit_is_relayed_once(
     let mock = MockUpstream::start(0).await.unwrap();
     let config: Config = common::config(&mock, &db.url);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (gateway, relay) = proxy::sandbox::front(
+    let (gateway, relay) = sandbox::front(
         &stack,
         listener,
         config,

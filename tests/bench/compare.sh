@@ -55,7 +55,7 @@ else
   DATABASE_URL=sqlite:ledger.sqlite
 fi
 
-# The outside world and the operator, as in the README's walk-through.
+# The outside world and the operator, as in the walk-through (proxy/OPERATING.md).
 "$DBG/localnet" validator --rpc-port $RPC > chain.log 2>&1 &
 PIDS="validator=$!"
 # The relay stands for someone else's server: its store goes to memory (/dev/shm) when there is

@@ -1,6 +1,7 @@
-// The text a wallet signs to authorise a spending (README, "The signed message"), built the way
-// a JavaScript wallet app builds it. No dependencies, so any test folder can import it;
-// check.mjs pins it to the Rust SDK's bytes, tests/wallet signs it against a live stack.
+// The text a wallet signs to authorise a spending (programs/balance-payment/README.md, "The signed
+// message"), built the way a JavaScript wallet app builds it. No dependencies, so any test folder
+// can import it; check.mjs pins it to the Rust SDK's bytes, tests/wallet signs it against a live
+// stack.
 
 /** Lowercase hex of a byte array. */
 export const hex = (bytes) => Buffer.from(bytes).toString("hex");

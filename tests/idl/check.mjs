@@ -45,7 +45,8 @@ assert.equal(Buffer.from(instruction.data).toString("hex"), vector.instruction.d
 const keys = instruction.keys.map((k) => ({ pubkey: k.pubkey.toBase58(), isSigner: k.isSigner, isWritable: k.isWritable }));
 assert.deepEqual(keys, vector.instruction.keys, "accounts (resolved from the IDL's PDA seeds)");
 
-// The signed message, built the way a JavaScript wallet app builds it (README layout).
+// The signed message, built the way a JavaScript wallet app builds it (layout in
+// programs/balance-payment/README.md, "The signed message").
 const message = authorizationMessage({
   programId: vector.programId,
   cluster: vector.cluster,

@@ -1,4 +1,4 @@
-// Plays a wallet user against a running local stack (`proxy sandbox`), the way a browser wallet
+// Plays a wallet user against a running local stack (`cargo run -p sandbox`), the way a browser wallet
 // app does it: transactions from the committed IDL through @coral-xyz/anchor, the spending
 // authorisation signed with tweetnacl (what `signMessage` does), the kind-1573 Request sent to
 // the relay, then a wallet login at the gateway, the credit read from /v1/balance and spent on
@@ -143,7 +143,7 @@ async function main() {
   const global = await program.account.global.fetch(pda(Buffer.from("GLOBAL")));
   const cluster = bs58.encode(Uint8Array.from(global.cluster));
   const genesis = await connection.getGenesisHash();
-  assert.equal(cluster, genesis, "Global.cluster is the cluster's genesis hash (README)");
+  assert.equal(cluster, genesis, "Global.cluster is the cluster's genesis hash (programs/balance-payment/README.md)");
   const account = await program.account.userAccount.fetch(userAccount);
   assert.equal(account.owner.toBase58(), user, "user account owner");
   const nonce = BigInt(account.nonce.toString());
@@ -215,7 +215,7 @@ async function main() {
   step("gateway: wallet login (nonce → signed login text → bearer token)");
   const issued = (await gateway("POST", "/v1/auth/nonce", { body: { wallet: user } })).json;
   const loginText = ["LLM gateway login", `audience: ${issued.audience}`, `wallet: ${user}`, `nonce: ${issued.nonce}`].join("\n");
-  assert.equal(issued.message, loginText, "the login text the gateway asks for has the README layout");
+  assert.equal(issued.message, loginText, "the login text the gateway asks for has the layout of proxy/README.md, \"Authentication\"");
   const loginSignature = bs58.encode(nacl.sign.detached(Buffer.from(loginText, "utf8"), wallet.secretKey));
   const login = (await gateway("POST", "/v1/auth/login", { body: { wallet: user, nonce: issued.nonce, signature: loginSignature } })).json;
   assert.match(login.token, /^gws1\./, "session token");

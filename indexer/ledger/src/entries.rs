@@ -5,7 +5,10 @@
 //! a credit is a function of its payment, never of what an announcement claims); a debit
 //! applies only while the balance covers it (otherwise `rejected`, and the audit lists it).
 //! Re-applying an id is a no-op.
-use super::{ensure_user, lock_user, now, payments::payment_value, Ledger, LedgerError, Result};
+use super::{
+    credits::{claim_pending_credit, credit, payment_value},
+    ensure_user, lock_user, now, Ledger, Result,
+};
 use sqlx::Row;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,35 +251,6 @@ fn signed(entry: &NewEntry) -> i64 {
         EntryKind::Credit => entry.tokens,
         EntryKind::Debit => -entry.tokens,
     }
-}
-
-pub(super) async fn credit(tx: &mut sqlx::AnyConnection, user: &str, tokens: i64) -> Result<()> {
-    sqlx::query("UPDATE balances SET credited = credited + $1 WHERE user_key = $2")
-        .bind(tokens)
-        .bind(user)
-        .execute(&mut *tx)
-        .await
-        .map_err(LedgerError::from)?;
-    Ok(())
-}
-
-/// Moves a pending credit to `status`; false when someone else already did (the caller then
-/// must not apply it).
-pub(super) async fn claim_pending_credit(
-    tx: &mut sqlx::AnyConnection,
-    id: &str,
-    status: &str,
-) -> Result<bool> {
-    let claimed = sqlx::query(
-        "UPDATE entries SET status = $1, applied_at = $2 WHERE id = $3 AND status = 'pending'",
-    )
-    .bind(status)
-    .bind(now())
-    .bind(id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    Ok(claimed == 1)
 }
 
 async fn set_status(tx: &mut sqlx::AnyConnection, id: &str, status: &str) -> Result<()> {

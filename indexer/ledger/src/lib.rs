@@ -9,6 +9,7 @@ mod audit;
 mod cashu;
 mod checkpoint;
 mod clock;
+mod credits;
 mod cursors;
 mod entries;
 mod keys;
@@ -36,7 +37,8 @@ pub use migrations::pending_migrations;
 pub use outbox::OutboxEvent;
 pub use payments::{tokens_for_lamports, Payment};
 pub use requests::{RequestRecord, RequestState};
-pub use reservations::{Charge, ExpiredCharge, Expiry, Hold, Reservation, Settlement};
+pub use reservations::{ExpiredCharge, Expiry};
+pub use spend::{Charge, Hold, Reservation, Settlement};
 pub use usage::{UsageRecord, UsageRow};
 
 use sqlx::{

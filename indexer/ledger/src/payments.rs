@@ -6,9 +6,8 @@
 //! Postgres would otherwise let both miss each other), and a pending credit is claimed with a
 //! conditional update, so the grace-period sweep and a late payment never both apply it.
 use super::{
-    ensure_user,
-    entries::{claim_pending_credit, credit},
-    lock_user, now, to_i64, Ledger, Result,
+    credits::{claim_pending_credit, credit, payment_value},
+    ensure_user, lock_user, now, to_i64, Ledger, Result,
 };
 use sqlx::Row;
 
@@ -146,23 +145,4 @@ impl Ledger {
             slot: row.try_get::<i64, _>("slot")?.max(0) as u64,
         }))
     }
-}
-
-/// What the payments of transaction `signature` to `user` are worth together; `None` when
-/// none is recorded.
-pub(super) async fn payment_value(
-    tx: &mut sqlx::AnyConnection,
-    signature: &str,
-    user: &str,
-) -> Result<Option<i64>> {
-    let row = sqlx::query(
-        "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(tokens), 0) AS BIGINT) AS worth FROM payments
-         WHERE signature = $1 AND user_key = $2",
-    )
-    .bind(signature)
-    .bind(user)
-    .fetch_one(&mut *tx)
-    .await?;
-    let count: i64 = row.try_get("n")?;
-    Ok((count > 0).then(|| row.try_get("worth")).transpose()?)
 }

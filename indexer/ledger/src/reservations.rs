@@ -10,39 +10,17 @@
 //! answers; the expiry sweep charges a served one whose settlement never came (the work was
 //! done) and releases an unserved one.
 use super::{
-    keys::{release_key_hold, spend_key, unhold_key, KeyLimit},
+    keys::{release_key_hold, spend_key, unhold_key},
     outbox::enqueue_in,
     spend::{
         charge_in, debit, give_back, hold_in, insert_debit_entry, release_in, served_in, unreserve,
-        Held,
+        Charge, Held, Hold, Reservation, Settlement,
     },
     sql::Row,
-    usage::UsageRecord,
     writer::{unexpected, Done, Op, OwnedCharge, OwnedHold},
     Ledger, LedgerError, Result,
 };
 use sqlx::Row as _;
-
-/// A held amount, released by `settle`/`release` or when it expires.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reservation {
-    pub id: String,
-    pub user: String,
-    pub amount: i64,
-    pub expires_at: i64,
-    /// When the upstream answered (then the expiry sweep charges rather than releases it).
-    pub served_at: Option<i64>,
-}
-
-/// What a settlement charged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settlement {
-    pub charged: i64,
-    /// What the actual cost exceeded the reservation and the remaining balance by (not charged).
-    pub shortfall: i64,
-    /// False when this request was settled before (nothing changed).
-    pub newly_settled: bool,
-}
 
 /// What an expiry sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -60,34 +38,6 @@ pub struct ExpiredCharge {
     pub id: String,
     pub user: String,
     pub charged: i64,
-}
-
-/// What to hold before an upstream call.
-#[derive(Debug, Clone)]
-pub struct Hold<'a> {
-    pub id: &'a str,
-    pub user: &'a str,
-    /// What the caller wants held.
-    pub amount: i64,
-    /// Hold less when that is all the balance (and the key's budget) affords, but not less
-    /// than this; `None` holds exactly `amount` or nothing. Folding "what can this caller
-    /// afford" into the hold saves the reads a caller would otherwise make before it.
-    pub minimum: Option<i64>,
-    pub ttl_seconds: i64,
-    /// The delegated key whose budget this also draws on.
-    pub key: Option<KeyLimit<'a>>,
-}
-
-/// What a finished request cost.
-#[derive(Debug, Clone)]
-pub struct Charge<'a> {
-    pub id: &'a str,
-    pub user: &'a str,
-    pub cost: i64,
-    /// The delegated key that made the request: its spend is capped by its budget.
-    pub key_id: Option<&'a str>,
-    /// Recorded for the usage endpoint (`cost` there is what was actually charged).
-    pub usage: Option<UsageRecord>,
 }
 
 impl Ledger {

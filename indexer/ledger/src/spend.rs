@@ -1,7 +1,10 @@
-//! The statements behind a request's ledger writes — hold, mark served, charge, release —
-//! each run inside a transaction its caller owns: one of its own (Postgres) or the batch the
-//! writer group-commits (SQLite). None leaves a partial effect when it refuses, so a refusal
-//! never spoils the batch it ran in.
+//! The statements behind a request's ledger writes — hold, mark served, charge, release — and
+//! the values they take and give ([`Hold`], [`Charge`], [`Reservation`], [`Settlement`]). The
+//! bottom of one pipeline: `reservations` (the API a request calls) → `writer` (SQLite's group
+//! commit) → `spend`; on Postgres `reservations` calls these directly. Each runs inside a
+//! transaction its caller owns: one of its own (Postgres) or the batch the writer group-commits
+//! (SQLite). None leaves a partial effect when it refuses, so a refusal never spoils the batch
+//! it ran in.
 //!
 //! Lock order: rows are taken in the order reservations → entries → key budgets → balances
 //! (several keys or users each in sorted order), so on Postgres two transactions (two
@@ -9,14 +12,62 @@
 use super::{
     ensure_user,
     entries::debit_id,
-    keys::{hold_key, release_key_hold, spend_key, undo_key_hold, unhold_key},
+    keys::{hold_key, release_key_hold, spend_key, undo_key_hold, unhold_key, KeyLimit},
     now,
     outbox::enqueue_in,
-    reservations::{Charge, Hold, Reservation, Settlement},
     sql::{args, Row, Sql},
-    usage::record_usage,
+    usage::{record_usage, UsageRecord},
     LedgerError, Result,
 };
+
+/// A held amount, released by `settle`/`release` or when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub id: String,
+    pub user: String,
+    pub amount: i64,
+    pub expires_at: i64,
+    /// When the upstream answered (then the expiry sweep charges rather than releases it).
+    pub served_at: Option<i64>,
+}
+
+/// What a settlement charged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    pub charged: i64,
+    /// What the actual cost exceeded the reservation and the remaining balance by (not charged).
+    pub shortfall: i64,
+    /// False when this request was settled before (nothing changed).
+    pub newly_settled: bool,
+}
+
+/// What to hold before an upstream call.
+#[derive(Debug, Clone)]
+pub struct Hold<'a> {
+    pub id: &'a str,
+    pub user: &'a str,
+    /// What the caller wants held.
+    pub amount: i64,
+    /// Hold less when that is all the balance (and the key's budget) affords, but not less
+    /// than this; `None` holds exactly `amount` or nothing. Folding "what can this caller
+    /// afford" into the hold saves the reads a caller would otherwise make before it.
+    pub minimum: Option<i64>,
+    pub ttl_seconds: i64,
+    /// The delegated key whose budget this also draws on.
+    pub key: Option<KeyLimit<'a>>,
+}
+
+/// What a finished request cost.
+#[derive(Debug, Clone)]
+pub struct Charge<'a> {
+    pub id: &'a str,
+    pub user: &'a str,
+    pub cost: i64,
+    /// The delegated key that made the request: its spend is capped by its budget.
+    pub key_id: Option<&'a str>,
+    /// Recorded for the usage endpoint (`cost` there is what was actually charged).
+    pub usage: Option<UsageRecord>,
+}
 
 /// Holds what `hold` asks (or, with a minimum, what is affordable) on the key, then the
 /// balance; refused by either, it leaves nothing held.

@@ -14,8 +14,7 @@
 //! busy handler for the other.
 use super::{
     keys::KeyLimit,
-    reservations::{Charge, Hold, Reservation, Settlement},
-    spend::{charge_in, hold_in, release_in, served_in},
+    spend::{charge_in, hold_in, release_in, served_in, Charge, Hold, Reservation, Settlement},
     sql::run_now,
     usage::UsageRecord,
     LedgerError, Result,

@@ -1,6 +1,7 @@
 //! Stand-ins for the outside world, on 127.0.0.1: a Solana validator running the program
 //! ([`validator`]), a Nostr relay ([`relay`]) and an OpenAI-compatible echo server ([`echo`]);
-//! and the load clients the benchmarks need beside `wrk` ([`load`]).
+//! and the load clients the benchmarks need beside `wrk` ([`load`]); and what a test does
+//! when a tool from outside Rust is missing ([`prerequisite`]).
 //! The sandbox and the tests link this crate; the production `proxy` and `indexer` binaries
 //! do not.
 //!
@@ -8,6 +9,7 @@
 //! model is built.
 pub mod echo;
 pub mod load;
+pub mod prerequisite;
 #[cfg(feature = "relay")]
 pub mod relay;
 #[cfg(feature = "chain")]

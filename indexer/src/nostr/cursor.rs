@@ -10,7 +10,7 @@
 //! overlap of the next resume or published again by the user, and the controller's replies to
 //! them (trusted) move it. A stored cursor later than the moment it was written (plus the skew)
 //! cannot come from this rule (it was written by an older version); it is clamped to that moment.
-use super::watcher::Trust;
+use super::ingest::Trust;
 use crate::{clock::Clock, ledger::Ledger};
 use nostr_sdk::prelude::{Event, Timestamp};
 

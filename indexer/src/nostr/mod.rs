@@ -1,10 +1,10 @@
-//! Nostr: building and signing kind-1573 events, the watcher that turns
-//! signed `Transaction` events into ledger entries (its cursor, back-fill and the controller's
-//! request queue), and the outbox publisher.
+//! Nostr: the watcher that turns signed `Transaction` events into ledger entries ([`ingest`]:
+//! one event; its cursor, back-fill and the controller's request queue). Signing events and the outbox publisher are
+//! shared with the gateway (crate `common`), re-exported here.
 pub mod backfill;
 pub mod cursor;
-pub mod events;
-pub mod publisher;
+pub mod ingest;
+pub use common::{events, publisher};
 pub mod queue;
 pub mod watcher;
 

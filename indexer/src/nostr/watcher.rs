@@ -11,6 +11,7 @@
 //! the cursor ([`super::cursor`]). (DePHY resumed at `latest + 1` and lost events published in
 //! the same second.)
 pub use super::cursor::{CURSOR, OVERLAP};
+pub use super::ingest::{ingest, Ingested, Trust};
 use super::{
     backfill::fetch_window_from,
     cursor::NostrCursor,
@@ -19,10 +20,9 @@ use super::{
 };
 use crate::{
     clock::Clock,
-    ledger::{Applied, Ledger, NewEntry},
+    ledger::Ledger,
     metrics::Metrics,
     supervisor::{Progress, ServiceError},
-    wire::DsProxyMessage,
 };
 use nostr_sdk::prelude::*;
 use std::{
@@ -31,78 +31,6 @@ use std::{
     time::Duration,
 };
 use tokio::sync::{broadcast::error::RecvError, watch};
-
-/// Whose events count.
-#[derive(Debug, Clone, Default)]
-pub struct Trust {
-    /// May credit (positive `Transaction`s).
-    pub controllers: HashSet<PublicKey>,
-    /// May debit (negative `Transaction`s).
-    pub proxies: HashSet<PublicKey>,
-}
-
-/// What one event did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ingested {
-    Credit(Applied),
-    Debit(Applied),
-    /// A user request, for the controller.
-    Request,
-    /// Not counted, and why.
-    Ignored(String),
-}
-
-/// Applies one event to the ledger if it is a trusted `Transaction`.
-pub async fn ingest(
-    ledger: &Ledger,
-    trust: &Trust,
-    event: &Event,
-) -> crate::ledger::Result<Ingested> {
-    if event.verify().is_err() {
-        return Ok(Ingested::Ignored("bad signature".into()));
-    }
-    let message: DsProxyMessage = match serde_json::from_str(&event.content) {
-        Ok(message) => message,
-        Err(error) => return Ok(Ingested::Ignored(format!("not a gateway message: {error}"))),
-    };
-    let (author, id) = (event.pubkey.to_hex(), event.id.to_hex());
-    match message {
-        DsProxyMessage::Transaction {
-            user,
-            tokens,
-            reference,
-            ..
-        } if tokens > 0 => {
-            if !trust.controllers.contains(&event.pubkey) {
-                return Ok(Ingested::Ignored(format!(
-                    "credit from untrusted key {author}"
-                )));
-            }
-            let entry = NewEntry::credit(&user, tokens, reference.as_deref(), &id, &author);
-            Ok(Ingested::Credit(ledger.apply(&entry).await?))
-        }
-        DsProxyMessage::Transaction {
-            user,
-            tokens,
-            reference,
-            ..
-        } if tokens < 0 => {
-            if !trust.proxies.contains(&event.pubkey) {
-                return Ok(Ingested::Ignored(format!(
-                    "debit from untrusted key {author}"
-                )));
-            }
-            let magnitude = tokens.checked_neg().unwrap_or(i64::MAX);
-            let entry = NewEntry::debit(&user, magnitude, reference.as_deref(), &id, &author);
-            Ok(Ingested::Debit(ledger.apply(&entry).await?))
-        }
-        DsProxyMessage::Transaction { .. } => {
-            Ok(Ingested::Ignored("zero-token transaction".into()))
-        }
-        DsProxyMessage::Request { .. } => Ok(Ingested::Request),
-        DsProxyMessage::Status { .. } => Ok(Ingested::Ignored("status".into())),
-    }
-}
 
 /// How the watcher resumes, pages and queues; defaults suit public relays.
 #[derive(Debug, Clone)]

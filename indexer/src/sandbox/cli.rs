@@ -4,7 +4,7 @@ use nostr_sdk::prelude::Keys;
 use solana_sdk::signature::Signer;
 use std::path::PathBuf;
 
-/// `indexer sandbox` options; `proxy sandbox` takes them too.
+/// `indexer sandbox` options; the whole-stack `sandbox` (crate `proxy/sandbox`) takes them too.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StackArgs {
     #[arg(long, default_value = "sqlite:sandbox.sqlite")]
@@ -61,7 +61,10 @@ pub async fn run(args: StackArgs) -> anyhow::Result<()> {
         sandbox.controller_keys.public_key().to_hex()
     );
     println!("  session (s):  {}", sandbox.session);
-    println!("Publish kind-1573 Request events to the relay (see README); Ctrl-C to stop.");
+    println!(
+        "Publish kind-1573 Request events to the relay (see indexer/README.md, \"Nostr \
+         messages\"); Ctrl-C to stop."
+    );
     signals.recv().await?;
     sandbox.stop().await;
     Ok(())

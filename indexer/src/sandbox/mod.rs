@@ -1,7 +1,7 @@
 //! The local stack on embedded defaults: a local validator running the program (reached only
 //! through its JSON-RPC, by [`RpcChain`], as in production), a relay, a SQLite ledger, and the
 //! indexer's services with a controller, set up with one operator. `indexer sandbox` and
-//! `proxy sandbox` run it; the end-to-end tests drive it.
+//! `cargo run -p sandbox` run it; the end-to-end tests drive it.
 pub mod cli;
 
 use crate::{

@@ -11,7 +11,7 @@ use std::str::FromStr;
 /// Devnet's genesis hash (`solana genesis-hash -u devnet`): the vector's cluster tag.
 const DEVNET: &str = "EtWTRABZaYq6iMfeYKouRu166VU2xqa1wcaWoxPkrZBG";
 
-/// The README's test vector: wallet secret key = 32 bytes of 0x01.
+/// The test vector of programs/balance-payment/README.md: wallet secret key = 32 bytes of 0x01.
 fn vector_terms() -> (SigningKey, AuthorizationTerms) {
     let key = SigningKey::from_bytes(&[1; 32]);
     let terms = AuthorizationTerms {

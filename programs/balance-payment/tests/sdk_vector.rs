@@ -26,7 +26,7 @@ fn vector() -> Value {
         Pubkey::new_from_array([2; 32]),
         Pubkey::new_from_array([3; 32]),
     );
-    // Devnet's genesis hash, as in the README's vector.
+    // Devnet's genesis hash, as in the test vector of programs/balance-payment/README.md.
     let cluster = Pubkey::from_str("EtWTRABZaYq6iMfeYKouRu166VU2xqa1wcaWoxPkrZBG").expect("base58");
     let terms = AuthorizationTerms {
         program_id: balance_payment::ID,

@@ -8,7 +8,7 @@
 //!
 //! Revocation: the wallet signs `"LLM gateway key revocation\naudience: <audience>\nkey: <key
 //! id>"` and submits it with the key; the ledger then refuses the key on every replica.
-use super::verify_wallet_signature;
+use super::signature::verify_wallet_signature;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};

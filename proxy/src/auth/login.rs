@@ -1,7 +1,7 @@
 //! `POST /v1/auth/nonce` and `POST /v1/auth/login`: the wallet-login exchange. Issuing a nonce
 //! writes nothing (it is an HMAC, see `nonce.rs`), so an unauthenticated flood costs the ledger
 //! nothing; a login, authenticated by the wallet's signature, records its nonce as used.
-use super::{nonce::RANDOM_BYTES, session::login_message, verify_wallet_signature};
+use super::{nonce::RANDOM_BYTES, session::login_message, signature::verify_wallet_signature};
 use crate::error::ApiJson;
 use crate::{error::ApiError, state::AppState};
 use axum::{extract::State, Json};

@@ -3,17 +3,22 @@
 //! the signature check runs once per credential, not once per request. Everything a wallet
 //! signs names this gateway's audience. A revoked key is refused by the ledger in the
 //! transaction that would hold its spend, so a cached verdict never lets it spend; endpoints
-//! that hold nothing ask the ledger ([`LiveAuth`]).
+//! that hold nothing ask the ledger ([`extract::LiveAuth`]).
+//!
+//! Layers, each using only those below it: [`signature`] (a wallet's ed25519 signature);
+//! [`nonce`], [`session`], [`delegated`] (the credentials); this module's [`Authenticator`]
+//! (a credential to a [`Caller`]); [`extract`] (the caller as a handler argument, from the
+//! gateway's state); [`login`] and [`revoke`] (the endpoints).
 pub mod delegated;
+pub mod extract;
 pub mod login;
 pub mod nonce;
 pub mod revoke;
 pub mod session;
+pub mod signature;
 
-use crate::{error::ApiError, state::AppState};
-use axum::{extract::FromRequestParts, http::request::Parts};
+use crate::error::ApiError;
 use delegated::DelegatedKey;
-use ed25519_dalek::{Signature, VerifyingKey};
 use nonce::NonceSigner;
 use session::TokenSigner;
 use std::sync::Arc;
@@ -130,73 +135,5 @@ impl Authenticator {
         let caller = Arc::new(caller);
         self.cache.insert(credential.to_owned(), caller.clone());
         Ok(caller)
-    }
-}
-
-/// Strictly verifies a base58 ed25519 `signature` by the base58 `wallet` over `message`.
-pub fn verify_wallet_signature(wallet: &str, message: &[u8], signature: &str) -> bool {
-    let Ok(public) = bs58::decode(wallet).into_vec() else {
-        return false;
-    };
-    let Ok(public) = <[u8; 32]>::try_from(public.as_slice()) else {
-        return false;
-    };
-    let Ok(key) = VerifyingKey::from_bytes(&public) else {
-        return false;
-    };
-    let Ok(signature) = bs58::decode(signature).into_vec() else {
-        return false;
-    };
-    let Ok(signature) = Signature::from_slice(&signature) else {
-        return false;
-    };
-    key.verify_strict(message, &signature).is_ok()
-}
-
-/// The authenticated caller, as a handler argument. A revoked delegated key passes here (the
-/// verdict is cached) and is refused by the ledger when it tries to hold a spend.
-pub struct Auth(pub Arc<Caller>);
-
-impl FromRequestParts<Arc<AppState>> for Auth {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<AppState>,
-    ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer header".into()))?;
-        let credential = header
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::Unauthorized("expected Authorization: Bearer <token>".into())
-            })?;
-        state.auth.authenticate(credential, ledger::now()).map(Auth)
-    }
-}
-
-/// The authenticated caller, with a delegated key's revocation checked in the ledger: for
-/// endpoints that take no hold (balance, usage), where nothing else would refuse it.
-pub struct LiveAuth(pub Arc<Caller>);
-
-impl FromRequestParts<Arc<AppState>> for LiveAuth {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<AppState>,
-    ) -> Result<Self, Self::Rejection> {
-        let Auth(caller) = Auth::from_request_parts(parts, state).await?;
-        if let Some(key) = &caller.key {
-            if state.ledger.key_revoked(&key.key_id).await? {
-                return Err(ledger::LedgerError::KeyRevoked.into());
-            }
-        }
-        Ok(LiveAuth(caller))
     }
 }

@@ -1,7 +1,7 @@
 //! `proxy`: parses arguments, sets up logs (and OTLP traces when configured), runs the command
 //! on a Tokio runtime, flushes the traces, exits with the command's code.
 use clap::Parser;
-use indexer::telemetry::{self, QUIET_DEPENDENCIES};
+use common::telemetry::{self, QUIET_DEPENDENCIES};
 
 fn main() {
     let cli = proxy::cli::Cli::parse();

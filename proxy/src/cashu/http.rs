@@ -3,7 +3,7 @@
 //! the token that paid), and the top-up of a wallet's balance with ecash.
 use super::{Cashu, CashuError, Received};
 use crate::{
-    auth::{Auth, Caller},
+    auth::{extract::Auth, Caller},
     error::{ApiError, ApiJson, EcashRequest},
     state::AppState,
 };

@@ -9,7 +9,7 @@ mod topup;
 
 use crate::discovery::GatewayInfo;
 use clap::{Args, Subcommand};
-use indexer::{chain::client::ProgramClient, solana_cli::SolanaArgs};
+use common::{chain::client::ProgramClient, solana_cli::SolanaArgs};
 use solana_sdk::signature::Keypair;
 
 /// Where the gateway is, and the cluster and keypair as `solana` finds them.

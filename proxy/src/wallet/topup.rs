@@ -5,9 +5,9 @@
 use super::{account::Vault, login, sol, Session, WalletArgs};
 use anyhow::Context;
 use balance_payment::authorization::AuthorizationTerms;
-use indexer::{
+use common::{
     chain::client::ClientError,
-    nostr::events::session_filter,
+    events::session_filter,
     topup::{authorization_payload, request_event},
     wire::{DsProxyMessage, StatusPayload},
 };

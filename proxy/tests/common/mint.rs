@@ -13,7 +13,7 @@ use cdk::{
 use serde_json::{json, Value};
 use std::{path::PathBuf, str::FromStr, time::Duration};
 
-/// Where CI installs `cdk-mintd` (see `.ci/run`); `CDK_MINTD` overrides it.
+/// Where `cargo xtask test` installs `cdk-mintd`; `CDK_MINTD` overrides it.
 fn mintd_binary() -> Option<PathBuf> {
     if let Ok(path) = std::env::var("CDK_MINTD") {
         return Some(PathBuf::from(path));
@@ -38,8 +38,8 @@ pub struct TestMint {
 }
 
 impl TestMint {
-    /// A fresh mint, or `None` (the test is skipped) outside CI when `cdk-mintd` is not
-    /// installed. In CI a missing mint fails the test.
+    /// A fresh mint, or `None` (the test is skipped) under a bare `cargo test` when `cdk-mintd`
+    /// is not installed; under `cargo xtask test` or in CI a missing mint fails the test.
     pub async fn start() -> Option<Self> {
         Self::start_with(true).await
     }
@@ -48,11 +48,11 @@ impl TestMint {
     /// (`01…`), for wallets that know only the older ids.
     pub async fn start_with(keyset_v2: bool) -> Option<Self> {
         let Some(binary) = mintd_binary() else {
-            assert!(
-                std::env::var("CI").is_err(),
-                "cdk-mintd is not installed; .ci/run installs it"
+            localnet::prerequisite::missing(
+                "cdk-mintd (a Cashu mint)",
+                "cargo install --locked cdk-mintd@0.18.3 --no-default-features \
+                 --features fakewallet,sqlite --root ~/.cache/llm-gateway-tools",
             );
-            eprintln!("skipped: cdk-mintd is not installed (cargo install cdk-mintd)");
             return None;
         };
         let port = free_port();

@@ -333,7 +333,7 @@ impl FrontedStack {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let mut config = config(&mock, &db.url);
         config.auth.audience = Some(base.clone());
-        let (gateway, relay) = proxy::sandbox::front(
+        let (gateway, relay) = sandbox::front(
             &stack,
             listener,
             config,

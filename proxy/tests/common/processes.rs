@@ -19,12 +19,28 @@ pub fn sibling_binary(name: &str) -> PathBuf {
     path
 }
 
+/// A port nothing listens on, for a process the test starts (and may restart on it).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Below the kernel's ephemeral range (32768 and up), which outgoing connections draw their
+    // source ports from: a port handed out here is not taken by a client's connection while
+    // its process restarts. Each test binary starts at its own offset and counts up, so two
+    // tests of one binary never get the same port.
+    const FIRST: u16 = 10_000;
+    const SPAN: u16 = 22_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        (std::process::id() % u32::from(SPAN)) as u16 + 1,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    loop {
+        let port = FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A free port whose next port is free too: a validator serves its websocket on `--rpc-port` + 1.

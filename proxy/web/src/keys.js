@@ -7,7 +7,7 @@ const bs58 = anchor.utils.bytes.bs58;
 const SIGNED_PREFIX = "LLM gateway delegated key\n";
 const storageKey = (audience, wallet) => `llm-gateway-keys:${audience}:${wallet}`;
 
-/** The claims JSON for a new key (the fields of the README's "Delegated keys"). */
+/** The claims JSON for a new key (the fields of proxy/README.md, "Authentication"). */
 export function claimsJson({ user, audience, name, budget, expiresAt, models, maxTokens, singleUse }) {
   const claims = { user, audience, id: name, budget, expires_at: expiresAt };
   if (models.length > 0) claims.models = models;

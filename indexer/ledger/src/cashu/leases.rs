@@ -2,24 +2,12 @@
 //! its lease; an answer that is not final (the mint's "pending", a timeout, a cut connection)
 //! keeps the swap for whoever takes the lease next, so a swap in flight is never forgotten.
 //! A caller that dies holding a lease lets it lapse, and another takes over after it.
-use super::{swaps::swap_from_row, CashuSwap};
+use super::{
+    records::{CashuSwap, SwapLease},
+    swaps::swap_from_row,
+};
 use crate::{Ledger, Result};
 use sqlx::Row;
-
-/// Who asks to send a swap (a name of its own per call), and for how long.
-#[derive(Debug, Clone, Copy)]
-pub struct SwapLease<'a> {
-    pub owner: &'a str,
-    /// Longer than any one exchange with the mint may take.
-    pub seconds: i64,
-}
-
-impl<'a> SwapLease<'a> {
-    /// The owner and the unix second the lease lapses, taken at `now`.
-    pub(super) fn until(&self, now: i64) -> (&'a str, i64) {
-        (self.owner, now.saturating_add(self.seconds))
-    }
-}
 
 /// What asking for a swap's lease found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,69 +8,16 @@
 //! `ecash received = charged + change + balance` is the ordinary per-user reconciliation. The
 //! ledger stores proofs as the mint wrote them and never interprets them.
 mod leases;
+mod records;
 mod swaps;
 
-pub use leases::{Leased, SwapLease};
+pub use leases::Leased;
+pub use records::{CashuProof, CashuSwap, SwapKind, SwapLease};
 pub use swaps::Spend;
 
-use super::{ensure_user, entries::credit, now, Ledger, LedgerError, Result};
-use serde::{Deserialize, Serialize};
+use super::{credits::credit, ensure_user, now, Ledger, LedgerError, Result};
 use sqlx::Row;
-use swaps::{delete_leased_swap, finish_swap, insert_proofs, insert_swap};
-
-/// A proof the gateway holds: bearer ecash, as the mint signed it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CashuProof {
-    pub secret: String,
-    pub keyset_id: String,
-    pub amount: i64,
-    /// The mint's unblinded signature (hex).
-    pub c: String,
-}
-
-/// Why a swap is made: receiving a customer's token, paying change, or the operator's
-/// withdrawal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SwapKind {
-    Receive,
-    Change,
-    Withdraw,
-}
-
-impl SwapKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Receive => "receive",
-            Self::Change => "change",
-            Self::Withdraw => "withdraw",
-        }
-    }
-
-    fn parse(kind: &str) -> Result<Self> {
-        match kind {
-            "receive" => Ok(Self::Receive),
-            "change" => Ok(Self::Change),
-            "withdraw" => Ok(Self::Withdraw),
-            _ => Err(LedgerError::Column(1, "an unknown swap kind")),
-        }
-    }
-}
-
-/// A swap at a mint, written down before it is sent. `inputs` and `outputs` are the caller's
-/// JSON (the outputs' secrets and blinding factors), enough to replay the swap or restore its
-/// signatures after a crash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CashuSwap {
-    pub id: String,
-    pub kind: SwapKind,
-    pub mint: String,
-    pub inputs: String,
-    pub outputs: Option<String>,
-    /// The mint's input fee.
-    pub fee: i64,
-    /// What the swap pays out (change or withdrawal), in sats.
-    pub paid_sats: i64,
-}
+use swaps::{delete_leased_swap, finish_swap, insert_proofs, insert_swap, swap_already_finished};
 
 /// A token being received.
 #[derive(Debug, Clone)]
@@ -343,23 +290,6 @@ impl Ledger {
         } else {
             ChangeClaim::Nothing
         })
-    }
-}
-
-/// A swap another caller finished first: nothing to do. One that vanished (forgotten after a
-/// refusal) cannot be finished.
-async fn swap_already_finished(conn: &mut sqlx::AnyConnection, swap_id: &str) -> Result<()> {
-    let state: Option<String> = sqlx::query("SELECT state FROM cashu_swaps WHERE id = $1")
-        .bind(swap_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|row| row.try_get("state"))
-        .transpose()?;
-    match state.as_deref() {
-        Some("done") => Ok(()),
-        _ => Err(LedgerError::Amount(format!(
-            "swap {swap_id} is not pending: it cannot be finished"
-        ))),
     }
 }
 

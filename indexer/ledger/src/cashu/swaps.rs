@@ -1,7 +1,7 @@
 //! The gateway's own ecash and the swaps that spend it: proofs are picked and marked pending
 //! by one swap at a time, written down before the mint is asked, and spent or given back in
 //! one transaction with what the swap produced.
-use super::{CashuProof, CashuSwap, SwapKind, SwapLease};
+use super::records::{CashuProof, CashuSwap, SwapKind, SwapLease};
 use crate::{now, Ledger, LedgerError, Result};
 use sqlx::Row;
 
@@ -150,7 +150,7 @@ impl Ledger {
         // The swap's row first: of two callers finishing it, the second waits here and then
         // finds it done.
         if !finish_swap(&mut tx, &swap.id, Some(paid_token), at).await? {
-            return super::swap_already_finished(&mut tx, &swap.id).await;
+            return swap_already_finished(&mut tx, &swap.id).await;
         }
         sqlx::query(
             "UPDATE cashu_proofs SET state = 'spent' WHERE swap_id = $1 AND state = 'pending'",
@@ -375,4 +375,24 @@ pub(super) fn swap_from_row(row: &sqlx::any::AnyRow) -> Result<CashuSwap> {
         fee: row.try_get("fee")?,
         paid_sats: row.try_get("paid_sats")?,
     })
+}
+
+/// A swap another caller finished first: nothing to do. One that vanished (forgotten after a
+/// refusal) cannot be finished.
+pub(super) async fn swap_already_finished(
+    conn: &mut sqlx::AnyConnection,
+    swap_id: &str,
+) -> Result<()> {
+    let state: Option<String> = sqlx::query("SELECT state FROM cashu_swaps WHERE id = $1")
+        .bind(swap_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| row.try_get("state"))
+        .transpose()?;
+    match state.as_deref() {
+        Some("done") => Ok(()),
+        _ => Err(LedgerError::Amount(format!(
+            "swap {swap_id} is not pending: it cannot be finished"
+        ))),
+    }
 }

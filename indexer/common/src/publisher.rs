@@ -1,7 +1,7 @@
 //! Drains the outbox: publishes each queued signed event until a relay accepts it, backing
 //! off on failure. Everything that must reach the relay goes through here (invariant 6).
-use crate::ledger::Ledger;
 use futures_util::StreamExt;
+use ledger::Ledger;
 use nostr_sdk::prelude::*;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::{watch, Notify};
@@ -37,7 +37,7 @@ pub async fn serve(
     ledger: &Ledger,
     wake: &Notify,
     mut shutdown: watch::Receiver<bool>,
-) -> crate::ledger::Result<()> {
+) -> ledger::Result<()> {
     loop {
         if *shutdown.borrow() {
             return Ok(());
@@ -59,7 +59,7 @@ const PASS: i64 = 100;
 const IN_FLIGHT: usize = 32;
 
 /// One pass over what is due; returns how many events a relay accepted.
-pub async fn publish_due(client: &Client, ledger: &Ledger) -> crate::ledger::Result<usize> {
+pub async fn publish_due(client: &Client, ledger: &Ledger) -> ledger::Result<usize> {
     let due = ledger.due_outbox(PASS).await?;
     let attempts = due.into_iter().map(|item| async move {
         let sent = match Event::from_json(&item.event_json) {

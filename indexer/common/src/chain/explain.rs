@@ -64,7 +64,7 @@ mod tests {
     #[test]
     fn every_program_error_of_the_idl_is_named_in_code_order() {
         let idl: serde_json::Value = serde_json::from_str(include_str!(
-            "../../../programs/balance-payment/idl/balance_payment.json"
+            "../../../../programs/balance-payment/idl/balance_payment.json"
         ))
         .unwrap();
         let errors = idl["errors"].as_array().unwrap();

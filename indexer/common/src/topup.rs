@@ -2,7 +2,7 @@
 //! kind-1573 `Request` addressed to the gateway. The wallet commands, the sandbox and the tests
 //! build it here, so they all speak exactly what the controller reads.
 use crate::{
-    nostr::events::{sign_message, SignError},
+    events::{sign_message, SignError},
     wire::{DsProxyMessage, DsProxyStatus, DsProxyStatusReason, RecoverInfoJson, RequestPayload},
 };
 use balance_payment::{authorization::AuthorizationTerms, sdk::authorization::sign_authorization};

@@ -3,21 +3,21 @@
 //! watchers), a local echo model standing in for an LLM, and the gateway in front. A demo
 //! wallet is funded through the real path (deposit, signed authorisation, `pay`, credit event),
 //! and a delegated key for it is printed, ready for curl or the `openai` package.
-use crate::{
+use indexer::sandbox::{cli::StackArgs, Sandbox, SOL};
+use ledger::now;
+use localnet::MockUpstream;
+use nostr_sdk::prelude::{Client, Keys};
+use proxy::{
     auth::delegated::{self, Claims},
     cli::random_secret,
     config::{Config, ModelConfig, UpstreamConfig},
     server::{Gateway, Parts},
     state::NostrIdentity,
 };
-use indexer::sandbox::{cli::StackArgs, Sandbox, SOL};
-use ledger::now;
-use localnet::MockUpstream;
-use nostr_sdk::prelude::{Client, Keys};
 use solana_sdk::signature::{write_keypair_file, Signer};
 use std::{path::PathBuf, time::Duration};
 
-/// `proxy sandbox` options.
+/// `cargo run -p sandbox` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SandboxArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -104,7 +104,7 @@ const DEMO_TOP_UP: u64 = SOL / 10;
 
 /// Starts everything, prints how to use it, and runs until Ctrl-C or SIGTERM.
 pub async fn run(options: SandboxArgs) -> anyhow::Result<()> {
-    let mut signals = indexer::shutdown::StopSignals::install()?;
+    let mut signals = common::shutdown::StopSignals::install()?;
     let proxy_keys = Keys::generate();
     let mut stack = Sandbox::start(options.stack.config(vec![proxy_keys.clone()])).await?;
     let mock = MockUpstream::start(0).await?;
