@@ -124,17 +124,10 @@ async fn backfill_through_a_capping_relay(backend: Backend, cap: usize) {
     let controller = h.controller_keys.clone();
     let seconds = if cap >= 500 { 3 } else { 12 };
     // Published while the indexer is down.
-    for i in 0..EVENTS {
-        let event = h
-            .credit(
-                &controller,
-                &format!("user{}", i % USERS),
-                10,
-                t0 - seconds + i % seconds,
-            )
-            .await;
-        h.publish(&event).await;
-    }
+    let credits: Vec<(String, i64, u64)> = (0..EVENTS)
+        .map(|i| (format!("user{}", i % USERS), 10, t0 - seconds + i % seconds))
+        .collect();
+    h.publish_all(h.credits(&controller, &credits).await).await;
     let capped = h
         .client
         .fetch_events(
@@ -198,9 +191,7 @@ async fn a_flood_of_strangers_events_in_one_second_does_not_hide_a_credit_from_b
         })
         .find(|event| event.id > highest)
         .unwrap();
-    for event in flood.iter().chain([&credit]) {
-        h.publish(event).await;
-    }
+    h.publish_all(flood.into_iter().chain([credit])).await;
     h.start(
         settings(RestartPolicy::default(), Clock::from_fn(move || t0)),
         false,
@@ -256,10 +247,10 @@ async fn a_request_flood_and_a_stuck_controller_do_not_delay_credits(backend: Ba
         .await;
     wait_for_credited(&h.ledger, "dave", 50, Duration::from_secs(20)).await;
 
-    for _ in 0..FLOOD {
-        let event = valid_request(&h, &Keypair::new(), 1_000_000, t0);
-        h.publish(&event).await;
-    }
+    let flood: Vec<Event> = (0..FLOOD)
+        .map(|_| valid_request(&h, &Keypair::new(), 1_000_000, t0))
+        .collect();
+    h.publish_all(flood).await;
     h.publish(&h.credit(&controller, "dave", 50, t0).await)
         .await;
     wait_for_credited(&h.ledger, "dave", 100, Duration::from_secs(30)).await;

@@ -134,10 +134,13 @@ async fn announce_catalog(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sweeps expired reservations every 30 s (see [`sweep_expired`]), and finishes ecash swaps
-/// a crash or an unanswering mint left pending (at once on start, then on every tick).
+/// Sweeps expired reservations (see [`sweep_expired`]) every quarter of their lifetime, at
+/// most every 30 s, so a dead replica's hold outlives its TTL by a quarter at most; and
+/// finishes ecash swaps a crash or an unanswering mint left pending (at once on start, then
+/// on every tick).
 async fn housekeeping(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    let quarter = (state.config.reservation_ttl_seconds / 4).clamp(1, 30);
+    let mut tick = tokio::time::interval(Duration::from_secs(quarter.unsigned_abs()));
     loop {
         tokio::select! {
             _ = tick.tick() => {}

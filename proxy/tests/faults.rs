@@ -612,7 +612,7 @@ async fn no_money_is_lost_or_doubled_when_processes_die() {
     // 4. The indexer killed at 20 random moments.
     let mut downtime = Duration::ZERO;
     for _ in 0..RANDOM_KILLS {
-        let wait = rand::thread_rng().gen_range(100..1_500);
+        let wait = rand::thread_rng().gen_range(50..800);
         tokio::time::sleep(Duration::from_millis(wait)).await;
         let down = Instant::now();
         stack.restart_indexer().await;

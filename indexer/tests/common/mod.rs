@@ -245,28 +245,48 @@ impl Harness {
     /// A credit of `tokens` to `user` signed by `keys`, backed by a payment recorded in the
     /// ledger (as the chain watcher would have).
     pub async fn credit(&self, keys: &Keys, user: &str, tokens: i64, created_at: u64) -> Event {
-        let n = self.payments.fetch_add(1, Ordering::Relaxed);
-        let signature = format!("sig-{}-{n}", user);
-        self.ledger
-            .record_payment(&Payment {
-                signature: signature.clone(),
+        let mut one = self
+            .credits(keys, &[(user.to_owned(), tokens, created_at)])
+            .await;
+        one.remove(0)
+    }
+
+    /// Credits like [`Harness::credit`], their payments recorded in one ledger transaction:
+    /// a back-fill test's hundreds of payments cost one commit, not one each.
+    pub async fn credits(&self, keys: &Keys, credits: &[(String, i64, u64)]) -> Vec<Event> {
+        let first = self
+            .payments
+            .fetch_add(credits.len() as u64, Ordering::Relaxed);
+        let payments: Vec<Payment> = (first..)
+            .zip(credits)
+            .map(|(n, (user, tokens, _))| Payment {
+                signature: format!("sig-{user}-{n}"),
                 index: 0,
-                user: user.to_owned(),
+                user: user.clone(),
                 namespace_id: 0,
                 nonce: n,
-                lamports: tokens as u64 * 1_000,
-                tokens,
+                lamports: *tokens as u64 * 1_000,
+                tokens: *tokens,
                 slot: 1,
             })
+            .collect();
+        self.ledger
+            .record_payments(&payments)
             .await
-            .expect("payment recorded");
-        let message = DsProxyMessage::Transaction {
-            user: user.to_owned(),
-            tokens,
-            reference: Some(signature),
-            model: None,
-        };
-        self.event(keys, &message, created_at)
+            .expect("payments recorded");
+        payments
+            .into_iter()
+            .zip(credits)
+            .map(|(payment, (user, tokens, created_at))| {
+                let message = DsProxyMessage::Transaction {
+                    user: user.clone(),
+                    tokens: *tokens,
+                    reference: Some(payment.signature),
+                    model: None,
+                };
+                self.event(keys, &message, *created_at)
+            })
+            .collect()
     }
 
     /// A `Request` with `payload`, signed by `keys`.
@@ -285,6 +305,15 @@ impl Harness {
             .send_event(event)
             .await
             .expect("the relay accepts the event");
+    }
+
+    /// Publishes `events` over a few concurrent sends, each awaited for the relay's OK: a
+    /// back-fill test's hundreds of events are stored in a fraction of one-by-one's time.
+    pub async fn publish_all(&self, events: impl IntoIterator<Item = Event>) {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(events)
+            .for_each_concurrent(16, |event| async move { self.publish(&event).await })
+            .await;
     }
 
     /// The persisted Nostr cursor.

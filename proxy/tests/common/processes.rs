@@ -21,11 +21,20 @@ pub fn sibling_binary(name: &str) -> PathBuf {
 
 /// A port nothing listens on, for a process the test starts (and may restart on it).
 pub fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// A free port whose next port is free too: a validator serves its websocket on `--rpc-port` + 1.
+pub fn free_port_pair() -> u16 {
+    free_ports(2)
+}
+
+/// The first of `count` consecutive free ports. They lie below the kernel's ephemeral range
+/// (32768 and up), which outgoing connections draw their source ports from, so a port handed
+/// out here is not taken by a client's connection while its process restarts. Each test binary
+/// starts at its own offset and counts up, so no two calls in one binary get the same port.
+fn free_ports(count: u16) -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
-    // Below the kernel's ephemeral range (32768 and up), which outgoing connections draw their
-    // source ports from: a port handed out here is not taken by a client's connection while
-    // its process restarts. Each test binary starts at its own offset and counts up, so two
-    // tests of one binary never get the same port.
     const FIRST: u16 = 10_000;
     const SPAN: u16 = 22_000;
     static NEXT: AtomicU16 = AtomicU16::new(0);
@@ -36,19 +45,9 @@ pub fn free_port() -> u16 {
         Ordering::Relaxed,
     );
     loop {
-        let port = FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// A free port whose next port is free too: a validator serves its websocket on `--rpc-port` + 1.
-pub fn free_port_pair() -> u16 {
-    loop {
-        let port = free_port();
-        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
+        let first = FIRST + NEXT.fetch_add(count, Ordering::Relaxed) % (SPAN - count);
+        if (first..first + count).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok()) {
+            return first;
         }
     }
 }

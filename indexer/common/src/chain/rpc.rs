@@ -28,6 +28,12 @@ const PAGE: usize = 1_000;
 /// user makes while the controller retries one request.
 const PAYMENT_LOOKUP_DEPTH: usize = 100;
 
+/// How often a submitted transaction's status is asked for until it is confirmed. The RPC
+/// client's own loop asks twice a second, which adds up to half a second to every top-up and
+/// registration; a confirmation takes about a second on a public cluster, so this costs a few
+/// more `getSignatureStatuses` calls per transaction.
+const CONFIRM_POLL: Duration = Duration::from_millis(100);
+
 pub struct RpcChain {
     client: RpcClient,
     program_id: Pubkey,
@@ -46,6 +52,33 @@ impl From<crate::config::Commitment> for CommitmentConfig {
 }
 
 impl RpcChain {
+    /// Sends `tx` (preflight at the client's commitment) and asks for its status every
+    /// [`CONFIRM_POLL`] until it is confirmed or fails; `None` once `blockhash` has expired
+    /// without it landing, after which it never can.
+    async fn send_and_confirm(
+        &self,
+        tx: &Transaction,
+        blockhash: &solana_sdk::hash::Hash,
+    ) -> Result<Option<Signature>, solana_rpc_client::api::client_error::Error> {
+        let signature = self.client.send_transaction(tx).await?;
+        loop {
+            match self.client.get_signature_status(&signature).await? {
+                Some(Ok(())) => return Ok(Some(signature)),
+                Some(Err(error)) => return Err(error.into()),
+                None => {
+                    let valid = self
+                        .client
+                        .is_blockhash_valid(blockhash, CommitmentConfig::processed())
+                        .await?;
+                    if !valid {
+                        return Ok(None);
+                    }
+                    tokio::time::sleep(CONFIRM_POLL).await;
+                }
+            }
+        }
+    }
+
     /// Talks to `rpc_url`; when `ws_url` is given, subscribes to the program's logs there so
     /// new events are read as soon as they land (else every poll interval). Transactions are
     /// confirmed at `confirmed`; events count once they reach `events_commitment`.
@@ -165,8 +198,12 @@ impl Chain for RpcChain {
             signers,
             blockhash,
         );
-        match self.client.send_and_confirm_transaction(&tx).await {
-            Ok(signature) => Ok(signature.to_string()),
+        let outcome = self.send_and_confirm(&tx, &blockhash).await;
+        match outcome {
+            Ok(Some(signature)) => Ok(signature.to_string()),
+            Ok(None) => Err(ChainError::unavailable(
+                "the transaction was not confirmed before its blockhash expired",
+            )),
             Err(error) => match error.get_transaction_error() {
                 Some(tx_error) => Err(ChainError::rejected(&tx_error)),
                 None => Err(ChainError::unavailable(error)),
