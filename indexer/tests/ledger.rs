@@ -2,7 +2,7 @@
 //! dropped per test on the local server).
 use indexer::ledger::{
     testing::TempDatabase, Applied, Charge, Clock, Hold, KeyLimit, KeyRevocation, Ledger,
-    LedgerError, NewEntry, Payment,
+    LedgerError, NewEntry, Payment, UsageRecord,
 };
 use std::{
     future::Future,
@@ -974,6 +974,81 @@ on_both_backends!(
     }
 );
 
+// Four replicas (handles) on one wallet whose balance pays for 10 requests, 1,000 requests at
+// once, each reserving its worst case and charging it with its usage: exactly 10 are served,
+// what was charged is the balance, the usage records say the same, nothing stays reserved
+// and the books reconcile. Half the requests go through delegated keys, whose budgets are
+// shared across replicas too.
+on_both_backends!(
+    replicas_together_never_serve_more_than_the_balance,
+    |ledger, url| {
+        const PRICE: i64 = 100;
+        fund(&ledger, USER, 10 * PRICE, "sig-replicas").await;
+        let mut replicas = vec![ledger.clone()];
+        for _ in 1..4 {
+            replicas.push(db_handle(&url).await);
+        }
+        let requests: Vec<_> = (0..1_000)
+            .map(|i| {
+                let ledger = replicas[i % replicas.len()].clone();
+                tokio::spawn(async move {
+                    let id = format!("req-{i}");
+                    let key_id = format!("key-{}", i % 4);
+                    let key = (i % 2 == 1).then(|| KeyLimit {
+                        key_id: &key_id,
+                        budget: 4 * PRICE,
+                        max_uses: None,
+                    });
+                    let hold = Hold {
+                        id: &id,
+                        user: USER,
+                        amount: PRICE,
+                        minimum: None,
+                        ttl_seconds: 60,
+                        key,
+                    };
+                    match ledger.hold(&hold).await {
+                        Ok(held) => assert_eq!(held.amount, PRICE),
+                        Err(LedgerError::Insufficient { .. } | LedgerError::KeyBudget { .. }) => {
+                            return 0
+                        }
+                        Err(error) => panic!("hold {id}: {error}"),
+                    }
+                    let usage = UsageRecord {
+                        model: "echo".into(),
+                        prompt_tokens: 60,
+                        completion_tokens: 40,
+                    };
+                    let charge = Charge {
+                        id: &id,
+                        user: USER,
+                        cost: PRICE,
+                        key_id: hold.key.as_ref().map(|key| key.key_id),
+                        usage: Some(usage),
+                    };
+                    let settled = ledger.charge(&charge, |_| None).await.expect("charge");
+                    assert_eq!(settled.charged, PRICE, "a held request is charged in full");
+                    1
+                })
+            })
+            .collect();
+        let mut served = 0;
+        for request in requests {
+            served += request.await.expect("no request failed");
+        }
+        assert_eq!(served, 10, "the balance paid for 10");
+        let balance = ledger.balance(USER).await.unwrap();
+        assert_eq!((balance.debited, balance.reserved), (10 * PRICE, 0));
+        let usage = ledger.usage(USER, None, 10_000).await.unwrap();
+        assert_eq!(usage.len(), 10);
+        assert_eq!(usage.iter().map(|row| row.cost).sum::<i64>(), 10 * PRICE);
+        assert!(ledger.audit().await.unwrap().is_clean());
+        for replica in &replicas[1..] {
+            replica.close().await;
+        }
+    }
+);
+
 // A hold with a minimum takes what the balance and the key's budget afford, within
 // [minimum, amount], and refuses (naming the minimum) when not even that is left.
 on_both_backends!(
@@ -1047,7 +1122,12 @@ on_both_backends!(
         for (i, task) in tasks.into_iter().enumerate() {
             if let Err(error) = task.await.unwrap() {
                 assert!(
-                    matches!(error, LedgerError::Database(_) | LedgerError::Sqlite(_)),
+                    matches!(
+                        error,
+                        LedgerError::DuplicateHold(_)
+                            | LedgerError::Database(_)
+                            | LedgerError::Sqlite(_)
+                    ),
                     "{error}"
                 );
                 failed.push(i);

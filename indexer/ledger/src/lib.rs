@@ -43,6 +43,7 @@ pub use usage::{UsageRecord, UsageRow};
 
 use sqlx::{
     any::{install_default_drivers, AnyPoolOptions},
+    postgres::PgPoolOptions,
     sqlite::SqliteConnectOptions,
     AnyPool, Row,
 };
@@ -82,6 +83,9 @@ pub enum LedgerError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("ledger writer: {0}")]
     WriterStopped(&'static str),
+    /// A hold under a request id that already holds (or held) a reservation: ids are unique.
+    #[error("request {0} already has a reservation")]
+    DuplicateHold(String),
     /// Another transaction took the rows this one chose (Postgres, concurrent spends of the
     /// gateway's ecash): nothing changed; choose again.
     #[error("another transaction took these rows; try again")]
@@ -126,11 +130,11 @@ pub struct Balance {
 pub struct Ledger {
     /// Writes (on SQLite its one connection, which the writer holds while it commits).
     pool: AnyPool,
-    /// Reads that must not queue behind writes (on SQLite connections of their own, which
-    /// WAL lets read while the writer writes; on Postgres the same pool).
+    /// Reads that must not queue behind writes (connections of their own: on SQLite, WAL lets
+    /// them read while the writer writes).
     reads: AnyPool,
-    /// SQLite: the group-committing writer of requests' holds and charges.
-    writer: Option<writer::Writer>,
+    /// The group-committing writer of requests' holds and charges.
+    writer: writer::Writer,
     backend: Backend,
     /// SQLite file databases: the connection that checkpoints the WAL.
     checkpointer: Option<AnyPool>,
@@ -170,9 +174,11 @@ impl Ledger {
                     .connect(&sqlite_url_with_create(url))
                     .await?
             }
+            // The ledger's other writes (credits, sweeps, the Cashu books); requests' holds and
+            // charges go through the writer's own connection.
             Backend::Postgres => {
                 AnyPoolOptions::new()
-                    .max_connections(32)
+                    .max_connections(POSTGRES_WRITES)
                     .connect(url)
                     .await?
             }
@@ -186,10 +192,19 @@ impl Ledger {
                 (
                     Some(checkpoint::start(&sqlite_url_with_create(url)).await?),
                     read_pool(url).await?,
-                    Some(writer::Writer::start(&path, pool.clone())?),
+                    writer::Writer::sqlite(&path, pool.clone())?,
                 )
             }
-            Backend::Postgres => (None, pool.clone(), None),
+            Backend::Postgres => (None, postgres_reads(url).await?, {
+                // A connection is checked when it is used, not with an extra round trip
+                // before: a batch on a broken one fails and is applied again on a new one.
+                let writes = PgPoolOptions::new()
+                    .max_connections(1)
+                    .test_before_acquire(false)
+                    .connect(url)
+                    .await?;
+                writer::Writer::postgres(writes)
+            }),
         };
         Ok(Self {
             pool,
@@ -220,6 +235,7 @@ impl Ledger {
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.close().await;
         }
+        self.writer.close().await;
         self.reads.close().await;
         self.pool.close().await
     }
@@ -278,6 +294,21 @@ async fn read_pool(url: &str) -> Result<AnyPool> {
             })
         })
         .connect(&sqlite_url_with_create(url))
+        .await?)
+}
+
+/// Postgres connections per process for the ledger's writes other than requests' (which the
+/// writer commits on one connection of its own).
+const POSTGRES_WRITES: u32 = 4;
+/// Postgres connections per process for reads (balances, usage, the outbox, health).
+const POSTGRES_READS: u32 = 8;
+
+/// Postgres connections for reads, never taken by a write.
+async fn postgres_reads(url: &str) -> Result<AnyPool> {
+    Ok(AnyPoolOptions::new()
+        .max_connections(POSTGRES_READS)
+        .test_before_acquire(false)
+        .connect(url)
         .await?)
 }
 

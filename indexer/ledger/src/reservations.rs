@@ -1,24 +1,25 @@
 //! Reserving the worst case before an upstream call, then settling the actual cost.
 //!
-//! `reserve` is one conditional UPDATE (`… WHERE credited − debited − reserved ≥ amount`), atomic
-//! on both backends, so concurrent requests can never together reserve more than the balance.
-//! A delegated key's budget is held the same way, in the same transaction. `settle` replaces the
-//! reservation with the actual cost (never more than the reservation plus what is still
-//! available, nor more than the key's budget), records the debit and the usage, and queues the
-//! debit's Nostr event, in one transaction (the statements are in `spend`; on SQLite the
-//! writer group-commits them). A reservation is marked served when the upstream
-//! answers; the expiry sweep charges a served one whose settlement never came (the work was
-//! done) and releases an unserved one.
+//! `reserve` holds only what the balance still has (`credited − debited − reserved ≥ amount`),
+//! checked with the balance row locked, so concurrent requests — on one process or several
+//! sharing the database — can never together reserve more than the balance. A delegated key's
+//! budget is held the same way, in the same transaction. `settle` replaces the reservation
+//! with the actual cost (never more than the reservation plus what is still available, nor
+//! more than the key's budget), records the debit and the usage, and queues the debit's Nostr
+//! event, in one transaction. These writes go through the `writer`, which commits many
+//! requests' writes together. A reservation is marked served when the upstream answers; the
+//! expiry sweep charges a served one whose settlement never came (the work was done) and
+//! releases an unserved one.
 use super::{
     keys::{release_key_hold, spend_key, unhold_key},
     outbox::enqueue_in,
     spend::{
-        charge_in, debit, give_back, hold_in, insert_debit_entry, release_in, served_in, unreserve,
-        Charge, Held, Hold, Reservation, Settlement,
+        debit, give_back, insert_debit_entry, unreserve, Charge, Held, Hold, Reservation,
+        Settlement,
     },
     sql::Row,
     writer::{unexpected, Done, Op, OwnedCharge, OwnedHold},
-    Ledger, LedgerError, Result,
+    Backend, Ledger, LedgerError, Result,
 };
 use sqlx::Row as _;
 
@@ -70,17 +71,9 @@ impl Ledger {
                 hold.amount, hold.minimum
             )));
         }
-        match &self.writer {
-            Some(writer) => match writer.submit(Op::Hold(OwnedHold::from(hold))).await? {
-                Done::Held(reservation) => Ok(reservation),
-                _ => Err(unexpected()),
-            },
-            None => {
-                let mut tx = self.begin().await?;
-                let reservation = hold_in(&mut *tx, hold).await?;
-                tx.commit().await?;
-                Ok(reservation)
-            }
+        match self.writer.submit(Op::Hold(OwnedHold::from(hold))).await? {
+            Done::Held(reservation) => Ok(reservation),
+            _ => Err(unexpected()),
         }
     }
 
@@ -111,37 +104,19 @@ impl Ledger {
         charge: &Charge<'_>,
         announce: impl Fn(i64) -> Option<(String, String)> + Send + Sync + 'static,
     ) -> Result<Settlement> {
-        match &self.writer {
-            Some(writer) => {
-                let op = Op::Charge(OwnedCharge::from(charge), Box::new(announce));
-                match writer.submit(op).await? {
-                    Done::Charged(settlement) => Ok(settlement),
-                    _ => Err(unexpected()),
-                }
-            }
-            None => {
-                let mut tx = self.begin().await?;
-                let settlement = charge_in(&mut *tx, charge, &announce).await?;
-                tx.commit().await?;
-                Ok(settlement)
-            }
+        let op = Op::Charge(OwnedCharge::from(charge), Box::new(announce));
+        match self.writer.submit(op).await? {
+            Done::Charged(settlement) => Ok(settlement),
+            _ => Err(unexpected()),
         }
     }
 
     /// Gives reservation `id` back in full (the upstream failed before producing anything).
     /// Returns false if it was already gone.
     pub async fn release(&self, id: &str) -> Result<bool> {
-        match &self.writer {
-            Some(writer) => match writer.submit(Op::Release(id.to_owned())).await? {
-                Done::Released(released) => Ok(released),
-                _ => Err(unexpected()),
-            },
-            None => {
-                let mut tx = self.begin().await?;
-                let released = release_in(&mut *tx, id).await?;
-                tx.commit().await?;
-                Ok(released)
-            }
+        match self.writer.submit(Op::Release(id.to_owned())).await? {
+            Done::Released(released) => Ok(released),
+            _ => Err(unexpected()),
         }
     }
 
@@ -167,23 +142,19 @@ impl Ledger {
     /// for the work even if its settlement never comes (see [`Ledger::expire_reservations`]).
     /// Returns false when the reservation is already gone (settled or released).
     pub async fn mark_served(&self, id: &str, now: i64) -> Result<bool> {
-        match &self.writer {
-            Some(writer) => {
-                let op = Op::Served {
-                    id: id.to_owned(),
-                    at: now,
-                };
-                match writer.submit(op).await? {
-                    Done::Served(marked) => Ok(marked),
-                    _ => Err(unexpected()),
-                }
-            }
-            None => Ok(served_in(&mut *self.pool.acquire().await?, id, now).await?),
+        let op = Op::Served {
+            id: id.to_owned(),
+            at: now,
+        };
+        match self.writer.submit(op).await? {
+            Done::Served(marked) => Ok(marked),
+            _ => Err(unexpected()),
         }
     }
 
     /// The sweep for reservations past their expiry at `now` (a crashed proxy's leftovers, or a
-    /// settlement that kept failing). An unserved one is released; a served one (the upstream
+    /// settlement that kept failing). On Postgres it passes over reservations another
+    /// transaction holds (a replica settling them now, or sweeping them too). An unserved one is released; a served one (the upstream
     /// answered) is charged its reserved amount as the request's debit entry, within the key's
     /// budget, and `announce` gives the signed debit event to queue with it, as `settle` does.
     pub async fn expire_reservations(
@@ -192,10 +163,18 @@ impl Ledger {
         mut announce: impl FnMut(&ExpiredCharge) -> Option<(String, String)>,
     ) -> Result<Expiry> {
         let mut tx = self.begin().await?;
-        let expired = sqlx::query(
-            "DELETE FROM reservations WHERE expires_at < $1
-             RETURNING user_key, amount, key_id, id, served_at",
-        )
+        let expired = sqlx::query(match self.backend {
+            Backend::Sqlite => {
+                "DELETE FROM reservations WHERE expires_at < $1
+                 RETURNING user_key, amount, key_id, id, served_at"
+            }
+            Backend::Postgres => {
+                "DELETE FROM reservations WHERE id IN (
+                     SELECT id FROM reservations WHERE expires_at < $1
+                     ORDER BY id FOR UPDATE SKIP LOCKED)
+                 RETURNING user_key, amount, key_id, id, served_at"
+            }
+        })
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
@@ -260,10 +239,18 @@ impl Ledger {
     /// [`Ledger::expire_reservations`]. Returns how many it released.
     pub async fn release_expired_unserved(&self, now: i64) -> Result<u64> {
         let mut tx = self.begin().await?;
-        let expired = sqlx::query(
-            "DELETE FROM reservations WHERE expires_at < $1 AND served_at IS NULL
-             RETURNING user_key, amount, key_id",
-        )
+        let expired = sqlx::query(match self.backend {
+            Backend::Sqlite => {
+                "DELETE FROM reservations WHERE expires_at < $1 AND served_at IS NULL
+                 RETURNING user_key, amount, key_id"
+            }
+            Backend::Postgres => {
+                "DELETE FROM reservations WHERE id IN (
+                     SELECT id FROM reservations WHERE expires_at < $1 AND served_at IS NULL
+                     ORDER BY id FOR UPDATE SKIP LOCKED)
+                 RETURNING user_key, amount, key_id"
+            }
+        })
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;

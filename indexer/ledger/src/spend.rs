@@ -1,14 +1,14 @@
 //! The statements behind a request's ledger writes — hold, mark served, charge, release — and
 //! the values they take and give ([`Hold`], [`Charge`], [`Reservation`], [`Settlement`]). The
-//! bottom of one pipeline: `reservations` (the API a request calls) → `writer` (SQLite's group
-//! commit) → `spend`; on Postgres `reservations` calls these directly. Each runs inside a
-//! transaction its caller owns: one of its own (Postgres) or the batch the writer group-commits
-//! (SQLite). None leaves a partial effect when it refuses, so a refusal never spoils the batch
-//! it ran in.
+//! bottom of one pipeline: `reservations` (the API a request calls) → `writer` (the group
+//! commit) → here, on SQLite; the Postgres writer applies the same rules to rows it has read
+//! and locked (`writer::plan`), and its tests and the ledger's run both engines on the same
+//! cases. Each statement runs inside the batch the writer commits; none leaves a partial
+//! effect when it refuses, so a refusal never spoils the batch it ran in.
 //!
 //! Lock order: rows are taken in the order reservations → entries → key budgets → balances
 //! (several keys or users each in sorted order), so on Postgres two transactions (two
-//! replicas, or a settlement and the next request's hold) never wait on each other in a cycle.
+//! replicas, or a settlement and the expiry sweep) never wait on each other in a cycle.
 use super::{
     ensure_user,
     entries::debit_id,

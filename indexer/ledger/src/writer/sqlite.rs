@@ -1,22 +1,19 @@
-//! The SQLite ledger's group-committing writer. A request's writes (hold, mark served, charge,
-//! release) are queued to one thread, which applies every write waiting in the queue in one
-//! transaction and answers each caller once that transaction is committed: one commit (one
-//! fsync) for many requests instead of one each. The writes run one after another inside the
-//! batch, with the same conditional statements as alone, so no batch can overdraw; a refusal
-//! leaves no partial effect (see `spend`), and if a statement fails the batch is rolled back
-//! and each write is applied again in a transaction of its own, so one bad write never fails
-//! its neighbours.
+//! The SQLite writer: one thread applies every write waiting in the queue in one transaction
+//! and answers each caller once that transaction is committed: one commit (one fsync) for many
+//! requests instead of one each. The writes run one after another inside the batch, with the
+//! same conditional statements as alone, so no batch can overdraw; a refusal leaves no partial
+//! effect (see `spend`), and if a statement fails the batch is rolled back and each write is
+//! applied again in a transaction of its own, so one bad write never fails its neighbours.
 //!
 //! The thread owns a rusqlite connection: a statement is a call into SQLite, not a round trip
 //! to another thread, which is what lets one writer keep up with every request. The ledger's
 //! other writes go through sqlx's one write connection; the writer holds that connection (the
 //! gate) while batches keep coming (for a short turn at most), so neither waits in SQLite's
 //! busy handler for the other.
-use super::{
-    keys::KeyLimit,
-    spend::{charge_in, hold_in, release_in, served_in, Charge, Hold, Reservation, Settlement},
+use super::ops::{Done, Job, Op, MAX_BATCH, QUEUE};
+use crate::{
+    spend::{charge_in, hold_in, release_in, served_in},
     sql::run_now,
-    usage::UsageRecord,
     LedgerError, Result,
 };
 use rusqlite::{Connection, OpenFlags};
@@ -28,81 +25,26 @@ use std::{
 };
 use tokio::{
     runtime::Handle,
-    sync::{
-        mpsc::{self, error::TryRecvError},
-        oneshot,
-    },
+    sync::mpsc::{self, error::TryRecvError},
 };
 
-/// The most writes one transaction commits; more wait for the next one.
-const MAX_BATCH: usize = 512;
-/// Writes waiting beyond this make their callers wait to queue (backpressure).
-const QUEUE: usize = 8192;
 /// The longest the writer keeps the ledger's other writes waiting while writes keep coming.
 const GATE_TURN: Duration = Duration::from_millis(5);
 /// How often the writer finishes a checkpoint itself, between two batches (see `checkpoint`).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// Signs the debit event of a charge, given what was charged (see `Ledger::charge`).
-pub(super) type Announce = Box<dyn Fn(i64) -> Option<(String, String)> + Send + Sync>;
-
-/// A write to apply, owning its data (it crosses to the writer thread).
-pub(super) enum Op {
-    Hold(OwnedHold),
-    Served { id: String, at: i64 },
-    Charge(OwnedCharge, Announce),
-    Release(String),
-}
-
-/// What a write did.
-pub(super) enum Done {
-    Held(Reservation),
-    Served(bool),
-    Charged(Settlement),
-    Released(bool),
-}
-
-/// The writer answered a write with another write's kind of answer (a bug, not input).
-pub(super) fn unexpected() -> LedgerError {
-    LedgerError::WriterStopped("answered with another write's result")
-}
-
-/// Handle to the writer thread; the thread ends when every handle is gone.
-#[derive(Debug, Clone)]
-pub(super) struct Writer {
-    jobs: mpsc::Sender<Job>,
-}
-
-struct Job {
-    op: Op,
-    reply: oneshot::Sender<Result<Done>>,
-}
-
-impl Writer {
-    /// Opens the writer's connection to the SQLite file at `path` and starts its thread;
-    /// `gate` is the pool (of one connection) the ledger's other writes use.
-    pub(super) fn start(path: &Path, gate: AnyPool) -> Result<Self> {
-        let conn = open(path)?;
-        let (jobs, queue) = mpsc::channel(QUEUE);
-        let runtime = Handle::current();
-        std::thread::Builder::new()
-            .name("ledger-writer".into())
-            .spawn(move || run(conn, queue, gate, runtime))
-            .map_err(|_| LedgerError::WriterStopped("cannot start the writer thread"))?;
-        Ok(Self { jobs })
-    }
-
-    /// Queues `op` and waits until the transaction that applied it is committed.
-    pub(super) async fn submit(&self, op: Op) -> Result<Done> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job { op, reply })
-            .await
-            .map_err(|_| LedgerError::WriterStopped("the writer has stopped"))?;
-        answer
-            .await
-            .map_err(|_| LedgerError::WriterStopped("the write was dropped"))?
-    }
+/// Opens the writer's connection to the SQLite file at `path` and starts its thread, which
+/// ends when every sender is gone; `gate` is the pool (of one connection) the ledger's other
+/// writes use.
+pub(super) fn start(path: &Path, gate: AnyPool) -> Result<mpsc::Sender<Job>> {
+    let conn = open(path)?;
+    let (jobs, queue) = mpsc::channel(QUEUE);
+    let runtime = Handle::current();
+    std::thread::Builder::new()
+        .name("ledger-writer".into())
+        .spawn(move || run(conn, queue, gate, runtime))
+        .map_err(|_| LedgerError::WriterStopped("cannot start the writer thread"))?;
+    Ok(jobs)
 }
 
 /// The writer's connection: durable commits (`synchronous = FULL`), checkpoints left to the
@@ -279,83 +221,4 @@ fn apply(conn: &mut Connection, op: &Op) -> Result<Done> {
             Op::Release(id) => Done::Released(release_in(conn, id).await?),
         })
     })
-}
-
-/// A [`Hold`] that owns its strings.
-pub(super) struct OwnedHold {
-    id: String,
-    user: String,
-    amount: i64,
-    minimum: Option<i64>,
-    ttl_seconds: i64,
-    key: Option<(String, i64, Option<i64>)>,
-}
-
-impl From<&Hold<'_>> for OwnedHold {
-    fn from(hold: &Hold<'_>) -> Self {
-        Self {
-            id: hold.id.to_owned(),
-            user: hold.user.to_owned(),
-            amount: hold.amount,
-            minimum: hold.minimum,
-            ttl_seconds: hold.ttl_seconds,
-            key: hold
-                .key
-                .as_ref()
-                .map(|key| (key.key_id.to_owned(), key.budget, key.max_uses)),
-        }
-    }
-}
-
-impl OwnedHold {
-    fn borrowed(&self) -> Hold<'_> {
-        Hold {
-            id: &self.id,
-            user: &self.user,
-            amount: self.amount,
-            minimum: self.minimum,
-            ttl_seconds: self.ttl_seconds,
-            key: self
-                .key
-                .as_ref()
-                .map(|(key_id, budget, max_uses)| KeyLimit {
-                    key_id,
-                    budget: *budget,
-                    max_uses: *max_uses,
-                }),
-        }
-    }
-}
-
-/// A [`Charge`] that owns its strings.
-pub(super) struct OwnedCharge {
-    id: String,
-    user: String,
-    cost: i64,
-    key_id: Option<String>,
-    usage: Option<UsageRecord>,
-}
-
-impl From<&Charge<'_>> for OwnedCharge {
-    fn from(charge: &Charge<'_>) -> Self {
-        Self {
-            id: charge.id.to_owned(),
-            user: charge.user.to_owned(),
-            cost: charge.cost,
-            key_id: charge.key_id.map(str::to_owned),
-            usage: charge.usage.clone(),
-        }
-    }
-}
-
-impl OwnedCharge {
-    fn borrowed(&self) -> Charge<'_> {
-        Charge {
-            id: &self.id,
-            user: &self.user,
-            cost: self.cost,
-            key_id: self.key_id.as_deref(),
-            usage: self.usage.clone(),
-        }
-    }
 }
