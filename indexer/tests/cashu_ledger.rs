@@ -101,6 +101,8 @@ async fn a_receipt_pays_its_request_and_its_change_once(backend: Backend) {
         minimum: None,
         ttl_seconds: 60,
         key: None,
+        rate: None,
+        session: None,
     };
     ledger.hold(&hold).await.unwrap();
     assert_eq!(

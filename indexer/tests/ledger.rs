@@ -320,6 +320,8 @@ on_both_backends!(
                 minimum: None,
                 ttl_seconds: 60,
                 key,
+                rate: None,
+                session: None,
             };
             ledger.hold(&hold).await.unwrap();
         }
@@ -709,6 +711,8 @@ async fn hold_on_key(
                         minimum: None,
                         ttl_seconds: 60,
                         key: Some(key),
+                        rate: None,
+                        session: None,
                     })
                     .await
             })
@@ -751,6 +755,7 @@ on_both_backends!(
             cost: 10_000,
             key_id: Some("key-budget"),
             usage: None,
+            rate: None,
         };
         let settled = ledger.charge(&charge, |_| None).await.unwrap();
         assert_eq!(
@@ -825,6 +830,8 @@ on_both_backends!(a_revoked_key_can_hold_nothing_more, |ledger, url| {
         minimum: None,
         ttl_seconds: 60,
         key: Some(key.clone()),
+        rate: None,
+        session: None,
     };
     assert!(ledger.hold(&hold("before")).await.is_ok());
     let revocation = KeyRevocation {
@@ -923,6 +930,8 @@ on_both_backends!(
                             minimum: None,
                             ttl_seconds,
                             key: Some(key),
+                            rate: None,
+                            session: None,
                         };
                         ledger.hold(&hold).await.expect("hold");
                         if ttl_seconds < 0 {
@@ -935,6 +944,7 @@ on_both_backends!(
                                 cost: 7,
                                 key_id: Some(&key_id),
                                 usage: None,
+                                rate: None,
                             };
                             ledger.charge(&charge, |_| None).await.expect("charge");
                         } else {
@@ -1006,6 +1016,8 @@ on_both_backends!(
                         minimum: None,
                         ttl_seconds: 60,
                         key,
+                        rate: None,
+                        session: None,
                     };
                     match ledger.hold(&hold).await {
                         Ok(held) => assert_eq!(held.amount, PRICE),
@@ -1025,6 +1037,7 @@ on_both_backends!(
                         cost: PRICE,
                         key_id: hold.key.as_ref().map(|key| key.key_id),
                         usage: Some(usage),
+                        rate: None,
                     };
                     let settled = ledger.charge(&charge, |_| None).await.expect("charge");
                     assert_eq!(settled.charged, PRICE, "a held request is charged in full");
@@ -1062,6 +1075,8 @@ on_both_backends!(
             minimum: Some(minimum),
             ttl_seconds: 60,
             key,
+            rate: None,
+            session: None,
         };
         let first = ledger.hold(&hold("m1", 5_000, 10, None)).await.unwrap();
         assert_eq!(first.amount, 1_000, "all that is available");
@@ -1113,6 +1128,8 @@ on_both_backends!(
                         minimum: None,
                         ttl_seconds: 60,
                         key: None,
+                        rate: None,
+                        session: None,
                     };
                     ledger.hold(&hold).await.map(|_| ())
                 })
@@ -1145,5 +1162,35 @@ on_both_backends!(
             39 * 10,
             "every other hold, and nothing of the failed one"
         );
+    }
+);
+
+// A replica left behind in an upgrade: the schema has a migration its build does not know.
+on_both_backends!(
+    a_build_older_than_the_schema_refuses_to_start,
+    |ledger, url| {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         SELECT 9999, 'from a newer release', TRUE, checksum, 0 FROM _sqlx_migrations
+         ORDER BY version LIMIT 1",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        match Ledger::connect(&url).await {
+            Err(error @ LedgerError::SchemaAhead { applied: 9999, .. }) => {
+                let message = error.to_string();
+                assert!(
+                    message.contains("9999") && message.contains("older than the schema"),
+                    "{message}"
+                );
+            }
+            other => panic!("started on a newer schema: {other:?}"),
+        }
+        // The ledger that applied it goes on.
+        assert_eq!(ledger.balance(USER).await.unwrap().available, 0);
     }
 );

@@ -9,7 +9,6 @@ use crate::{
     error::{ApiError, ApiJson},
     meter::Meter,
     metrics::{ModelLabel, RequestLabels},
-    ratelimit::Limits,
     request::ChatRequest,
     state::{AppState, Model},
     stream::{relay, response_text, usage_of, RelayOptions},
@@ -23,7 +22,7 @@ use axum::{
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
-use ledger::{Hold, KeyLimit};
+use ledger::{Hold, KeyLimit, RateLimit};
 use serde_json::{Map, Value};
 use std::{sync::Arc, time::Duration};
 use tokio::time::Instant;
@@ -111,11 +110,7 @@ async fn serve(
                     )));
                 }
             }
-            let limits = caller.key.as_ref().map(|key| Limits {
-                rpm: key.claims.rpm,
-                tpm: key.claims.tpm,
-            });
-            state.limiter.admit(caller.limit_key(), limits)?;
+            // Its rate limits are counted by the ledger with its hold, over every replica.
         }
         // Before its token is touched: a flood of tokens never becomes a flood of swaps.
         Payer::Ecash { client, .. } => state.limiter.admit(client, None)?,
@@ -350,6 +345,21 @@ async fn reserve(
         budget: i64::try_from(key.claims.budget).unwrap_or(i64::MAX),
         max_uses: key.claims.single_use.then_some(1),
     });
+    let limits = &state.config.limits;
+    let own = caller.key.as_ref().map(|key| &key.claims);
+    let rate = caller.shared_limit_key().map(|caller| RateLimit {
+        caller,
+        minute: state.ledger.now().div_euclid(60),
+        rpm: i64::from(
+            own.and_then(|claims| claims.rpm)
+                .map_or(limits.rpm, |rpm| rpm.min(limits.rpm)),
+        ),
+        tpm: i64::try_from(
+            own.and_then(|claims| claims.tpm)
+                .map_or(limits.tpm, |tpm| tpm.min(limits.tpm)),
+        )
+        .unwrap_or(i64::MAX),
+    });
     let hold = Hold {
         id: request_id,
         user: &caller.user,
@@ -357,6 +367,8 @@ async fn reserve(
         minimum,
         ttl_seconds: state.config.reservation_ttl_seconds,
         key,
+        rate,
+        session: caller.session.as_deref(),
     };
     match state.ledger.hold(&hold).await {
         Ok(held) => {

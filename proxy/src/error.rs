@@ -214,6 +214,18 @@ impl From<LedgerError> for ApiError {
             LedgerError::KeyRevoked => {
                 ApiError::Unauthorized("this delegated key was revoked by its wallet".into())
             }
+            LedgerError::SessionRevoked => {
+                ApiError::Unauthorized("this session was logged out; log in again".into())
+            }
+            LedgerError::RateLimited { limit, minute } => {
+                // Until the window turns, by the wall clock (at least a second).
+                let next = (minute + 1) * 60;
+                let retry_after = (next - ledger::now()).clamp(1, 60) as u64;
+                ApiError::RateLimited {
+                    message: limit,
+                    retry_after,
+                }
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

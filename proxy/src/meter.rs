@@ -10,7 +10,7 @@ use crate::{
     tokens,
 };
 use common::{events::sign_message, wire::DsProxyMessage};
-use ledger::{Charge, UsageRecord};
+use ledger::{Charge, RateWindow, UsageRecord};
 use nostr_sdk::JsonUtil;
 use std::{sync::Arc, time::Duration};
 
@@ -165,6 +165,10 @@ impl Pending {
             cost,
             key_id: self.caller.key.as_ref().map(|key| key.key_id.as_str()),
             usage: Some(record),
+            rate: self.caller.shared_limit_key().map(|caller| RateWindow {
+                caller,
+                minute: ledger.now().div_euclid(60),
+            }),
         };
         // The debit is signed here, on this request's task, for the usual outcome (the whole
         // cost charged): the ledger's one writer then only queues it. A charge capped by the
@@ -214,10 +218,13 @@ impl Pending {
                 })
                 .inc_by(count);
         }
-        self.state.limiter.record_tokens(
-            self.caller.limit_key(),
-            usage.prompt_tokens + usage.completion_tokens,
-        );
+        // A wallet's or key's tokens were counted with the charge, in the ledger.
+        if self.caller.shared_limit_key().is_none() {
+            self.state.limiter.record_tokens(
+                self.caller.limit_key(),
+                usage.prompt_tokens + usage.completion_tokens,
+            );
+        }
         if settlement.shortfall > 0 {
             tracing::warn!(request_id = %self.request_id, shortfall = settlement.shortfall,
                 "usage exceeded the reservation and the balance; the excess was not charged");

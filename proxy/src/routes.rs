@@ -29,6 +29,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/auth/nonce", post(login::nonce))
         .route("/v1/auth/login", post(login::login))
         .route("/v1/auth/revoke", post(revoke::revoke))
+        .route("/v1/auth/logout", post(revoke::logout))
         .route("/v1/cashu/change", post(crate::cashu::change))
         .route("/v1/topup/cashu", post(crate::cashu::topup))
         .route(crate::discovery::PATH, get(crate::discovery::well_known))

@@ -1,7 +1,8 @@
 //! Wallet signatures bound to one deployment, over real HTTP: a login or a delegated key made
 //! for one gateway is refused by another; a login signature cannot be replayed at any replica;
-//! a revoked key is refused by every replica sharing the ledger; issuing a nonce touches no
-//! database. Each ledger-backed rule runs on SQLite (two gateways on one file) and Postgres.
+//! a revoked key or a logged-out session is refused by every replica sharing the ledger, at
+//! once; issuing a nonce touches no database. Each ledger-backed rule runs on SQLite (two
+//! gateways on one file) and Postgres.
 mod common;
 
 use common::{ask, config, fund, gateway, init_tracing, rand_bytes, Harness, AUDIENCE};
@@ -293,6 +294,73 @@ async fn postgres_a_revoked_key_is_refused_by_every_replica() {
         .await
         .expect("Postgres test database");
     a_revoked_key_is_refused_by_every_replica(db).await;
+}
+
+async fn a_logged_out_session_is_refused_by_every_replica(db: TempDatabase) {
+    let started = Pair::start(db, [AUDIENCE, AUDIENCE]).await;
+    let pair = &started;
+    let login = |gateway| async move {
+        let nonce = pair.nonce(gateway).await;
+        let signature = sign(&pair.wallet, &nonce["message"]);
+        let response = pair
+            .http
+            .post(pair.url(gateway, "/v1/auth/login"))
+            .json(&json!({"wallet": pair.user, "nonce": nonce["nonce"], "signature": signature}))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    };
+    let (session, other) = (login(0).await, login(0).await);
+    // Both replicas have verified (and cached) the session.
+    assert_eq!(pair.chat(0, &session).await, 200);
+    assert_eq!(pair.chat(1, &session).await, 200);
+
+    let logout = |gateway, credential: String| async move {
+        let response = pair
+            .http
+            .post(pair.url(gateway, "/v1/auth/logout"))
+            .bearer_auth(credential)
+            .send()
+            .await
+            .unwrap();
+        response.status().as_u16()
+    };
+    assert_eq!(logout(0, session.clone()).await, 200);
+    assert_eq!(
+        pair.chat(1, &session).await,
+        401,
+        "the other replica refuses it"
+    );
+    assert_eq!(pair.chat(0, &session).await, 401);
+    assert_eq!(pair.get(1, "/v1/balance", &session).await, 401);
+    assert_eq!(pair.get(1, "/v1/usage", &session).await, 401);
+    assert_eq!(
+        pair.chat(1, &other).await,
+        200,
+        "the wallet's other session works"
+    );
+    let key = delegated::sign(&pair.claims(AUDIENCE), &pair.wallet).unwrap();
+    assert_eq!(
+        logout(1, key).await,
+        400,
+        "a key is revoked, not logged out"
+    );
+    started.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_logged_out_session_is_refused_by_every_replica() {
+    a_logged_out_session_is_refused_by_every_replica(TempDatabase::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_logged_out_session_is_refused_by_every_replica() {
+    let db = TempDatabase::postgres()
+        .await
+        .expect("Postgres test database");
+    a_logged_out_session_is_refused_by_every_replica(db).await;
 }
 
 #[tokio::test]

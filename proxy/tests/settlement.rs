@@ -124,6 +124,8 @@ async fn served_reservations_are_charged_at_expiry(db: TempDatabase) {
             minimum: None,
             ttl_seconds: 60,
             key: None,
+            rate: None,
+            session: None,
         };
         h.ledger.hold(&hold).await.unwrap();
     }

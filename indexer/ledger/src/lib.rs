@@ -17,6 +17,7 @@ mod logins;
 mod migrations;
 mod outbox;
 mod payments;
+mod rates;
 mod requests;
 mod reservations;
 mod spend;
@@ -36,6 +37,7 @@ pub use keys::{KeyBudget, KeyLimit, KeyRevocation};
 pub use migrations::pending_migrations;
 pub use outbox::OutboxEvent;
 pub use payments::{tokens_for_lamports, Payment};
+pub use rates::{RateLimit, RateWindow};
 pub use requests::{RequestRecord, RequestState};
 pub use reservations::{ExpiredCharge, Expiry};
 pub use spend::{Charge, Hold, Reservation, Settlement};
@@ -64,6 +66,12 @@ pub enum LedgerError {
     KeyUsedUp,
     #[error("this delegated key was revoked by its wallet")]
     KeyRevoked,
+    /// The session's wallet logged it out (on any replica).
+    #[error("this session was logged out; log in again")]
+    SessionRevoked,
+    /// The caller's window of `minute` is full: counted over every replica sharing the ledger.
+    #[error("rate limited: {limit}")]
+    RateLimited { limit: String, minute: i64 },
     #[error("amount out of range: {0}")]
     Amount(String),
     #[error("unsupported database URL (use sqlite:… or postgres://…): {0}")]
@@ -81,6 +89,14 @@ pub enum LedgerError {
     Column(usize, &'static str),
     #[error("migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The database was migrated by a newer release (a replica left behind in an upgrade):
+    /// running on a schema it does not know could break the ledger's invariants.
+    #[error(
+        "the ledger's schema has migration {applied}, which this build does not know (it knows \
+         up to {known}): this binary is older than the schema; upgrade it to the release the \
+         other services run"
+    )]
+    SchemaAhead { applied: i64, known: i64 },
     #[error("ledger writer: {0}")]
     WriterStopped(&'static str),
     /// A hold under a request id that already holds (or held) a reservation: ids are unique.
@@ -102,6 +118,8 @@ impl LedgerError {
                 | Self::KeyBudget { .. }
                 | Self::KeyUsedUp
                 | Self::KeyRevoked
+                | Self::SessionRevoked
+                | Self::RateLimited { .. }
                 | Self::Amount(_)
         )
     }
@@ -183,7 +201,7 @@ impl Ledger {
                     .await?
             }
         };
-        migrations::migrator(backend).run(&pool).await?;
+        migrations::apply(backend, &pool).await?;
         let (checkpointer, reads, writer) = match backend {
             Backend::Sqlite => {
                 let path = SqliteConnectOptions::from_str(url)?

@@ -14,6 +14,22 @@ pub(super) fn migrator(backend: Backend) -> &'static Migrator {
     }
 }
 
+/// Applies the migrations this build has and the database lacks (under the migrator's lock, so
+/// replicas starting together apply each once); refuses a database migrated further than this
+/// build knows.
+pub(super) async fn apply(backend: Backend, pool: &sqlx::AnyPool) -> Result<()> {
+    let migrator = migrator(backend);
+    match migrator.run(pool).await {
+        Err(sqlx::migrate::MigrateError::VersionMissing(applied)) => {
+            Err(LedgerError::SchemaAhead {
+                applied,
+                known: migrator.iter().map(|m| m.version).max().unwrap_or(0),
+            })
+        }
+        done => Ok(done?),
+    }
+}
+
 /// The migrations `url`'s database has not applied, as `version description`; empty when it is
 /// up to date. A SQLite file that does not exist is an error, not created.
 pub async fn pending_migrations(url: &str) -> Result<Vec<String>> {

@@ -57,6 +57,8 @@ impl Ledger {
             minimum: None,
             ttl_seconds,
             key: None,
+            rate: None,
+            session: None,
         })
         .await
     }
@@ -93,6 +95,7 @@ impl Ledger {
             cost,
             key_id: None,
             usage: None,
+            rate: None,
         };
         self.charge(&charge, announce).await
     }
@@ -162,6 +165,12 @@ impl Ledger {
         now: i64,
         mut announce: impl FnMut(&ExpiredCharge) -> Option<(String, String)>,
     ) -> Result<Expiry> {
+        // Rate windows before the previous minute count nothing any more (on its own, so it
+        // never waits inside the sweep's transaction).
+        sqlx::query("DELETE FROM rate_windows WHERE minute < $1")
+            .bind(now.div_euclid(60) - 1)
+            .execute(&self.pool)
+            .await?;
         let mut tx = self.begin().await?;
         let expired = sqlx::query(match self.backend {
             Backend::Sqlite => {

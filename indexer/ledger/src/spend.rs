@@ -15,6 +15,7 @@ use super::{
     keys::{hold_key, release_key_hold, spend_key, undo_key_hold, unhold_key, KeyLimit},
     now,
     outbox::enqueue_in,
+    rates::{check_request_in, count_request_in, count_tokens_in, RateLimit, RateWindow},
     sql::{args, Row, Sql},
     usage::{record_usage, UsageRecord},
     LedgerError, Result,
@@ -55,6 +56,10 @@ pub struct Hold<'a> {
     pub ttl_seconds: i64,
     /// The delegated key whose budget this also draws on.
     pub key: Option<KeyLimit<'a>>,
+    /// The caller's per-minute limits, counted over every replica sharing the ledger.
+    pub rate: Option<RateLimit<'a>>,
+    /// The session the request came with (its id): refused once its wallet logged it out.
+    pub session: Option<&'a str>,
 }
 
 /// What a finished request cost.
@@ -67,11 +72,27 @@ pub struct Charge<'a> {
     pub key_id: Option<&'a str>,
     /// Recorded for the usage endpoint (`cost` there is what was actually charged).
     pub usage: Option<UsageRecord>,
+    /// The caller's rate window the usage's tokens count in.
+    pub rate: Option<RateWindow<'a>>,
 }
 
 /// Holds what `hold` asks (or, with a minimum, what is affordable) on the key, then the
 /// balance; refused by either, it leaves nothing held.
 pub(super) async fn hold_in(conn: &mut impl Sql, hold: &Hold<'_>) -> Result<Reservation> {
+    if let Some(session) = hold.session {
+        let revoked = conn
+            .fetch_row(
+                "SELECT 1 FROM key_revocations WHERE key_id = $1",
+                args![session],
+            )
+            .await?;
+        if revoked.is_some() {
+            return Err(LedgerError::SessionRevoked);
+        }
+    }
+    if let Some(rate) = &hold.rate {
+        check_request_in(conn, rate).await?;
+    }
     let minimum = hold.minimum.unwrap_or(hold.amount).clamp(1, hold.amount);
     let mut amount = hold.amount;
     if minimum < amount {
@@ -106,6 +127,10 @@ pub(super) async fn hold_in(conn: &mut impl Sql, hold: &Hold<'_>) -> Result<Rese
             needed: amount,
             available: available(conn, hold.user).await?,
         });
+    }
+    // Counted once held (a refused request leaves nothing, as everywhere in this module).
+    if let Some(rate) = &hold.rate {
+        count_request_in(conn, rate).await?;
     }
     let (created_at, expires_at) = (now(), now() + hold.ttl_seconds);
     conn.execute(
@@ -202,6 +227,9 @@ pub(super) async fn charge_in(
     debit(conn, id, user, charged).await?;
     if let Some(usage) = &charge.usage {
         record_usage(conn, id, user, charge.key_id, usage, charged).await?;
+        if let Some(window) = &charge.rate {
+            count_tokens_in(conn, window, usage.prompt_tokens + usage.completion_tokens).await?;
+        }
     }
     if let Some((dedupe_key, event_json)) = announce(charged) {
         enqueue_in(conn, &dedupe_key, &event_json).await?;

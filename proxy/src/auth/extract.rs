@@ -32,8 +32,9 @@ impl FromRequestParts<Arc<AppState>> for Auth {
     }
 }
 
-/// The authenticated caller, with a delegated key's revocation checked in the ledger: for
-/// endpoints that take no hold (balance, usage), where nothing else would refuse it.
+/// The authenticated caller, with a delegated key's revocation (or a session's logout) checked
+/// in the ledger: for endpoints that take no hold (balance, usage), where nothing else would
+/// refuse it.
 pub struct LiveAuth(pub Arc<Caller>);
 
 impl FromRequestParts<Arc<AppState>> for LiveAuth {
@@ -47,6 +48,11 @@ impl FromRequestParts<Arc<AppState>> for LiveAuth {
         if let Some(key) = &caller.key {
             if state.ledger.key_revoked(&key.key_id).await? {
                 return Err(ledger::LedgerError::KeyRevoked.into());
+            }
+        }
+        if let Some(session) = &caller.session {
+            if state.ledger.key_revoked(session).await? {
+                return Err(ledger::LedgerError::SessionRevoked.into());
             }
         }
         Ok(LiveAuth(caller))

@@ -34,6 +34,8 @@ pub struct Caller {
     pub expires_at: i64,
     /// The name rate limits count an anonymous (ecash) caller under, when it is one.
     pub anonymous: Option<String>,
+    /// A session's id (`session:<hex SHA-256 of the token>`): what logging out revokes.
+    pub session: Option<String>,
 }
 
 impl Caller {
@@ -45,6 +47,7 @@ impl Caller {
             key: None,
             expires_at: i64::MAX,
             anonymous: Some(client.to_owned()),
+            session: None,
         }
     }
 
@@ -56,6 +59,12 @@ impl Caller {
             (None, Some(client)) => client,
             (None, None) => &self.user,
         }
+    }
+
+    /// The name its limits are counted under in the ledger, over every replica: a key or a
+    /// wallet (an anonymous caller is limited by this replica alone, before it pays).
+    pub fn shared_limit_key(&self) -> Option<&str> {
+        self.anonymous.is_none().then(|| self.limit_key())
     }
 }
 
@@ -115,6 +124,7 @@ impl Authenticator {
                 expires_at: key.claims.expires_at,
                 key: Some(key),
                 anonymous: None,
+                session: None,
             }
         } else if credential.starts_with(session::PREFIX) {
             let (user, expires_at) = self.tokens.verify(credential, now).ok_or_else(|| {
@@ -125,6 +135,7 @@ impl Authenticator {
                 key: None,
                 expires_at,
                 anonymous: None,
+                session: Some(session::session_id(credential)),
             }
         } else {
             return Err(ApiError::Unauthorized(

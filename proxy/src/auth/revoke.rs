@@ -1,7 +1,11 @@
 //! `POST /v1/auth/revoke`: a wallet revokes one of its delegated keys. The body carries the key
 //! and the wallet's signature over the revocation text (naming the key's id and this gateway's
 //! audience); the revocation is stored in the ledger, where every replica's hold checks it.
-use super::delegated::{self, KeyError};
+//! `POST /v1/auth/logout`: a session ends itself the same way, under its id (a hash of it).
+use super::{
+    delegated::{self, KeyError},
+    extract::Auth,
+};
 use crate::{
     error::{ApiError, ApiJson},
     state::AppState,
@@ -65,4 +69,38 @@ pub async fn revoke(
         revoked: true,
         newly_revoked,
     }))
+}
+
+/// What logging out did.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LogoutResponse {
+    pub logged_out: bool,
+}
+
+/// Ends the calling session on every replica: its id is stored as revoked until the token
+/// would have expired, and every hold and balance read checks it.
+pub async fn logout(
+    State(state): State<Arc<AppState>>,
+    Auth(caller): Auth,
+) -> Result<Json<LogoutResponse>, ApiError> {
+    let Some(session) = &caller.session else {
+        return Err(ApiError::BadRequest(
+            "only a session token (gws1.…) logs out; a delegated key is revoked with \
+             POST /v1/auth/revoke"
+                .into(),
+        ));
+    };
+    state
+        .ledger
+        .revoke_key(
+            &KeyRevocation {
+                key_id: session,
+                user: &caller.user,
+                expires_at: caller.expires_at,
+            },
+            now(),
+        )
+        .await?;
+    tracing::info!(user = %caller.user, "session logged out");
+    Ok(Json(LogoutResponse { logged_out: true }))
 }

@@ -44,6 +44,15 @@ pub fn parse_login_message(text: &str) -> Option<LoginText> {
     })
 }
 
+/// What a session is revoked under in the ledger when its wallet logs out: a hash of the
+/// token, so the ledger never holds a usable credential.
+pub fn session_id(token: &str) -> String {
+    use sha2::Digest;
+    let digest = Sha256::digest(token.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("session:{hex}")
+}
+
 /// Signs and checks session tokens.
 #[derive(Clone)]
 pub struct TokenSigner {
@@ -69,9 +78,11 @@ impl TokenSigner {
         mac
     }
 
-    /// A token for `wallet` valid until `expires_at`.
+    /// A token for `wallet` valid until `expires_at`. Each is distinct (a random part), so
+    /// logging one out never ends another login of the same second.
     pub fn issue(&self, wallet: &str, expires_at: i64) -> String {
-        let payload = format!("{wallet}:{expires_at}");
+        let salt: u64 = rand::random();
+        let payload = format!("{wallet}:{expires_at}:{salt:016x}");
         let tag = self.mac(&payload).finalize().into_bytes();
         format!(
             "{PREFIX}{}.{}",
@@ -86,7 +97,9 @@ impl TokenSigner {
         let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(payload_b64).ok()?).ok()?;
         let tag = URL_SAFE_NO_PAD.decode(tag_b64).ok()?;
         self.mac(&payload).verify_slice(&tag).ok()?;
-        let (wallet, expires_at) = payload.rsplit_once(':')?;
+        // `wallet:expiry:salt` (tokens issued before the salt: `wallet:expiry`).
+        let mut parts = payload.split(':');
+        let (wallet, expires_at) = (parts.next()?, parts.next()?);
         let expires_at: i64 = expires_at.parse().ok()?;
         (expires_at > now).then(|| (wallet.to_owned(), expires_at))
     }
@@ -103,11 +116,18 @@ mod tests {
         assert_eq!(signer.verify(&token, 99), Some(("Wallet111".into(), 100)));
         assert_eq!(signer.verify(&token, 100), None);
         assert_eq!(TokenSigner::new(b"other".to_vec()).verify(&token, 0), None);
+        let payload = token.split('.').nth(1).unwrap();
+        let text = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
         let forged = token.replace(
-            &URL_SAFE_NO_PAD.encode("Wallet111:100"),
-            &URL_SAFE_NO_PAD.encode("Wallet222:100"),
+            payload,
+            &URL_SAFE_NO_PAD.encode(text.replace("Wallet111", "Wallet222")),
         );
         assert_eq!(signer.verify(&forged, 0), None);
+        assert_ne!(
+            signer.issue("Wallet111", 100),
+            token,
+            "every token is distinct"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! data because it crosses to the writer's thread or task, and what the writer answers.
 use crate::{
     keys::KeyLimit,
+    rates::{RateLimit, RateWindow},
     spend::{Charge, Hold, Reservation, Settlement},
     usage::UsageRecord,
     LedgerError, Result,
@@ -68,6 +69,28 @@ pub(crate) struct OwnedHold {
     pub(crate) minimum: Option<i64>,
     pub(crate) ttl_seconds: i64,
     pub(crate) key: Option<(String, i64, Option<i64>)>,
+    pub(crate) rate: Option<OwnedRateLimit>,
+    pub(crate) session: Option<String>,
+}
+
+/// A [`RateLimit`] that owns its caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OwnedRateLimit {
+    pub(crate) caller: String,
+    pub(crate) minute: i64,
+    pub(crate) rpm: i64,
+    pub(crate) tpm: i64,
+}
+
+impl OwnedRateLimit {
+    pub(crate) fn borrowed(&self) -> RateLimit<'_> {
+        RateLimit {
+            caller: &self.caller,
+            minute: self.minute,
+            rpm: self.rpm,
+            tpm: self.tpm,
+        }
+    }
 }
 
 impl From<&Hold<'_>> for OwnedHold {
@@ -82,6 +105,13 @@ impl From<&Hold<'_>> for OwnedHold {
                 .key
                 .as_ref()
                 .map(|key| (key.key_id.to_owned(), key.budget, key.max_uses)),
+            rate: hold.rate.map(|rate| OwnedRateLimit {
+                caller: rate.caller.to_owned(),
+                minute: rate.minute,
+                rpm: rate.rpm,
+                tpm: rate.tpm,
+            }),
+            session: hold.session.map(str::to_owned),
         }
     }
 }
@@ -102,6 +132,8 @@ impl OwnedHold {
                     budget: *budget,
                     max_uses: *max_uses,
                 }),
+            rate: self.rate.as_ref().map(OwnedRateLimit::borrowed),
+            session: self.session.as_deref(),
         }
     }
 }
@@ -113,6 +145,8 @@ pub(crate) struct OwnedCharge {
     pub(crate) cost: i64,
     pub(crate) key_id: Option<String>,
     pub(crate) usage: Option<UsageRecord>,
+    /// The rate window's caller and minute.
+    pub(crate) rate: Option<(String, i64)>,
 }
 
 impl From<&Charge<'_>> for OwnedCharge {
@@ -123,6 +157,9 @@ impl From<&Charge<'_>> for OwnedCharge {
             cost: charge.cost,
             key_id: charge.key_id.map(str::to_owned),
             usage: charge.usage.clone(),
+            rate: charge
+                .rate
+                .map(|window| (window.caller.to_owned(), window.minute)),
         }
     }
 }
@@ -135,6 +172,10 @@ impl OwnedCharge {
             cost: self.cost,
             key_id: self.key_id.as_deref(),
             usage: self.usage.clone(),
+            rate: self.rate.as_ref().map(|(caller, minute)| RateWindow {
+                caller,
+                minute: *minute,
+            }),
         }
     }
 }

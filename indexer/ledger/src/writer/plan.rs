@@ -7,6 +7,7 @@
 use super::ops::{Announce, Done, Op, OwnedCharge, OwnedHold};
 use crate::{
     entries::debit_id,
+    rates,
     spend::{Reservation, Settlement},
     LedgerError, Result,
 };
@@ -54,6 +55,13 @@ pub(super) struct HeldRow {
     pub(super) served_at: Option<i64>,
 }
 
+/// A caller's rate window: what it was held and settled in one minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct WindowRow {
+    pub(super) requests: i64,
+    pub(super) tokens: i64,
+}
+
 /// The rows a batch's writes touch, as read (and locked) before they are applied.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Rows {
@@ -62,8 +70,10 @@ pub(super) struct Rows {
     pub(super) reservations: BTreeMap<String, HeldRow>,
     /// Debit entry ids (`debit:<request>`) that exist.
     pub(super) debits: HashSet<String>,
-    /// The batch's keys that their wallets revoked.
+    /// The batch's keys and sessions that their wallets revoked.
     pub(super) revoked: HashSet<String>,
+    /// Rate windows by (caller, minute).
+    pub(super) windows: BTreeMap<(String, i64), WindowRow>,
 }
 
 /// Which rows to read for a batch: the writes' reservation ids, keys, users and debit entries
@@ -74,6 +84,9 @@ pub(super) struct Wanted {
     pub(super) keys: Vec<String>,
     pub(super) users: Vec<String>,
     pub(super) debits: Vec<String>,
+    pub(super) sessions: Vec<String>,
+    /// Rate windows, as (caller, minute).
+    pub(super) windows: Vec<(String, i64)>,
 }
 
 impl Wanted {
@@ -82,6 +95,8 @@ impl Wanted {
         let mut keys = BTreeSet::new();
         let mut users = BTreeSet::new();
         let mut debits = BTreeSet::new();
+        let mut sessions = BTreeSet::new();
+        let mut windows = BTreeSet::new();
         for op in ops {
             match op {
                 Op::Hold(hold) => {
@@ -89,6 +104,12 @@ impl Wanted {
                     users.insert(hold.user.clone());
                     if let Some((key_id, ..)) = &hold.key {
                         keys.insert(key_id.clone());
+                    }
+                    if let Some(session) = &hold.session {
+                        sessions.insert(session.clone());
+                    }
+                    if let Some(rate) = &hold.rate {
+                        windows.insert((rate.caller.clone(), rate.minute));
                     }
                 }
                 Op::Served { id, .. } | Op::Release(id) => {
@@ -101,6 +122,9 @@ impl Wanted {
                         keys.insert(key_id.clone());
                     }
                     debits.insert(debit_id(&charge.id));
+                    if let Some(window) = &charge.rate {
+                        windows.insert(window.clone());
+                    }
                 }
             }
         }
@@ -110,6 +134,8 @@ impl Wanted {
             keys: sorted(keys),
             users: sorted(users),
             debits: sorted(debits),
+            sessions: sorted(sessions),
+            windows: windows.into_iter().collect(),
         }
     }
 }
@@ -157,6 +183,8 @@ pub(super) struct Changes {
     pub(super) usage: Vec<Usage>,
     /// Signed events to queue: (dedupe key, JSON).
     pub(super) outbox: Vec<(String, String)>,
+    /// Rate windows' new counts (their rows exist: the batch's read created them).
+    pub(super) windows: Vec<((String, i64), WindowRow)>,
 }
 
 impl Changes {
@@ -206,6 +234,22 @@ impl Plan {
             || self.before.reservations.contains_key(&hold.id)
         {
             return Err(LedgerError::DuplicateHold(hold.id.clone()));
+        }
+        if hold
+            .session
+            .as_ref()
+            .is_some_and(|session| self.rows.revoked.contains(session))
+        {
+            return Err(LedgerError::SessionRevoked);
+        }
+        if let Some(rate) = &hold.rate {
+            let window = self
+                .rows
+                .windows
+                .get(&(rate.caller.clone(), rate.minute))
+                .copied()
+                .unwrap_or_default();
+            rates::admit(&rate.borrowed(), window.requests, window.tokens)?;
         }
         let user = hold.user.as_str();
         let available = self.rows.balances.get(user).map(BalanceRow::available);
@@ -262,6 +306,10 @@ impl Plan {
         {
             row.reserved += amount;
             row.uses += 1;
+        }
+        if let Some(rate) = &hold.rate {
+            let key = (rate.caller.clone(), rate.minute);
+            self.rows.windows.entry(key).or_default().requests += 1;
         }
         let held = HeldRow {
             user: user.to_owned(),
@@ -338,6 +386,12 @@ impl Plan {
             user: charge.user.clone(),
             charged,
         });
+        if let (Some(usage), Some(window)) = (&charge.usage, &charge.rate) {
+            let tokens = usage.prompt_tokens + usage.completion_tokens;
+            if tokens > 0 {
+                self.rows.windows.entry(window.clone()).or_default().tokens += tokens;
+            }
+        }
         if let Some(usage) = &charge.usage {
             self.usage.push(Usage {
                 request_id: charge.id.clone(),
@@ -434,6 +488,11 @@ impl Plan {
                     changes.keys.push((key_id, delta));
                 }
                 Some(_) => {}
+            }
+        }
+        for (window, now) in rows.windows {
+            if before.windows.get(&window) != Some(&now) {
+                changes.windows.push((window, now));
             }
         }
         changes

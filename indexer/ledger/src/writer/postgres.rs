@@ -8,7 +8,7 @@
 //! so one bad write never fails its neighbours.
 use super::{
     ops::{next_batch, Done, Job, Op, QUEUE},
-    plan::{BalanceRow, Changes, HeldRow, KeyRow, Plan, Rows, Wanted},
+    plan::{BalanceRow, Changes, HeldRow, KeyRow, Plan, Rows, Wanted, WindowRow},
 };
 use crate::{now, LedgerError, Result};
 use futures_util::FutureExt;
@@ -111,9 +111,10 @@ async fn apply(pool: &PgPool, ops: &[&Op]) -> Result<Vec<Result<Done>>> {
     Ok(results)
 }
 
-/// Reads and locks the batch's rows: reservations, then key budgets, then balances (each in
-/// sorted order; a reservation's key and user with them), and which of its debits exist and
-/// which of its keys are revoked.
+/// Reads and locks the batch's rows: reservations, then key budgets, then balances, then rate
+/// windows (each in sorted order; a reservation's key and user with them; a missing window is
+/// created, so that it is locked too), and which of its debits exist and which of its keys and
+/// sessions are revoked.
 const LOAD: &str = "
 WITH held AS (
     SELECT id, user_key, key_id, amount, created_at, expires_at, served_at FROM reservations
@@ -125,6 +126,11 @@ WITH held AS (
     SELECT user_key, credited, debited, reserved FROM balances
     WHERE user_key = ANY($3) OR user_key IN (SELECT user_key FROM held)
     ORDER BY user_key FOR UPDATE
+), windows AS (
+    INSERT INTO rate_windows (caller, minute)
+    SELECT * FROM unnest($5::text[], $6::int8[]) ORDER BY 1, 2
+    ON CONFLICT (caller, minute) DO UPDATE SET requests = rate_windows.requests
+    RETURNING caller, minute, requests, tokens
 )
 SELECT 'held' AS kind, id AS name, user_key AS owner, key_id AS key, amount AS a,
        created_at AS b, expires_at AS c, served_at AS d, NULL::int8 AS e FROM held
@@ -135,7 +141,9 @@ UNION ALL SELECT 'user', user_key, NULL, NULL, credited, debited, reserved, NULL
 UNION ALL SELECT 'debit', id, NULL, NULL, NULL, NULL, NULL, NULL, NULL
     FROM entries WHERE id = ANY($4)
 UNION ALL SELECT 'revoked', key_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-    FROM key_revocations WHERE key_id = ANY($2)";
+    FROM key_revocations WHERE key_id = ANY($2) OR key_id = ANY($7)
+UNION ALL SELECT 'window', caller, NULL, NULL, minute, requests, tokens, NULL, NULL
+    FROM windows";
 
 async fn load(conn: &mut PgConnection, wanted: &Wanted) -> Result<Rows> {
     let found = sqlx::query(LOAD)
@@ -143,6 +151,9 @@ async fn load(conn: &mut PgConnection, wanted: &Wanted) -> Result<Rows> {
         .bind(&wanted.keys)
         .bind(&wanted.users)
         .bind(&wanted.debits)
+        .bind(column(&wanted.windows, |(caller, _)| caller.as_str()))
+        .bind(column(&wanted.windows, |(_, minute)| *minute))
+        .bind(&wanted.sessions)
         .fetch_all(conn)
         .await?;
     let mut rows = Rows::default();
@@ -189,6 +200,13 @@ async fn load(conn: &mut PgConnection, wanted: &Wanted) -> Result<Rows> {
             }
             "debit" => {
                 rows.debits.insert(name);
+            }
+            "window" => {
+                let window = WindowRow {
+                    requests: required("b")?,
+                    tokens: required("c")?,
+                };
+                rows.windows.insert((name, required("a")?), window);
             }
             _ => {
                 rows.revoked.insert(name);
@@ -244,18 +262,26 @@ WITH gone AS (
     INSERT INTO outbox (dedupe_key, event_json, created_at, next_attempt_at)
     SELECT d.*, $31::int8, $31::int8 FROM unnest($40::text[], $41::text[]) AS d
     ON CONFLICT (dedupe_key) DO NOTHING
+), windows_changed AS (
+    UPDATE rate_windows SET requests = d.requests, tokens = d.tokens
+    FROM unnest($42::text[], $43::int8[], $44::int8[], $45::int8[])
+        AS d(caller, minute, requests, tokens)
+    WHERE rate_windows.caller = d.caller AND rate_windows.minute = d.minute
 )
 SELECT 1";
 
+/// One field of each row, as a statement's array parameter.
+fn column<'a, T, U>(rows: &'a [T], field: impl Fn(&'a T) -> U) -> Vec<U> {
+    rows.iter().map(field).collect()
+}
+
 /// Stores `changes`, made at `at` (unix seconds).
 async fn store(conn: &mut PgConnection, changes: &Changes, at: i64) -> Result<()> {
-    fn column<'a, T, U>(rows: &'a [T], field: impl Fn(&'a T) -> U) -> Vec<U> {
-        rows.iter().map(field).collect()
-    }
     let (added, served) = (&changes.added, &changes.served);
     let (balances, new_balances) = (&changes.balances, &changes.new_balances);
     let (keys, new_keys) = (&changes.keys, &changes.new_keys);
     let (debits, usage, outbox) = (&changes.debits, &changes.usage, &changes.outbox);
+    let windows = &changes.windows;
     sqlx::query(STORE)
         .bind(&changes.deleted)
         .bind(column(added, |(id, _)| id.as_str()))
@@ -300,6 +326,10 @@ async fn store(conn: &mut PgConnection, changes: &Changes, at: i64) -> Result<()
         .bind(column(usage, |usage| usage.cost))
         .bind(column(outbox, |(key, _)| key.as_str()))
         .bind(column(outbox, |(_, json)| json.as_str()))
+        .bind(column(windows, |((caller, _), _)| caller.as_str()))
+        .bind(column(windows, |((_, minute), _)| *minute))
+        .bind(column(windows, |(_, row)| row.requests))
+        .bind(column(windows, |(_, row)| row.tokens))
         .execute(conn)
         .await?;
     Ok(())

@@ -1,4 +1,5 @@
 //! The in-memory batch: what it answers, and that it stores each row once.
+use super::super::ops::OwnedRateLimit;
 use super::*;
 use crate::usage::UsageRecord;
 
@@ -12,6 +13,8 @@ fn hold(id: &str, amount: i64, key: Option<(&str, i64, Option<i64>)>) -> Op {
         minimum: None,
         ttl_seconds: 60,
         key: key.map(|(key_id, budget, max_uses)| (key_id.into(), budget, max_uses)),
+        rate: None,
+        session: None,
     })
 }
 
@@ -27,6 +30,7 @@ fn charge(id: &str, cost: i64, key_id: Option<&str>) -> Op {
         cost,
         key_id: key_id.map(str::to_owned),
         usage: Some(usage),
+        rate: Some(("alice".into(), 7)),
     };
     Op::Charge(
         charge,
@@ -194,4 +198,66 @@ fn a_release_gives_back_to_the_reservations_user_and_key() {
     let changes = plan.changes();
     assert_eq!(changes.balances[0].1.reserved, -70);
     assert_eq!(changes.keys[0].1.reserved, -70);
+}
+
+#[test]
+fn a_rate_window_counts_held_requests_and_settled_tokens() {
+    let limited = |id: &str| {
+        let Op::Hold(mut hold) = hold(id, 10, None) else {
+            unreachable!()
+        };
+        hold.rate = Some(OwnedRateLimit {
+            caller: "alice".into(),
+            minute: 7,
+            rpm: 4,
+            tpm: 1_000,
+        });
+        Op::Hold(hold)
+    };
+    let mut rows = funded(25);
+    // Another replica held one request of this minute.
+    let seen = WindowRow {
+        requests: 1,
+        tokens: 0,
+    };
+    rows.windows.insert(("alice".into(), 7), seen);
+    let mut plan = Plan::new(rows, NOW);
+    assert!(matches!(plan.apply(&limited("r0")), Ok(Done::Held(_))));
+    assert!(matches!(plan.apply(&limited("r1")), Ok(Done::Held(_))));
+    // Refused for funds first: a refused hold counts nothing.
+    assert!(matches!(
+        plan.apply(&limited("r2")),
+        Err(LedgerError::Insufficient { .. })
+    ));
+    assert!(matches!(
+        plan.apply(&charge("r0", 5, None)),
+        Ok(Done::Charged(_))
+    ));
+    assert!(matches!(plan.apply(&limited("r3")), Ok(Done::Held(_))));
+    assert!(matches!(
+        plan.apply(&limited("r4")),
+        Err(LedgerError::RateLimited { minute: 7, .. })
+    ));
+    let changes = plan.changes();
+    let counted = WindowRow {
+        requests: 4,
+        tokens: 7,
+    };
+    assert_eq!(changes.windows, vec![(("alice".into(), 7), counted)]);
+}
+
+#[test]
+fn a_logged_out_session_holds_nothing() {
+    let Op::Hold(mut held) = hold("r0", 10, None) else {
+        unreachable!()
+    };
+    held.session = Some("session:abc".into());
+    let mut rows = funded(100);
+    rows.revoked.insert("session:abc".into());
+    let mut plan = Plan::new(rows, NOW);
+    assert!(matches!(
+        plan.apply(&Op::Hold(held)),
+        Err(LedgerError::SessionRevoked)
+    ));
+    assert!(plan.changes().is_empty());
 }
