@@ -40,6 +40,9 @@ pub enum ApiError {
     NotFound,
     #[error("the gateway is shutting down")]
     Unavailable,
+    /// The ledger's database does not answer (restarting, unreachable): nothing was held.
+    #[error("the ledger is unreachable; retry shortly")]
+    LedgerUnavailable,
     #[error("internal error")]
     Internal(String),
     /// The Cashu rail's answers: a 402 carries the NUT-24 payment request.
@@ -81,7 +84,7 @@ impl ApiError {
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::UpstreamRefused { status, .. } => *status,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::LedgerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Ecash { status, .. } => *status,
         }
@@ -104,6 +107,7 @@ impl ApiError {
             }
             ApiError::UpstreamTimeout(_) => ("api_error", "upstream_timeout"),
             ApiError::Unavailable => ("api_error", "unavailable"),
+            ApiError::LedgerUnavailable => ("api_error", "ledger_unavailable"),
             ApiError::Internal(_) => ("server_error", "internal_error"),
             ApiError::Ecash { status, code, .. } => match *status {
                 StatusCode::PAYMENT_REQUIRED => ("insufficient_quota", code),
@@ -179,6 +183,7 @@ impl ApiError {
         let retry_after = match &self {
             ApiError::RateLimited { retry_after, .. } => Some(*retry_after),
             ApiError::Ecash { retry_after, .. } => *retry_after,
+            ApiError::LedgerUnavailable => Some(1),
             _ => None,
         };
         if let Some(seconds) = retry_after {
@@ -225,6 +230,10 @@ impl From<LedgerError> for ApiError {
                     message: limit,
                     retry_after,
                 }
+            }
+            error if error.is_unavailable() => {
+                tracing::warn!(%error, "the ledger is unreachable");
+                ApiError::LedgerUnavailable
             }
             other => ApiError::Internal(other.to_string()),
         }

@@ -109,6 +109,17 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
+    /// The database did not answer (a server restarting or unreachable, a connection cut):
+    /// nothing was done, and the same call may succeed in a moment.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
+            )
+        )
+    }
+
     /// A refusal is an answer about the request (no funds, no budget, a revoked key, a bad
     /// amount), not a fault of the database: it changed nothing and retrying will not help.
     pub fn is_refusal(&self) -> bool {
@@ -197,6 +208,7 @@ impl Ledger {
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(POSTGRES_WRITES)
+                    .acquire_timeout(POSTGRES_ACQUIRE)
                     .connect(url)
                     .await?
             }
@@ -218,6 +230,7 @@ impl Ledger {
                 // before: a batch on a broken one fails and is applied again on a new one.
                 let writes = PgPoolOptions::new()
                     .max_connections(1)
+                    .acquire_timeout(POSTGRES_ACQUIRE)
                     .test_before_acquire(false)
                     .connect(url)
                     .await?;
@@ -320,12 +333,18 @@ async fn read_pool(url: &str) -> Result<AnyPool> {
 const POSTGRES_WRITES: u32 = 4;
 /// Postgres connections per process for reads (balances, usage, the outbox, health).
 const POSTGRES_READS: u32 = 8;
+/// How long a call waits for a Postgres connection (the server restarting, or every connection
+/// busy) before it fails as unavailable: a client then hears 503 and retries, rather than
+/// hanging for sqlx's default half-minute.
+const POSTGRES_ACQUIRE: Duration = Duration::from_secs(3);
 
-/// Postgres connections for reads, never taken by a write.
+/// Postgres connections for reads, never taken by a write. Each is checked as it is taken (a
+/// round trip, off the requests' path): after the server restarted, an idle connection is
+/// dead, and a read handed one would fail.
 async fn postgres_reads(url: &str) -> Result<AnyPool> {
     Ok(AnyPoolOptions::new()
         .max_connections(POSTGRES_READS)
-        .test_before_acquire(false)
+        .acquire_timeout(POSTGRES_ACQUIRE)
         .connect(url)
         .await?)
 }

@@ -48,6 +48,15 @@ async fn commit(pool: &PgPool, batch: &mut Vec<Job>) {
                 let _ = job.reply.send(result);
             }
         }
+        // The server is not there (restarting, unreachable): applying each write alone would
+        // wait for a connection once per write. Every write of the batch fails at once.
+        Err(error) if error.is_unavailable() => {
+            tracing::warn!(%error, writes = batch.len(), "the ledger is unreachable; a batch failed");
+            for job in batch.drain(..) {
+                let unavailable = LedgerError::Database(sqlx::Error::PoolTimedOut);
+                let _ = job.reply.send(Err(unavailable));
+            }
+        }
         Err(error) => {
             if batch.len() > 1 {
                 tracing::warn!(%error, writes = batch.len(), "a batch failed; applying its writes one by one");
