@@ -193,13 +193,20 @@ drain_time_wait() {
     sleep 1
   done
 }
-cpu_seconds() { # "name seconds" per process of the stack, sorted by name
+cpu_seconds() { # "name seconds" per process of the stack (and Postgres's), sorted by name
   local tick entry
   tick=$(getconf CLK_TCK)
-  for entry in $PIDS; do
-    awk -v name="${entry%%=*}" -v tick="$tick" '{ print name, ($14 + $15) / tick }' \
-      "/proc/${entry#*=}/stat" 2>/dev/null
-  done | sort
+  {
+    for entry in $PIDS; do
+      awk -v name="${entry%%=*}" -v tick="$tick" '{ print name, ($14 + $15) / tick }' \
+        "/proc/${entry#*=}/stat" 2>/dev/null
+    done
+    # On Postgres, each server process (one per connection) by its pid.
+    [ "${LEDGER:-sqlite}" != postgres ] || for pid in $(pgrep -x postgres); do
+      awk -v name="postgres.$pid" -v tick="$tick" '{ print name, ($14 + $15) / tick }' \
+        "/proc/$pid/stat" 2>/dev/null
+    done
+  } | sort
 }
 # wrk's latency ("850.00us", "1.39ms", "1.20s") in milliseconds.
 to_ms() { awk '{ v = $1 + 0; if ($1 ~ /us$/) v /= 1000; else if ($1 ~ /[0-9]s$/) v *= 1000; printf "%.2fms", v }' <<< "$1"; }
@@ -213,7 +220,7 @@ row() { # $1 name, $2 URLs (space-separated: one wrk each, connections split), $
   local conns=$(( $4 / ${#urls[@]} ))
   local threads=$(( conns > 1 ? 2 : 1 ))
   local perf="" i waits=()
-  if [ -n "${PERF:-}" ] && [ "$1" = "our gateway" ] && [ "$4" = 32 ] && [ "$5" = keep-alive ]; then
+  if [ -n "${PERF:-}" ] && [[ "$1" == "our gateway"* ]] && [ "$4" = 32 ] && [ "$5" = keep-alive ]; then
     perf record -F 499 -g -p "$PROXY_PID" -o "$PERF" -- sleep "$ROW_SECONDS" 2> /dev/null &
     perf=$!
   fi
