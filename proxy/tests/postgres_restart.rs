@@ -300,3 +300,60 @@ async fn a_postgres_crash_under_load_loses_no_committed_spend() {
     }
     drop(cluster);
 }
+
+/// The server closes every connection of a gateway (an administrator's `pg_terminate_backend`,
+/// a proxy's idle timeout) while it is up: the next requests are served on new connections,
+/// none refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_server_closed_are_replaced_without_refusing_anyone() {
+    init_tracing();
+    let db = indexer::ledger::testing::TempDatabase::postgres()
+        .await
+        .expect("Postgres test database");
+    let mock = MockUpstream::start(0).await.unwrap();
+    let ledger = Ledger::connect(&db.url).await.unwrap();
+    let gateway = gateway(config(&mock, &db.url), ledger.clone(), &Keys::generate()).await;
+    let user = bs58::encode(rand_bytes()).into_string();
+    fund(&ledger, &user, 1_000_000).await;
+    let secret = b"a test secret of at least thirty-two bytes".to_vec();
+    let token = TokenSigner::new(secret).issue(&user, indexer::ledger::now() + 600);
+    let http = reqwest::Client::new();
+    let chat = || {
+        http.post(format!("http://{}/v1/chat/completions", gateway.addr))
+            .bearer_auth(&token)
+            .json(&ask("echo", "hello"))
+            .send()
+    };
+    assert_eq!(chat().await.unwrap().status(), 200);
+    let database = db.url.rsplit('/').next().unwrap().to_owned();
+    let admin = sqlx::PgPool::connect(&indexer::ledger::testing::postgres_admin_url())
+        .await
+        .unwrap();
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = $1 AND pid <> pg_backend_pid()) AS cut",
+    )
+    .bind(&database)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(cut > 0, "no connection of the gateway was cut");
+    admin.close().await;
+    for _ in 0..5 {
+        let response = chat().await.unwrap();
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    }
+    assert_eq!(
+        ledger.balance(&user).await.unwrap().debited,
+        ledger
+            .usage(&user, None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.cost)
+            .sum::<i64>()
+    );
+    gateway.shutdown().await;
+    ledger.close().await;
+    db.remove().await;
+}

@@ -42,7 +42,13 @@ async fn run(pool: PgPool, mut queue: mpsc::Receiver<Job>) {
 /// write alone.
 async fn commit(pool: &PgPool, batch: &mut Vec<Job>) {
     let ops: Vec<&Op> = batch.iter().map(|job| &job.op).collect();
-    match apply(pool, &ops).await {
+    let mut applied = apply(pool, &ops).await;
+    if applied.as_ref().is_err_and(LedgerError::is_unavailable) {
+        // A connection the server had closed (a restart that is over, an idle timeout) fails
+        // the first batch sent on it and is dropped: once more, on a new one.
+        applied = apply(pool, &ops).await;
+    }
+    match applied {
         Ok(results) => {
             for (job, result) in batch.drain(..).zip(results) {
                 let _ = job.reply.send(result);
