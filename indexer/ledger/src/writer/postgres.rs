@@ -2,10 +2,11 @@
 //! four round trips, however many requests it serves — `BEGIN`, one statement that reads and
 //! locks the batch's rows, one that stores what the batch changed (see `plan`), `COMMIT` —
 //! where a request alone took a dozen. Rows are locked in one order (reservations, then key
-//! budgets, then balances, each sorted), the order every other ledger transaction keeps, so
-//! replicas' batches wait for each other but never deadlock. A batch that fails (a row another
-//! replica created meanwhile, a lost connection) is applied again one write per transaction,
-//! so one bad write never fails its neighbours.
+//! budgets, then balances, then rate windows, each sorted), the order every other ledger
+//! transaction keeps, so replicas' batches wait for each other but never deadlock. A batch that
+//! fails (a row another replica created meanwhile) is applied again one write per transaction,
+//! so one bad write never fails its neighbours; one that could not reach the server is sent
+//! once more on a new connection, then fails whole as unavailable (the caller answers 503).
 use super::{
     ops::{next_batch, Done, Job, Op, QUEUE},
     plan::{BalanceRow, Changes, HeldRow, KeyRow, Plan, Rows, Wanted, WindowRow},
