@@ -113,7 +113,7 @@ async fn serve(
             // Its rate limits are counted by the ledger with its hold, over every replica.
         }
         // Before its token is touched: a flood of tokens never becomes a flood of swaps.
-        Payer::Ecash { client, .. } => state.limiter.admit(client, None)?,
+        Payer::Ecash { client, .. } => state.limiter.admit(client)?,
     }
 
     let (request, prompt) = request

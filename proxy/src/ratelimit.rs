@@ -1,6 +1,9 @@
 //! Per-caller requests-per-minute and tokens-per-minute limits, in one-minute windows kept in
-//! memory (each replica limits what it serves). Tokens are counted as they are settled, so a
-//! caller over its tokens for the minute is refused until the window turns.
+//! memory (each replica limits what it serves), for callers the ledger does not know yet:
+//! ecash payers by address, before their token is touched, and the auth and Cashu endpoints.
+//! A wallet's or key's limits are counted in the ledger over every replica (`ledger::rates`).
+//! Tokens are counted as they are settled, so a caller over its tokens for the minute is
+//! refused until the window turns.
 //!
 //! Memory is bounded: at most `capacity` callers are tracked by name. When a new caller finds
 //! the map full, stale windows go first, then the callers that used the smallest share of the
@@ -20,13 +23,6 @@ struct Window {
     minute: i64,
     requests: u32,
     tokens: u64,
-}
-
-/// A caller's own limits, when lower than the gateway's.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Limits {
-    pub rpm: Option<u32>,
-    pub tpm: Option<u64>,
 }
 
 /// Callers tracked by name by default (about 100 bytes each).
@@ -161,15 +157,13 @@ impl RateLimiter {
     }
 
     /// Counts a request for `key`, or refuses it with the seconds until the window turns.
-    pub fn admit(&self, key: &str, limits: Option<Limits>) -> Result<(), ApiError> {
-        self.admit_at(key, limits, unix_now())
+    pub fn admit(&self, key: &str) -> Result<(), ApiError> {
+        self.admit_at(key, unix_now())
     }
 
     /// [`Self::admit`] at unix second `now`.
-    pub fn admit_at(&self, key: &str, limits: Option<Limits>, now: u64) -> Result<(), ApiError> {
-        let limits = limits.unwrap_or_default();
-        let rpm = limits.rpm.map_or(self.rpm, |rpm| rpm.min(self.rpm));
-        let tpm = limits.tpm.map_or(self.tpm, |tpm| tpm.min(self.tpm));
+    pub fn admit_at(&self, key: &str, now: u64) -> Result<(), ApiError> {
+        let (rpm, tpm) = (self.rpm, self.tpm);
         let (minute, retry_after) = minute_of(now);
         let mut windows = self.lock();
         let window = windows.window(key, minute, self);
@@ -214,30 +208,21 @@ mod tests {
     #[test]
     fn refuses_past_the_request_and_token_limits() {
         let limiter = RateLimiter::new(2, 100);
-        assert!(limiter.admit("a", None).is_ok());
-        assert!(limiter.admit("a", None).is_ok());
-        assert!(limited(limiter.admit("a", None)));
-        assert!(limiter.admit("b", None).is_ok(), "limits are per caller");
+        assert!(limiter.admit("a").is_ok());
+        assert!(limiter.admit("a").is_ok());
+        assert!(limited(limiter.admit("a")));
+        assert!(limiter.admit("b").is_ok(), "limits are per caller");
         limiter.record_tokens("c", 100);
-        assert!(limited(limiter.admit("c", None)));
-        let own = Limits {
-            rpm: Some(1),
-            tpm: None,
-        };
-        assert!(limiter.admit("d", Some(own)).is_ok());
-        assert!(
-            limiter.admit("d", Some(own)).is_err(),
-            "a key's own lower limit applies"
-        );
+        assert!(limited(limiter.admit("c")));
     }
 
     #[test]
     fn a_window_turns_with_the_minute() {
         let limiter = RateLimiter::new(1, 100);
         let t = 60 * 1_000 + 59;
-        assert!(limiter.admit_at("a", None, t).is_ok());
-        assert!(limited(limiter.admit_at("a", None, t)));
-        assert!(limiter.admit_at("a", None, t + 1).is_ok(), "next minute");
+        assert!(limiter.admit_at("a", t).is_ok());
+        assert!(limited(limiter.admit_at("a", t)));
+        assert!(limiter.admit_at("a", t + 1).is_ok(), "next minute");
     }
 
     #[test]
@@ -245,30 +230,30 @@ mod tests {
         let limiter = RateLimiter::new(5, 1_000);
         let t = 60 * 1_000;
         for _ in 0..5 {
-            assert!(limiter.admit_at("real-caller", None, t).is_ok());
+            assert!(limiter.admit_at("real-caller", t).is_ok());
         }
-        assert!(limited(limiter.admit_at("real-caller", None, t)));
+        assert!(limited(limiter.admit_at("real-caller", t)));
         limiter.record_tokens_at("heavy-reader", 1_000, t);
-        assert!(limited(limiter.admit_at("heavy-reader", None, t)));
+        assert!(limited(limiter.admit_at("heavy-reader", t)));
 
         for i in 0..100_000 {
             // Each flooder is within its own limit; together they are many.
-            let _ = limiter.admit_at(&format!("flooder-{i}"), None, t + 1);
+            let _ = limiter.admit_at(&format!("flooder-{i}"), t + 1);
             assert!(limiter.tracked() <= DEFAULT_CAPACITY);
         }
         assert!(limiter.tracked() <= DEFAULT_CAPACITY);
 
         assert!(
-            limited(limiter.admit_at("real-caller", None, t + 2)),
+            limited(limiter.admit_at("real-caller", t + 2)),
             "the flood did not reset the real caller's window"
         );
-        assert!(limited(limiter.admit_at("heavy-reader", None, t + 2)));
+        assert!(limited(limiter.admit_at("heavy-reader", t + 2)));
         assert!(
-            limiter.admit_at("newcomer", None, t + 2).is_ok(),
+            limiter.admit_at("newcomer", t + 2).is_ok(),
             "a new caller is still served"
         );
         assert!(
-            limiter.admit_at("real-caller", None, t + 60).is_ok(),
+            limiter.admit_at("real-caller", t + 60).is_ok(),
             "the next minute serves it again"
         );
     }
@@ -278,21 +263,18 @@ mod tests {
         let limiter = RateLimiter::with_capacity(3, 1_000, 16);
         let t = 60 * 1_000;
         for _ in 0..2 {
-            assert!(limiter.admit_at("caller", None, t).is_ok());
+            assert!(limiter.admit_at("caller", t).is_ok());
         }
         // More than the map holds, each busier than `caller`: it is evicted first.
         for i in 0..64 {
             for _ in 0..3 {
-                let _ = limiter.admit_at(&format!("busy-{i}"), None, t);
+                let _ = limiter.admit_at(&format!("busy-{i}"), t);
             }
         }
         assert!(limiter.tracked() <= 16);
         // It re-enters with at least its own two requests (more when a busier evicted caller
         // shares its bucket), so at most its third is served: a fresh window would serve three.
-        let _third = limiter.admit_at("caller", None, t);
-        assert!(
-            limited(limiter.admit_at("caller", None, t)),
-            "not a fresh window"
-        );
+        let _third = limiter.admit_at("caller", t);
+        assert!(limited(limiter.admit_at("caller", t)), "not a fresh window");
     }
 }

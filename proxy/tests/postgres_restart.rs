@@ -23,6 +23,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// The server refuses to run as root: then its tools run as the `postgres` user.
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout == b"0\n")
+}
+
 /// A Postgres cluster of this test's own, run as the `postgres` user when the test is root.
 struct Cluster {
     bin: PathBuf,
@@ -41,8 +49,7 @@ impl Cluster {
             .expect("initdb under /usr/lib/postgresql/*/bin");
         let home = std::env::temp_dir().join(format!("pg-restart-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&home).unwrap();
-        let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
-        if root {
+        if running_as_root() {
             let owned = Command::new("chown")
                 .args(["-R", "postgres:"])
                 .arg(&home)
@@ -82,8 +89,7 @@ impl Cluster {
 
     fn run(&self, tool: &str, args: &[&str]) {
         let program = self.bin.join(tool);
-        let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
-        let mut command = if root {
+        let mut command = if running_as_root() {
             let mut command = Command::new("runuser");
             command.args(["-u", "postgres", "--"]).arg(&program);
             command

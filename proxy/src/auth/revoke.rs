@@ -50,7 +50,7 @@ pub async fn revoke(
     // owner's allowance and delay the revocation.
     state
         .limiter
-        .admit(&format!("revoke:{}", key.claims.user), None)?;
+        .admit(&format!("revoke:{}", key.claims.user))?;
     let newly_revoked = state
         .ledger
         .revoke_key(

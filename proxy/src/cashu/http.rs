@@ -180,7 +180,7 @@ pub async fn change(
 ) -> Response {
     let result = async {
         let cashu = rail(&state)?;
-        state.limiter.admit(&client, None)?;
+        state.limiter.admit(&client)?;
         let value = token_header(&headers)?;
         let token = cashu.parse(value).map_err(|e| api_error(cashu, e, None))?;
         let id = super::receipt_id(&token);
@@ -236,7 +236,7 @@ pub async fn topup(
 ) -> Response {
     let result = async {
         let cashu = rail(&state)?;
-        state.limiter.admit(&client, None)?;
+        state.limiter.admit(&client)?;
         if solana_sdk::pubkey::Pubkey::from_str(&body.wallet).is_err() {
             return Err(ApiError::BadRequest(format!(
                 "wallet must be a base58 Solana address, got {:?}",
