@@ -1194,3 +1194,186 @@ on_both_backends!(
         assert_eq!(ledger.balance(USER).await.unwrap().available, 0);
     }
 );
+
+// The indexer applies the relay's events a batch at a time: each entry's outcome is what
+// applying it alone would give, in order (a debit sees the credits before it in the batch).
+on_both_backends!(
+    a_batch_of_entries_does_what_each_alone_would,
+    |ledger, url| {
+        let (a, b, c) = ("UserA", "UserB", "UserC");
+        for (user, signature, tokens) in [(a, "sig-a1", 100), (a, "sig-a2", 30), (b, "sig-b1", 50)]
+        {
+            ledger
+                .record_payment(&payment(user, signature, tokens))
+                .await
+                .unwrap();
+        }
+        let credit = |user, tokens, signature: &str| {
+            NewEntry::credit(
+                user,
+                tokens,
+                Some(signature),
+                &format!("ev-{signature}"),
+                "ctl",
+            )
+        };
+        let debit = |user, tokens, request: &str| {
+            NewEntry::debit(
+                user,
+                tokens,
+                Some(request),
+                &format!("ev-{request}"),
+                "proxy",
+            )
+        };
+        let earlier = credit(a, 30, "sig-a2");
+        assert_eq!(ledger.apply(&earlier).await.unwrap(), Applied::Applied);
+
+        let batch = [
+            debit(a, 40, "r1"),
+            credit(a, 100, "sig-a1"),
+            debit(a, 40, "r2"),
+            credit(b, 60, "sig-b1"),
+            credit(b, 20, "sig-b2"),
+            earlier.clone(),
+            debit(a, 40, "r2"),
+            debit(b, 0, "r3"),
+            debit(c, 1, "r4"),
+        ];
+        let outcomes = ledger.apply_all(&batch).await.unwrap();
+        let rejected = |reason: &str| Applied::Rejected(reason.into());
+        assert_eq!(
+            outcomes,
+            vec![
+                rejected("balance does not cover the debit"),
+                Applied::Applied,
+                Applied::Applied,
+                rejected("credit of 60 tokens disagrees with its payment, worth 50"),
+                Applied::Pending,
+                Applied::Duplicate,
+                Applied::Duplicate,
+                rejected("non-positive amount 0"),
+                rejected("balance does not cover the debit"),
+            ]
+        );
+        let balance = ledger.balance(a).await.unwrap();
+        assert_eq!((balance.credited, balance.debited), (130, 40));
+        assert_eq!(ledger.balance(b).await.unwrap().credited, 0);
+        // Each was recorded once: applying any again changes nothing.
+        for entry in &batch {
+            assert_eq!(ledger.apply(entry).await.unwrap(), Applied::Duplicate);
+        }
+        assert!(ledger
+            .apply_all(&batch)
+            .await
+            .unwrap()
+            .iter()
+            .all(|o| *o == Applied::Duplicate));
+        // The pending credit applies when its payment arrives.
+        ledger
+            .record_payment(&payment(b, "sig-b2", 20))
+            .await
+            .unwrap();
+        assert_eq!(ledger.balance(b).await.unwrap().credited, 20);
+        // The books agree with the balances; the refusals are listed for the operator.
+        let audit = ledger.audit().await.unwrap();
+        assert!(audit.mismatched_users.is_empty(), "{audit:?}");
+        assert_eq!(audit.credits_disagreeing, ["credit:sig-b1"]);
+    }
+);
+
+// Batches of relayed debits race two gateways' holds and charges on the same wallets: no
+// balance goes below zero, nothing deadlocks, every debit counts once.
+on_both_backends!(
+    batches_racing_two_replicas_never_overspend,
+    |ledger, url| {
+        let users: Vec<String> = (0..4).map(|i| format!("RaceUser{i}")).collect();
+        for (i, user) in users.iter().enumerate() {
+            fund(&ledger, user, 1_000, &format!("sig-race-{i}")).await;
+        }
+        let replicas = [db_handle(&url).await, db_handle(&url).await];
+        let mut tasks = Vec::new();
+        for (r, replica) in replicas.iter().enumerate() {
+            for i in 0..100 {
+                let (replica, user) = (replica.clone(), users[i % users.len()].clone());
+                tasks.push(tokio::spawn(async move {
+                    let id = format!("req-{r}-{i}");
+                    let hold = Hold {
+                        id: &id,
+                        user: &user,
+                        amount: 10,
+                        minimum: None,
+                        ttl_seconds: 60,
+                        key: None,
+                        rate: None,
+                        session: None,
+                    };
+                    if replica.hold(&hold).await.is_err() {
+                        return 0;
+                    }
+                    let charge = Charge {
+                        id: &id,
+                        user: &user,
+                        cost: 10,
+                        key_id: None,
+                        usage: None,
+                        rate: None,
+                    };
+                    replica.charge(&charge, |_| None).await.unwrap().charged
+                }));
+            }
+        }
+        // Meanwhile the indexer applies relayed debits of other requests, 25 to a batch.
+        let relayed: Vec<NewEntry> = (0..400)
+            .map(|i| {
+                let user = &users[i % users.len()];
+                NewEntry::debit(
+                    user,
+                    10,
+                    Some(&format!("relayed-{i}")),
+                    &format!("ev-r{i}"),
+                    "p",
+                )
+            })
+            .collect();
+        let (mut applied, mut refused) = (0, Vec::new());
+        for batch in relayed.chunks(25) {
+            let outcomes = ledger.apply_all(batch).await.unwrap();
+            for (entry, outcome) in batch.iter().zip(outcomes) {
+                match outcome {
+                    Applied::Applied => applied += 10,
+                    Applied::Rejected(_) => refused.push(entry.id.clone()),
+                    other => panic!("{}: {other:?}", entry.id),
+                }
+            }
+        }
+        let mut charged = 0;
+        for task in tasks {
+            charged += task.await.unwrap();
+        }
+        let mut debited = 0;
+        for user in &users {
+            let balance = ledger.balance(user).await.unwrap();
+            assert!(
+                balance.available >= 0 && balance.debited <= 1_000,
+                "{user}: {balance:?}"
+            );
+            assert_eq!(balance.reserved, 0);
+            debited += balance.debited;
+        }
+        assert!(applied > 0, "some relayed debits applied");
+        // Every debit is in the books once: the gateways' charges and the relayed debits applied.
+        assert_eq!(debited, charged + applied);
+        let mut audit = ledger.audit().await.unwrap();
+        assert!(audit.mismatched_users.is_empty(), "{audit:?}");
+        audit.debits_without_request.sort();
+        refused.sort();
+        assert_eq!(
+            audit.debits_without_request, refused,
+            "only the refused are listed"
+        );
+        for replica in replicas {
+            replica.close().await;
+        }
+    }
+);

@@ -58,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
                 api_key_env: None,
                 api_key_file: None,
                 bound_field: Default::default(),
+                reports_usage: true,
             }],
         }],
         ..Config::default()

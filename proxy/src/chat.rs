@@ -7,7 +7,7 @@ use crate::{
     auth::Caller,
     cashu::{pay::Paid, Payer},
     error::{ApiError, ApiJson},
-    meter::Meter,
+    meter::{Meter, Prompt},
     metrics::{ModelLabel, RequestLabels},
     request::ChatRequest,
     state::{AppState, Model},
@@ -117,9 +117,10 @@ async fn serve(
     }
 
     let (request, prompt) = request
-        .estimate_prompt()
+        .prompt_tokens(model.counts_prompt)
         .await
         .map_err(|e| ApiError::Internal(format!("counting the prompt failed: {e}")))?;
+    let request = Arc::new(request);
     let caller = match payer {
         Payer::Account(caller) => caller,
         // The token is received only once the request is known to be valid and covered.
@@ -139,7 +140,10 @@ async fn serve(
         request_id.clone(),
         caller.clone(),
         model.clone(),
-        prompt,
+        match model.counts_prompt {
+            true => Prompt::Counted(prompt),
+            false => Prompt::Uncounted(request.clone()),
+        },
     );
     let epilogue = paid
         .as_mut()
@@ -193,7 +197,7 @@ async fn serve(
 struct Call {
     state: Arc<AppState>,
     model: Arc<Model>,
-    request: ChatRequest,
+    request: Arc<ChatRequest>,
     bound: u64,
     meter: Meter,
     deadline: Instant,

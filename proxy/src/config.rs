@@ -167,6 +167,16 @@ pub struct UpstreamConfig {
     /// reasoning models require). The gateway sends the bound in this field only.
     #[serde(default)]
     pub bound_field: BoundField,
+    /// Whether it reports usage (every OpenAI-compatible server does; some proxies drop it).
+    /// A model with an upstream that does not has its prompts counted with the tokenizer to
+    /// reserve, as they are then charged; otherwise reservations are sized from the prompt's
+    /// bytes and the tokenizer stays out of memory.
+    #[serde(default = "reports_usage")]
+    pub reports_usage: bool,
+}
+
+fn reports_usage() -> bool {
+    true
 }
 
 /// Where an upstream reads the completion-token bound from.
@@ -363,6 +373,7 @@ mod tests {
                     api_key_env: None,
                     api_key_file: None,
                     bound_field: BoundField::default(),
+                    reports_usage: true,
                 }],
             }],
             ..Config::default()

@@ -5,7 +5,7 @@
 //! - [`cashu`]: the second rail, ecash (`X-Cashu`) per request or as a top-up.
 //! - [`chat`]: the chat completions handler; [`request`]: its typed body and output bound;
 //!   [`stream`]: SSE relay; [`meter`]: settlement guard; [`callback`]: usage webhooks.
-//! - [`pricing`]: costs and the kind-30078 catalog; [`tokens`]: tiktoken estimates.
+//! - [`pricing`]: costs and the kind-30078 catalog; [`tokens`]: prompt bounds and tiktoken counts.
 //! - [`upstream`]: calling upstreams with fallback; [`ratelimit`]; [`metrics`].
 //! - [`routes`]: the router and small endpoints; [`server`]: start and graceful shutdown.
 //! - [`discovery`]: `/.well-known/llm-gateway`, what a client must know to pay this gateway;

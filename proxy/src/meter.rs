@@ -1,11 +1,12 @@
 //! The settlement guard. A request's reservation is owned by a [`Meter`]; whatever happens to
 //! the request (finished, failed, client gone, stream cut at shutdown), dropping the meter
 //! settles it: released in full if the upstream never produced a byte, otherwise charged for
-//! the usage the upstream reported or, failing that, for what was delivered (counted with
-//! tiktoken). Settling runs as a tracked task, so shutdown waits for it.
+//! the usage the upstream reported or, failing that, for the prompt and what was delivered
+//! (counted with tiktoken). Settling runs as a tracked task, so shutdown waits for it.
 use crate::{
     auth::Caller,
     callback::CallbackError,
+    request::ChatRequest,
     state::{AppState, Model, NostrIdentity},
     tokens,
 };
@@ -21,6 +22,25 @@ pub struct Usage {
     pub completion_tokens: u64,
 }
 
+/// The prompt's tokens, charged when the upstream reports no usage.
+pub enum Prompt {
+    /// Counted before the hold (the model has an upstream that reports no usage).
+    Counted(u64),
+    /// Only bounded from its bytes: the request is kept so that, should its usage never come,
+    /// it is counted then (the only time the tokenizer is needed).
+    Uncounted(Arc<ChatRequest>),
+}
+
+impl Prompt {
+    /// Blocking: may load the tokenizer and count a long prompt.
+    fn count(&self) -> u64 {
+        match self {
+            Prompt::Counted(tokens) => *tokens,
+            Prompt::Uncounted(request) => tokens::count_prompt(&request.rest),
+        }
+    }
+}
+
 /// Owns a reservation until the request is settled.
 pub struct Meter {
     pending: Option<Pending>,
@@ -31,7 +51,7 @@ struct Pending {
     request_id: String,
     caller: Arc<Caller>,
     model: Arc<Model>,
-    prompt_estimate: u64,
+    prompt: Prompt,
     started: bool,
     usage: Option<Usage>,
     delivered: tokens::DeliveredTokens,
@@ -45,7 +65,7 @@ impl Meter {
         request_id: String,
         caller: Arc<Caller>,
         model: Arc<Model>,
-        prompt_estimate: u64,
+        prompt: Prompt,
     ) -> Self {
         Self {
             pending: Some(Pending {
@@ -53,7 +73,7 @@ impl Meter {
                 request_id,
                 caller,
                 model,
-                prompt_estimate,
+                prompt,
                 started: false,
                 usage: None,
                 delivered: Default::default(),
@@ -134,7 +154,7 @@ impl Drop for Meter {
 }
 
 impl Pending {
-    async fn settle(self) {
+    async fn settle(mut self) {
         let ledger = &self.state.ledger;
         if !self.started {
             match ledger.release(&self.request_id).await {
@@ -146,10 +166,26 @@ impl Pending {
             }
             return;
         }
-        let usage = self.usage.unwrap_or_else(|| Usage {
-            prompt_tokens: self.prompt_estimate,
-            completion_tokens: self.delivered.total(),
-        });
+        let usage = match self.usage {
+            Some(usage) => usage,
+            // Counted off the async workers: it may load the tokenizer and count long texts.
+            None => {
+                let prompt = std::mem::replace(&mut self.prompt, Prompt::Counted(0));
+                let delivered = std::mem::take(&mut self.delivered);
+                let counted = tokio::task::spawn_blocking(move || Usage {
+                    prompt_tokens: prompt.count(),
+                    completion_tokens: delivered.total(),
+                });
+                match counted.await {
+                    Ok(usage) => usage,
+                    Err(error) => {
+                        tracing::error!(request_id = %self.request_id, %error,
+                            "counting the tokens failed; the reservation will expire");
+                        return;
+                    }
+                }
+            }
+        };
         let cost = self
             .model
             .price

@@ -108,16 +108,21 @@ impl ChatRequest {
         self.best_of.map_or(n, |best_of| best_of.max(n))
     }
 
-    /// The prompt tokens to reserve for. A long prompt is counted on the blocking pool (the
-    /// request moves there and back, nothing is copied) so it never stalls an async worker.
-    /// Fails only if the runtime is shutting down.
-    pub async fn estimate_prompt(self) -> Result<(Self, u64), tokio::task::JoinError> {
+    /// The prompt tokens to reserve for: the bound from its bytes, or, when `exact` (an
+    /// upstream of the model reports no usage), its count. A long prompt is counted on the
+    /// blocking pool (the request moves there and back, nothing is copied) so it never stalls
+    /// an async worker. Fails only if the runtime is shutting down.
+    pub async fn prompt_tokens(self, exact: bool) -> Result<(Self, u64), tokio::task::JoinError> {
+        if !exact {
+            let bound = tokens::prompt_bound(&self.rest);
+            return Ok((self, bound));
+        }
         if tokens::prompt_text_bytes(&self.rest) <= tokens::INLINE_PROMPT_BYTES {
-            let prompt = tokens::estimate_prompt(&self.rest);
+            let prompt = tokens::count_prompt(&self.rest);
             return Ok((self, prompt));
         }
         tokio::task::spawn_blocking(move || {
-            let prompt = tokens::estimate_prompt(&self.rest);
+            let prompt = tokens::count_prompt(&self.rest);
             (self, prompt)
         })
         .await
@@ -258,10 +263,14 @@ mod tests {
                 "messages": [{"role": "user", "content": content}],
             }))
             .unwrap();
-            let expected = tokens::estimate_prompt(&request.rest);
-            let (back, counted) = request.clone().estimate_prompt().await.unwrap();
+            let expected = tokens::count_prompt(&request.rest);
+            let (back, counted) = request.clone().prompt_tokens(true).await.unwrap();
             assert_eq!(counted, expected);
             assert_eq!(back, request, "the request comes back as it went");
+            let (back, bound) = request.clone().prompt_tokens(false).await.unwrap();
+            assert_eq!(bound, tokens::prompt_bound(&request.rest));
+            assert!(bound >= counted);
+            assert_eq!(back, request);
         }
         let long = "lorem ipsum ".repeat(1_000);
         assert!(

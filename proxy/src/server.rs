@@ -37,7 +37,16 @@ pub struct Gateway {
 impl Gateway {
     /// Serves on `listener` until [`Gateway::shutdown`].
     pub async fn start(listener: TcpListener, parts: Parts) -> anyhow::Result<Self> {
-        tokens::warm_up();
+        // Loaded now only if some model's prompts are counted before the hold.
+        if parts
+            .config
+            .models
+            .iter()
+            .flat_map(|m| &m.upstreams)
+            .any(|u| !u.reports_usage)
+        {
+            tokens::warm_up();
+        }
         let addr = listener.local_addr()?;
         let state = Arc::new(AppState::new(
             parts.config,

@@ -21,6 +21,9 @@ pub struct Model {
     pub price: Price,
     pub max_output_tokens: u64,
     pub upstreams: Vec<Upstream>,
+    /// An upstream reports no usage: prompts are counted exactly before the hold (what such
+    /// an upstream's answers are charged), not bounded from their bytes.
+    pub counts_prompt: bool,
 }
 
 /// One OpenAI-compatible endpoint serving a model.
@@ -113,6 +116,7 @@ impl AppState {
                     },
                     max_output_tokens: model.max_output_tokens,
                     upstreams,
+                    counts_prompt: model.upstreams.iter().any(|u| !u.reports_usage),
                 }),
             );
         }

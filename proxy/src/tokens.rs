@@ -1,5 +1,11 @@
-//! Counting tokens where the upstream does not: the prompt estimate that sizes a reservation,
-//! and what a stream delivered when its usage never came (o200k_base via tiktoken-rs).
+//! Tokens without the upstream's word: the prompt bound that sizes a reservation, and exact
+//! counts (o200k_base via tiktoken-rs) for what is charged when the usage never came.
+//!
+//! The tokenizer costs 46 MiB of resident memory, so it is loaded only when something must be
+//! counted exactly: at start when a model has an upstream that reports no usage (its prompts
+//! are then counted to reserve, as they will be charged), otherwise the first time a request
+//! ends without the upstream's usage. A reservation is sized from the prompt's bytes instead:
+//! no o200k token is shorter than one byte, so the bytes bound the count from above.
 use serde_json::{Map, Value};
 use std::sync::LazyLock;
 use tiktoken_rs::CoreBPE;
@@ -12,8 +18,8 @@ const PER_IMAGE: u64 = 765;
 
 static BPE: LazyLock<Option<CoreBPE>> = LazyLock::new(|| tiktoken_rs::o200k_base().ok());
 
-/// Tokens in `text`. Without the tokenizer (it is embedded, so only in theory), the byte count,
-/// which no BPE tokenizer exceeds.
+/// Tokens in `text` (loads the tokenizer). Without the tokenizer (it is embedded, so only in
+/// theory), the byte count, which no BPE tokenizer exceeds.
 pub fn count(text: &str) -> u64 {
     match BPE.as_ref() {
         Some(bpe) => bpe.encode_ordinary(text).len() as u64,
@@ -26,17 +32,18 @@ pub fn count(text: &str) -> u64 {
 /// sharing its async worker.
 pub const INLINE_PROMPT_BYTES: usize = 4 * 1024;
 
-/// Delivered text is counted in pieces of about this size as it arrives, so a long stream
-/// neither keeps its whole text nor pays for counting it all at once when it ends.
-const DELIVERED_PIECE_BYTES: usize = 4 * 1024;
+/// Delivered text is kept uncounted up to about this size (the upstream's usage usually comes
+/// at the stream's end and makes counting needless), then counted in pieces of it, so a long
+/// stream neither keeps its whole text nor pays for counting it all at once when it ends.
+const DELIVERED_PIECE_BYTES: usize = 32 * 1024;
 
 /// Text without such a cut (some scripts, minified code) is counted anyway past this size; the
 /// count may then differ by a token at that seam.
-const LONGEST_PIECE_BYTES: usize = 16 * 1024;
+const LONGEST_PIECE_BYTES: usize = 64 * 1024;
 
-/// The tokens of a stream's text, counted as it arrives (only needed when the upstream
-/// reports no usage). Pieces are cut just before a space that follows a word, where o200k's
-/// pre-tokenizer splits anyway, so the sum matches counting the whole text.
+/// The tokens of a stream's text, counted only if its usage never comes: kept as text while
+/// short, counted in pieces as it grows. Pieces are cut just before a space that follows a
+/// word, where o200k's pre-tokenizer splits anyway, so the sum matches counting the whole text.
 #[derive(Debug, Default)]
 pub struct DeliveredTokens {
     counted: u64,
@@ -69,12 +76,12 @@ impl DeliveredTokens {
     }
 }
 
-/// Loads the tokenizer now, so the first request does not pay for it.
+/// Loads the tokenizer now, so the first request that counts does not pay for it.
 pub fn warm_up() {
     let _ = count("warm up");
 }
 
-/// How much text [`estimate_prompt`] would count, without counting it (a walk, no allocation):
+/// How much text [`count_prompt`] would count, without counting it (a walk, no allocation):
 /// what decides whether it is counted inline.
 pub fn prompt_text_bytes(body: &Map<String, Value>) -> usize {
     fn text_bytes(value: &Value) -> usize {
@@ -92,33 +99,47 @@ pub fn prompt_text_bytes(body: &Map<String, Value>) -> usize {
         .sum()
 }
 
-/// The prompt tokens of a chat request: messages (text and images), tool definitions and the
-/// template overhead.
-pub fn estimate_prompt(body: &Map<String, Value>) -> u64 {
+/// The prompt tokens of a chat request, exactly (loads the tokenizer): messages (text and
+/// images), tool definitions and the template overhead.
+pub fn count_prompt(body: &Map<String, Value>) -> u64 {
+    prompt_tokens(body, count)
+}
+
+/// At least [`count_prompt`], from the prompt's bytes, without the tokenizer: what a
+/// reservation holds when the upstream will report the exact usage.
+pub fn prompt_bound(body: &Map<String, Value>) -> u64 {
+    prompt_tokens(body, |text| text.len() as u64)
+}
+
+/// The prompt's tokens with every piece of text measured by `measure`.
+fn prompt_tokens(body: &Map<String, Value>, measure: fn(&str) -> u64) -> u64 {
     let mut tokens = PER_REPLY;
     if let Some(Value::Array(messages)) = body.get("messages") {
         for message in messages {
-            tokens += PER_MESSAGE + count_value(message);
+            tokens += PER_MESSAGE + message_tokens(message, measure);
         }
     }
     for field in ["tools", "functions", "response_format"] {
         if let Some(value) = body.get(field) {
-            tokens += count(&value.to_string());
+            tokens += measure(&value.to_string());
         }
     }
     tokens
 }
 
 /// Tokens in a message: every string in it, images at a flat rate.
-fn count_value(value: &Value) -> u64 {
+fn message_tokens(value: &Value, measure: fn(&str) -> u64) -> u64 {
     match value {
-        Value::String(text) => count(text),
-        Value::Array(items) => items.iter().map(count_value).sum(),
+        Value::String(text) => measure(text),
+        Value::Array(items) => items.iter().map(|item| message_tokens(item, measure)).sum(),
         Value::Object(fields) => {
             if fields.get("type").and_then(Value::as_str) == Some("image_url") {
                 return PER_IMAGE;
             }
-            fields.values().map(count_value).sum()
+            fields
+                .values()
+                .map(|field| message_tokens(field, measure))
+                .sum()
         }
         _ => 0,
     }
@@ -136,10 +157,15 @@ mod tests {
             "model": "m",
             "messages": [{"role": "user", "content": "hello world"}]
         });
-        let estimate = estimate_prompt(body.as_object().unwrap());
+        let counted = count_prompt(body.as_object().unwrap());
         assert_eq!(
-            estimate,
+            counted,
             PER_REPLY + PER_MESSAGE + count("user") + count("hello world")
+        );
+        let bound = prompt_bound(body.as_object().unwrap());
+        assert_eq!(
+            bound,
+            PER_REPLY + PER_MESSAGE + "user".len() as u64 + "hello world".len() as u64
         );
         assert_eq!(
             prompt_text_bytes(body.as_object().unwrap()),
@@ -148,10 +174,40 @@ mod tests {
     }
 
     #[test]
+    fn the_byte_bound_is_never_below_the_count() {
+        let texts = [
+            "plain English, with punctuation; and numbers 12345.",
+            "文字と絵文字 🦀🦀 mixed with ASCII",
+            "fn main() { println!(\"{}\", 1 + 2); }\n\t\t  ",
+            "a",
+            "",
+        ];
+        for text in texts {
+            let body = serde_json::json!({
+                "messages": [
+                    {"role": "system", "content": text},
+                    {"role": "user", "content": [
+                        {"type": "text", "text": text},
+                        {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}
+                    ]}
+                ],
+                "tools": [{"type": "function", "function": {"name": "f", "description": text}}]
+            });
+            let body = body.as_object().unwrap();
+            assert!(
+                prompt_bound(body) >= count_prompt(body),
+                "{text:?}: bound {} < count {}",
+                prompt_bound(body),
+                count_prompt(body)
+            );
+        }
+    }
+
+    #[test]
     fn delivered_text_counted_in_pieces_matches_counting_it_whole() {
         // Words of mixed lengths, punctuation, a double space and a newline, streamed in
         // uneven chunks, long enough for several pieces.
-        let text: String = (0..3_000)
+        let text: String = (0..12_000)
             .map(|i| match i % 7 {
                 0 => "Tokenisation,".to_string(),
                 3 => format!("{i}  spaced\n"),
@@ -177,11 +233,11 @@ mod tests {
 
         // Text with no space at all is still counted on the way, not kept whole.
         let mut delivered = DeliveredTokens::default();
-        for _ in 0..5_000 {
+        for _ in 0..20_000 {
             delivered.push("文字");
         }
         assert!(delivered.pending.len() < LONGEST_PIECE_BYTES);
-        let whole = count(&"文字".repeat(5_000));
+        let whole = count(&"文字".repeat(20_000));
         assert!(
             delivered.total().abs_diff(whole) <= 2,
             "{} vs {whole}",

@@ -70,7 +70,7 @@ async fn without_max_tokens_the_gateway_forwards_what_the_balance_affords() {
     h.fund(40).await;
     let token = h.login().await;
     let body = ask("echo", "hi");
-    let prompt = proxy::tokens::estimate_prompt(body.as_object().unwrap());
+    let prompt = proxy::tokens::prompt_bound(body.as_object().unwrap());
     assert_eq!(h.chat(&token, body).await.status(), 200);
     let forwarded = h.mock.stats.last_request.lock().unwrap().clone().unwrap();
     assert_eq!(

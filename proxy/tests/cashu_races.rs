@@ -471,7 +471,7 @@ async fn ecash_requests_are_rate_limited_before_their_tokens_reach_the_mint() {
     .await;
     // At most twice the limit: a minute that turns meanwhile starts one window afresh.
     for _ in 0..7 {
-        let token = link.token(mint.proofs(20).await);
+        let token = link.token(mint.proofs(40).await);
         let swaps = link.swaps();
         let answer = d.pay(0, &token, &ask(5)).await;
         if answer.status == 429 {

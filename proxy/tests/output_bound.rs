@@ -59,7 +59,7 @@ async fn both_bound_fields_in_either_order_are_forwarded_as_the_one_reserved_bou
             body["max_tokens"] = json!(max_tokens);
             body["max_completion_tokens"] = json!(max_completion_tokens);
             body["stream"] = json!(stream);
-            let prompt = proxy::tokens::estimate_prompt(body.as_object().unwrap());
+            let prompt = proxy::tokens::prompt_bound(body.as_object().unwrap());
             let (reserved, _) = reserved_while_in_flight(&h, &token, body).await;
             let case = format!("stream {stream}, {max_tokens} / {max_completion_tokens}");
             assert_eq!(reserved as u64, prompt + 4, "reserved for 4: {case}");
@@ -141,7 +141,7 @@ async fn n_and_best_of_multiply_the_reservation_and_are_forwarded() {
         body["max_tokens"] = json!(4);
         body["n"] = json!(3);
         body["stream"] = json!(stream);
-        let prompt = proxy::tokens::estimate_prompt(body.as_object().unwrap());
+        let prompt = proxy::tokens::prompt_bound(body.as_object().unwrap());
         let (reserved, _) = reserved_while_in_flight(&h, &token, body).await;
         assert_eq!(reserved as u64, prompt + 3 * 4, "three choices of 4");
         assert_eq!(forwarded(&h)["n"], 3);
@@ -169,7 +169,7 @@ async fn without_a_bound_n_shares_what_the_balance_affords() {
     let token = h.login().await;
     let mut body = ask("echo", "hi");
     body["n"] = json!(2);
-    let prompt = proxy::tokens::estimate_prompt(body.as_object().unwrap());
+    let prompt = proxy::tokens::prompt_bound(body.as_object().unwrap());
     assert_eq!(h.chat(&token, body).await.status(), 200);
     assert_eq!(forwarded(&h)["max_tokens"], (60 - prompt) / 2);
     h.stop().await;

@@ -33,7 +33,7 @@ async fn overspend(db: TempDatabase, gateways: usize) {
     let words: Vec<String> = (0..60).map(|i| format!("word{i}")).collect();
     let mut body = ask("delayed", &words.join(" "));
     body["max_tokens"] = json!(5);
-    let reservation = 5 + proxy::tokens::estimate_prompt(body.as_object().unwrap()) as i64;
+    let reservation = 5 + proxy::tokens::count_prompt(body.as_object().unwrap()) as i64;
     let credit = COVERED * reservation + reservation - 1;
     fund(&ledger, user, credit).await;
 

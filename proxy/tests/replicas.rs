@@ -40,7 +40,7 @@ async fn replicas_never_serve_more_than_the_balance(db: TempDatabase, replicas: 
     }
     let wallet = SigningKey::from_bytes(&rand_bytes());
     let user = bs58::encode(wallet.verifying_key().as_bytes()).into_string();
-    let reservation = 16 + proxy::tokens::estimate_prompt(body().as_object().unwrap()) as i64;
+    let reservation = 16 + proxy::tokens::prompt_bound(body().as_object().unwrap()) as i64;
     let (balance, small_budget) = (COVERED * reservation, SMALL_COVERED * reservation);
     fund(&ledgers[0], &user, balance).await;
     let key = |budget: u64| {

@@ -61,7 +61,7 @@ async fn a_stream_without_usage_is_charged_what_it_delivered() {
     h.fund(1_000).await;
     let token = h.login().await;
     let body = streaming("no-usage", "alpha beta gamma delta");
-    let prompt = proxy::tokens::estimate_prompt(body.as_object().unwrap());
+    let prompt = proxy::tokens::count_prompt(body.as_object().unwrap());
     let text = h.chat(&token, body).await.text().await.unwrap();
     assert!(text.contains("delta"));
     let delivered = proxy::tokens::count("echo: alpha beta gamma delta");
@@ -88,7 +88,7 @@ async fn an_upstream_failing_midstream_is_charged_for_what_was_delivered() {
     h.fund(1_000).await;
     let token = h.login().await;
     let body = streaming("midstream", "one two three four five");
-    let prompt = proxy::tokens::estimate_prompt(body.as_object().unwrap());
+    let prompt = proxy::tokens::count_prompt(body.as_object().unwrap());
     let text = h.chat(&token, body).await.text().await.unwrap();
     let events = events(&text);
     let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
@@ -112,7 +112,7 @@ async fn a_client_that_leaves_stops_the_upstream_and_pays_for_what_it_got() {
     let token = h.login().await;
     let words: Vec<String> = (0..60).map(|i| format!("w{i}")).collect();
     let body = streaming("slow", &words.join(" "));
-    let prompt = proxy::tokens::estimate_prompt(body.as_object().unwrap());
+    let prompt = proxy::tokens::count_prompt(body.as_object().unwrap());
     let response = h.chat(&token, body).await;
     let mut stream = response.bytes_stream();
     let mut received = 0;

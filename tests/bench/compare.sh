@@ -18,7 +18,9 @@
 # prints how many CPU seconds each process of the stack used in that row;
 # LEDGER=postgres puts the ledger in a Postgres database of its own (dropped after) and
 # REPLICAS=2 runs two gateways on it, each row's connections split between them;
-# PACE_RATE and STREAMS change the 1,000s, 0 skips that measurement)
+# PACE_RATE and STREAMS change the 1,000s, 0 skips that measurement; WALLETS="1 100" runs the
+# gateway's rows and the paced run once per count, each request from the next of that many
+# funded wallets; MODES=keep-alive skips the `Connection: close` rows)
 # Needs: cargo, python3 (venv), curl; installs wrk (apt) and litellm[proxy] (pip, into a venv of
 # its own, $LITELLM_VENV, since it pins another `openai` than tests/openai does) if missing.
 set -euo pipefail
@@ -150,6 +152,23 @@ export GATEWAY_URL=http://127.0.0.1:$GATEWAY
 "$REL/proxy" deposit 4 --keypair wallet.json > /dev/null
 "$REL/proxy" topup 3 --keypair wallet.json > /dev/null   # 3,000,000 tokens: one per request
 TOKEN=$("$REL/proxy" login --wallet wallet.json)
+# More wallets, each funded the same way (ten at a time): tokens.txt holds every wallet's token.
+WALLETS=${WALLETS:-1}
+MOST_WALLETS=$(tr ' ' '\n' <<< "$WALLETS" | sort -n | tail -1)
+echo "$TOKEN" > tokens.txt
+fund_wallet() {
+  "$REL/indexer" keygen --solana --out "wallet-$1.json" > "wallet-$1.address"
+  "$DBG/localnet" airdrop "$(cat "wallet-$1.address")" 5 --url http://127.0.0.1:$RPC > /dev/null
+  "$REL/proxy" register --keypair "wallet-$1.json" > /dev/null
+  "$REL/proxy" deposit 4 --keypair "wallet-$1.json" > /dev/null
+  "$REL/proxy" topup 3 --keypair "wallet-$1.json" > /dev/null
+  "$REL/proxy" login --wallet "wallet-$1.json" > "token-$1.txt"
+}
+export -f fund_wallet; export REL DBG RPC
+if [ "$MOST_WALLETS" -gt 1 ]; then
+  seq 2 "$MOST_WALLETS" | xargs -P 10 -I{} bash -c 'fund_wallet {}'
+  cat $(seq -f 'token-%g.txt' 2 "$MOST_WALLETS") >> tokens.txt
+fi
 
 TARGETS=${TARGETS:-model gateway litellm}
 if [[ $TARGETS == *litellm* ]]; then
@@ -174,14 +193,21 @@ curl -sf http://127.0.0.1:$LITELLM/health/liveliness > /dev/null \
 fi
 
 BODY='{"model":"echo","max_tokens":16,"messages":[{"role":"user","content":"hello there"}]}'
-script() { # $1: bearer token or empty; $2: "close" or "keep-alive"
+script() { # $1: bearer token, empty, or "wallets:N" (the first N of tokens.txt, in turn);
+  # $2: "close" or "keep-alive"
   cat <<EOF
 wrk.method = "POST"
 wrk.body = '$BODY'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Connection"] = "$2"
 EOF
-  [ -n "$1" ] && echo "wrk.headers[\"Authorization\"] = \"Bearer $1\""
+  if [[ $1 == wallets:* ]]; then
+    echo "tokens = {$(head -n "${1#wallets:}" tokens.txt | sed 's/.*/"&"/' | paste -sd,)}"
+    echo 'n = math.random(#tokens)'
+    echo 'request = function() n = n % #tokens + 1; wrk.headers["Authorization"] = "Bearer " .. tokens[n]; return wrk.format() end'
+  elif [ -n "$1" ]; then
+    echo "wrk.headers[\"Authorization\"] = \"Bearer $1\""
+  fi
   return 0
 }
 # `Connection: close` rows leave a socket in TIME_WAIT per request (60 s each); past the local
@@ -220,7 +246,8 @@ row() { # $1 name, $2 URLs (space-separated: one wrk each, connections split), $
   local conns=$(( $4 / ${#urls[@]} ))
   local threads=$(( conns > 1 ? 2 : 1 ))
   local perf="" i waits=()
-  if [ -n "${PERF:-}" ] && [[ "$1" == "our gateway"* ]] && [ "$4" = 32 ] && [ "$5" = keep-alive ]; then
+  if [ -n "${PERF:-}" ] && [[ "$1" == "our gateway"* ]] && [ "$4" = 32 ] && [ "$5" = keep-alive ] \
+    && [ ! -e "$PERF" ]; then
     perf record -F 499 -g -p "$PROXY_PID" -o "$PERF" -- sleep "$ROW_SECONDS" 2> /dev/null &
     perf=$!
   fi
@@ -248,7 +275,7 @@ row() { # $1 name, $2 URLs (space-separated: one wrk each, connections split), $
   if [ "$errors" != 0 ]; then # show what the failures were
     echo "$1, $4 connections, $5: $errors non-2xx; status codes seen in the gateways' logs:" >&2
     cat proxy-*.log 2>/dev/null | grep -o 'status[=:] *[0-9]\{3\}' | sort | uniq -c | sort -rn | head -5 >&2 || true
-    curl -s -X POST "${urls[0]}" -H 'Content-Type: application/json' ${3:+-H "Authorization: Bearer $3"} \
+    curl -s -X POST "${urls[0]}" -H 'Content-Type: application/json' ${3:+-H "Authorization: Bearer $(head -n1 tokens.txt)"} \
       -d "$BODY" -w '\n(HTTP %{http_code})\n' >&2 || true
   fi
 }
@@ -267,23 +294,28 @@ fi
 
 echo "| target | connections | connection | requests/s | p50 | p99 | non-2xx |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
-for mode in keep-alive close; do
+ENGINE=$([ "${LEDGER:-sqlite}" = postgres ] && echo Postgres || echo SQLite)
+for mode in ${MODES:-keep-alive close}; do
   for conns in 1 32; do
     [[ $TARGETS != *model* ]] ||
       row "echo model alone" "http://127.0.0.1:$MOCK$CHAT" "" $conns $mode
-    [[ $TARGETS != *gateway* ]] ||
-      row "our gateway$([ "$REPLICAS" = 1 ] || echo " ($REPLICAS replicas)")" \
-        "$(printf "%s$CHAT " "${GATEWAYS[@]}")" "$TOKEN" $conns $mode
+    [[ $TARGETS != *gateway* ]] || for wallets in $WALLETS; do
+      row "our gateway ($ENGINE, $REPLICAS replica$([ "$REPLICAS" = 1 ] || echo s), $wallets wallet$([ "$wallets" = 1 ] || echo s))" \
+        "$(printf "%s$CHAT " "${GATEWAYS[@]}")" "wallets:$wallets" $conns $mode
+    done
     [[ $TARGETS != *litellm* ]] ||
       row "LiteLLM proxy (1 worker, no DB)" "http://127.0.0.1:$LITELLM$CHAT" "$LITELLM_KEY" $conns $mode
   done
 done
 
 if [ "${PACE_RATE:-1000}" != 0 ]; then
-  echo
-  "$REL/localnet" pace --rate "${PACE_RATE:-1000}" --seconds "$ROW_SECONDS" \
-    --direct "http://127.0.0.1:$MOCK$CHAT" $(printf -- "--through %s$CHAT " "${GATEWAYS[@]}") \
-    --token "$TOKEN" --body "$BODY"
+  for wallets in $WALLETS; do
+    echo
+    echo "Paced, $ENGINE, $REPLICAS replica(s), $wallets wallet(s):"
+    "$REL/localnet" pace --rate "${PACE_RATE:-1000}" --seconds "$ROW_SECONDS" \
+      --direct "http://127.0.0.1:$MOCK$CHAT" $(printf -- "--through %s$CHAT " "${GATEWAYS[@]}") \
+      $(head -n "$wallets" tokens.txt | sed 's/^/--token /') --body "$BODY"
+  done
 fi
 # Settlements land just after the responses end; give them up to 10 s.
 for _ in $(seq 100); do

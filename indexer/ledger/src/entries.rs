@@ -18,7 +18,7 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             EntryKind::Credit => "credit",
             EntryKind::Debit => "debit",
@@ -141,76 +141,10 @@ impl Ledger {
             return Ok(Applied::Duplicate);
         }
         let mut tx = self.begin().await?;
-        ensure_user(&mut *tx, &entry.user).await?;
-        if entry.kind == EntryKind::Credit {
-            // Serialises with `record_payments` for this user: see the payments module.
-            lock_user(&mut tx, &entry.user).await?;
+        let outcome = apply_in(&mut tx, entry).await?;
+        if outcome != Applied::Duplicate {
+            tx.commit().await?;
         }
-        let inserted = sqlx::query(
-            "INSERT INTO entries (id, user_key, tokens, kind, status, reference, event_id, author, created_at)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&entry.id)
-        .bind(&entry.user)
-        .bind(signed(entry))
-        .bind(entry.kind.as_str())
-        .bind(&entry.reference)
-        .bind(&entry.event_id)
-        .bind(&entry.author)
-        .bind(now())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            return Ok(Applied::Duplicate);
-        }
-
-        let outcome = if entry.tokens <= 0 {
-            Applied::Rejected(format!("non-positive amount {}", entry.tokens))
-        } else {
-            match entry.kind {
-                EntryKind::Credit => {
-                    let worth = match &entry.reference {
-                        Some(signature) => payment_value(&mut tx, signature, &entry.user).await?,
-                        None => None,
-                    };
-                    match worth {
-                        Some(worth) if worth == entry.tokens => {
-                            credit(&mut tx, &entry.user, entry.tokens).await?;
-                            Applied::Applied
-                        }
-                        Some(worth) => Applied::Rejected(format!(
-                            "credit of {} tokens disagrees with its payment, worth {worth}",
-                            entry.tokens
-                        )),
-                        None => Applied::Pending,
-                    }
-                }
-                EntryKind::Debit => {
-                    let debited = sqlx::query(
-                        "UPDATE balances SET debited = debited + $1
-                         WHERE user_key = $2 AND credited - debited - reserved >= $1",
-                    )
-                    .bind(entry.tokens)
-                    .bind(&entry.user)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    if debited == 1 {
-                        Applied::Applied
-                    } else {
-                        Applied::Rejected("balance does not cover the debit".into())
-                    }
-                }
-            }
-        };
-        let status = match &outcome {
-            Applied::Applied => "applied",
-            Applied::Pending => "pending",
-            _ => "rejected",
-        };
-        set_status(&mut tx, &entry.id, status).await?;
-        tx.commit().await?;
         Ok(outcome)
     }
 
@@ -246,7 +180,87 @@ impl Ledger {
     }
 }
 
-fn signed(entry: &NewEntry) -> i64 {
+/// Applies `entry` inside `tx` (its caller's transaction, which it leaves uncommitted):
+/// [`Ledger::apply`] for one entry, the SQLite path of [`Ledger::apply_all`] for many.
+pub(crate) async fn apply_in(tx: &mut sqlx::AnyConnection, entry: &NewEntry) -> Result<Applied> {
+    ensure_user(&mut *tx, &entry.user).await?;
+    if entry.kind == EntryKind::Credit {
+        // Serialises with `record_payments` for this user: see the payments module.
+        lock_user(tx, &entry.user).await?;
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO entries (id, user_key, tokens, kind, status, reference, event_id, author, created_at)
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&entry.id)
+    .bind(&entry.user)
+    .bind(signed(entry))
+    .bind(entry.kind.as_str())
+    .bind(&entry.reference)
+    .bind(&entry.event_id)
+    .bind(&entry.author)
+    .bind(now())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(Applied::Duplicate);
+    }
+
+    let outcome = if entry.tokens <= 0 {
+        Applied::Rejected(format!("non-positive amount {}", entry.tokens))
+    } else {
+        match entry.kind {
+            EntryKind::Credit => {
+                let worth = match &entry.reference {
+                    Some(signature) => payment_value(tx, signature, &entry.user).await?,
+                    None => None,
+                };
+                let outcome = credit_outcome(entry.tokens, worth);
+                if outcome == Applied::Applied {
+                    credit(tx, &entry.user, entry.tokens).await?;
+                }
+                outcome
+            }
+            EntryKind::Debit => {
+                let debited = sqlx::query(
+                    "UPDATE balances SET debited = debited + $1
+                     WHERE user_key = $2 AND credited - debited - reserved >= $1",
+                )
+                .bind(entry.tokens)
+                .bind(&entry.user)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if debited == 1 {
+                    Applied::Applied
+                } else {
+                    Applied::Rejected("balance does not cover the debit".into())
+                }
+            }
+        }
+    };
+    let status = match &outcome {
+        Applied::Applied => "applied",
+        Applied::Pending => "pending",
+        _ => "rejected",
+    };
+    set_status(tx, &entry.id, status).await?;
+    Ok(outcome)
+}
+
+/// A credit's outcome by what its payment is worth (`None`: no payment recorded yet).
+pub(crate) fn credit_outcome(tokens: i64, worth: Option<i64>) -> Applied {
+    match worth {
+        Some(worth) if worth == tokens => Applied::Applied,
+        Some(worth) => Applied::Rejected(format!(
+            "credit of {tokens} tokens disagrees with its payment, worth {worth}"
+        )),
+        None => Applied::Pending,
+    }
+}
+
+pub(crate) fn signed(entry: &NewEntry) -> i64 {
     match entry.kind {
         EntryKind::Credit => entry.tokens,
         EntryKind::Debit => -entry.tokens,

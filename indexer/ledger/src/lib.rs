@@ -6,6 +6,7 @@
 //! it with a `CHECK`, and every write that could break it is one conditional statement inside
 //! a write transaction. SQLite (a file, the default) or Postgres (several proxy replicas), by URL.
 mod audit;
+mod batch;
 mod cashu;
 mod checkpoint;
 mod clock;
@@ -45,7 +46,7 @@ pub use usage::{UsageRecord, UsageRow};
 
 use sqlx::{
     any::{install_default_drivers, AnyPoolOptions},
-    postgres::PgPoolOptions,
+    postgres::{PgPool, PgPoolOptions},
     sqlite::SqliteConnectOptions,
     AnyPool, Row,
 };
@@ -164,6 +165,9 @@ pub struct Ledger {
     reads: AnyPool,
     /// The group-committing writer of requests' holds and charges.
     writer: writer::Writer,
+    /// Postgres: the connection batches of entries are applied on (see `batch`), opened when
+    /// first used (only the indexer applies them).
+    batches: Option<PgPool>,
     backend: Backend,
     /// SQLite file databases: the connection that checkpoints the WAL.
     checkpointer: Option<AnyPool>,
@@ -237,10 +241,20 @@ impl Ledger {
                 writer::Writer::postgres(writes)
             }),
         };
+        let batches = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(
+                PgPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(POSTGRES_ACQUIRE)
+                    .connect_lazy(url)?,
+            ),
+        };
         Ok(Self {
             pool,
             reads,
             writer,
+            batches,
             backend,
             checkpointer,
             clock: Clock::system(),
@@ -267,6 +281,9 @@ impl Ledger {
             checkpointer.close().await;
         }
         self.writer.close().await;
+        if let Some(batches) = &self.batches {
+            batches.close().await;
+        }
         self.reads.close().await;
         self.pool.close().await
     }

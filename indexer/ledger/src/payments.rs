@@ -40,8 +40,9 @@ impl Ledger {
         Ok(self.record_payments(std::slice::from_ref(payment)).await? == 1)
     }
 
-    /// Records the payments of one transaction together (a credit announces their sum), and
-    /// applies the credits waiting for them. Returns how many were new.
+    /// Records payments in one transaction (those of one chain transaction must come together:
+    /// a credit announces their sum), and applies the credits waiting for them. Returns how
+    /// many were new.
     pub async fn record_payments(&self, payments: &[Payment]) -> Result<usize> {
         let mut tx = self.begin().await?;
         let mut users: Vec<&str> = payments.iter().map(|p| p.user.as_str()).collect();

@@ -92,17 +92,18 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// `rate` requests/s for `seconds`, every other one to `direct`, the rest to `through` in
-/// turn; prints each side's p50/p90/p99 and the difference.
+/// turn, each with the next of `tokens` (several wallets); prints each side's p50/p90/p99 and
+/// the difference.
 pub async fn pace(
     rate: u32,
     seconds: u32,
     direct: &str,
     through: &[String],
-    token: &str,
+    tokens: &[String],
     body: String,
 ) -> anyhow::Result<()> {
-    if rate == 0 || through.is_empty() {
-        bail!("give a rate above 0 and at least one --through URL");
+    if rate == 0 || through.is_empty() || tokens.is_empty() {
+        bail!("give a rate above 0, at least one --through URL and a token");
     }
     let direct = Target::new(direct)?;
     let through = through
@@ -110,11 +111,12 @@ pub async fn pace(
         .map(|url| Target::new(url))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let body = Bytes::from(body);
-    let token: Arc<str> = token.into();
-    for _ in 0..200 {
-        direct.call(&token, &body).await?;
+    let tokens: Vec<Arc<str>> = tokens.iter().map(|token| token.as_str().into()).collect();
+    for i in 0..200 {
+        let token = &tokens[i % tokens.len()];
+        direct.call(token, &body).await?;
         for target in &through {
-            target.call(&token, &body).await?;
+            target.call(token, &body).await?;
         }
     }
     let total = rate as usize * seconds as usize;
@@ -132,7 +134,7 @@ pub async fn pace(
         } else {
             through[(i / 2) % through.len()].clone()
         };
-        let (token, body) = (token.clone(), body.clone());
+        let (token, body) = (tokens[(i / 2) % tokens.len()].clone(), body.clone());
         tasks.push((
             is_direct,
             tokio::spawn(async move {

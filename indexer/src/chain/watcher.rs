@@ -17,8 +17,8 @@ pub struct PaymentRule {
     pub tokens_per_sol: u64,
 }
 
-/// Reads one batch; returns how many payments were new. The payments of one transaction are
-/// recorded together, since a credit announces their sum.
+/// Reads one batch; returns how many payments were new. The batch's payments are recorded
+/// together (those of one transaction must be, since a credit announces their sum).
 pub async fn sync_once(
     chain: &dyn Chain,
     ledger: &Ledger,
@@ -32,10 +32,11 @@ pub async fn sync_once(
             payments.push(payment);
         }
     }
-    let mut recorded = 0;
-    for transaction in payments.chunk_by(|a, b| a.signature == b.signature) {
-        recorded += ledger.record_payments(transaction).await?;
-    }
+    // One ledger transaction for the batch (a transaction's payments are never split).
+    let recorded = match payments.is_empty() {
+        true => 0,
+        false => ledger.record_payments(&payments).await?,
+    };
     if let Some(cursor) = batch.cursor {
         ledger.set_cursor(CURSOR, &cursor).await?;
     }

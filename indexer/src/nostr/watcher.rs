@@ -11,6 +11,7 @@
 //! the cursor ([`super::cursor`]). (DePHY resumed at `latest + 1` and lost events published in
 //! the same second.)
 pub use super::cursor::{CURSOR, OVERLAP};
+use super::ingest::ingest_verified;
 pub use super::ingest::{ingest, Ingested, Trust};
 use super::{
     backfill::fetch_window_from,
@@ -93,6 +94,11 @@ struct RecentIds {
 
 const RECENT_IDS: usize = 100_000;
 
+/// Most events applied in one ledger transaction: enough that a transaction's fixed cost
+/// (round trips, a durable commit) is spread thin, few enough that it holds balance locks a
+/// gateway's writer may be waiting for only briefly.
+const BATCH: usize = 256;
+
 impl RecentIds {
     fn new() -> Self {
         Self {
@@ -139,6 +145,7 @@ impl Watcher {
             .map_err(|e| ServiceError::Relay(format!("subscribe: {e}")))?;
         let mut seen = RecentIds::new();
         self.backfill(&mut cursor, &mut seen, &progress).await?;
+        let mut batch = Vec::new();
         loop {
             let event = tokio::select! {
                 _ = stop.changed() => return Ok(()),
@@ -156,8 +163,20 @@ impl Watcher {
                     Err(RecvError::Closed) => return Err(ServiceError::Relay("relay pool closed".into())),
                 },
             };
-            self.handle(&event, &mut cursor, &mut seen).await?;
-            progress.tick();
+            // Whatever else has arrived meanwhile is applied with it, in one transaction.
+            batch.push(event);
+            while batch.len() < BATCH {
+                match notifications.try_recv() {
+                    Ok(RelayPoolNotification::Event { event, .. }) => batch.push(*event),
+                    Ok(_) => continue,
+                    Err(_) => break,
+                }
+            }
+            self.handle(&batch, &mut cursor, &mut seen).await?;
+            for _ in 0..batch.len() {
+                progress.tick();
+            }
+            batch.clear();
         }
     }
 
@@ -192,37 +211,55 @@ impl Watcher {
         .await
         .map_err(|e| ServiceError::Relay(e.to_string()))?;
         tracing::info!(events = events.len(), since = %cursor.resume_from(), "nostr: back-filled");
-        for event in &events {
-            self.handle(event, cursor, seen).await?;
-            progress.tick();
+        for events in events.chunks(BATCH) {
+            self.handle(events, cursor, seen).await?;
+            for _ in events {
+                progress.tick();
+            }
         }
         Ok(())
     }
 
+    /// Applies a batch of events in one ledger transaction, then moves the cursor past them.
     async fn handle(
         &self,
-        event: &Event,
+        events: &[Event],
         cursor: &mut NostrCursor,
         seen: &mut RecentIds,
     ) -> Result<(), ServiceError> {
-        tracing::debug!(id = %event.id, author = %event.pubkey, "nostr: received");
-        if event.kind != Kind::Custom(crate::wire::KIND_DS_PROXY) || !seen.insert(event.id) {
-            return Ok(());
+        let mut verified = Vec::with_capacity(events.len());
+        for event in events {
+            tracing::debug!(id = %event.id, author = %event.pubkey, "nostr: received");
+            if event.kind != Kind::Custom(crate::wire::KIND_DS_PROXY) || !seen.insert(event.id) {
+                continue;
+            }
+            if event.verify().is_err() {
+                tracing::debug!(id = %event.id, "nostr: bad signature; ignored");
+                self.metrics.event("forged", "ignored");
+                continue;
+            }
+            verified.push(event);
         }
-        if event.verify().is_err() {
-            tracing::debug!(id = %event.id, "nostr: bad signature; ignored");
-            self.metrics.event("forged", "ignored");
-            return Ok(());
+        let outcomes = ingest_verified(&self.ledger, &self.trust, &verified).await?;
+        for (event, outcome) in verified.iter().zip(&outcomes) {
+            self.metrics.ingested(outcome);
+            match outcome {
+                Ingested::Request => self.offer(event),
+                Ingested::Ignored(reason) => {
+                    tracing::debug!(id = %event.id, %reason, "nostr: ignored")
+                }
+                applied => tracing::info!(id = %event.id, ?applied, "nostr: ingested"),
+            }
         }
-        let outcome = ingest(&self.ledger, &self.trust, event).await?;
-        self.metrics.ingested(&outcome);
-        match &outcome {
-            Ingested::Request => self.offer(event),
-            Ingested::Ignored(reason) => tracing::debug!(id = %event.id, %reason, "nostr: ignored"),
-            applied => tracing::info!(id = %event.id, ?applied, "nostr: ingested"),
-        }
-        if cursor.advance(&self.ledger, &self.trust, event).await? {
-            self.metrics.nostr_cursor.set(gauge(cursor.newest()));
+        // Once, to the newest event of the batch that may move it (the cursor's rule).
+        let newest = verified
+            .iter()
+            .filter(|event| cursor.may_advance(&self.trust, event))
+            .max_by_key(|event| event.created_at);
+        if let Some(newest) = newest {
+            if cursor.advance(&self.ledger, &self.trust, newest).await? {
+                self.metrics.nostr_cursor.set(gauge(cursor.newest()));
+            }
         }
         Ok(())
     }

@@ -49,6 +49,7 @@ impl SandboxArgs {
                 .then(|| self.upstream_key_env.clone()),
             api_key_file: None,
             bound_field: Default::default(),
+            reports_usage: true,
         })
     }
 }
@@ -119,6 +120,7 @@ pub async fn run(options: SandboxArgs) -> anyhow::Result<()> {
             api_key_env: None,
             api_key_file: None,
             bound_field: Default::default(),
+            reports_usage: true,
         }],
     }];
     let upstream = options.upstream();

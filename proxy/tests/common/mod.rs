@@ -54,6 +54,8 @@ pub fn model(id: &str, upstreams: &[&str], mock: &MockUpstream) -> ModelConfig {
                 api_key_env: None,
                 api_key_file: None,
                 bound_field: Default::default(),
+                // The mock that drops its usage says so in its name.
+                reports_usage: !behaviour.contains("no-usage"),
             })
             .collect(),
     }

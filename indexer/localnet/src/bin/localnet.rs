@@ -50,8 +50,9 @@ enum Command {
         direct: String,
         #[arg(long, required = true)]
         through: Vec<String>,
-        #[arg(long)]
-        token: String,
+        /// The bearer token; given several times, requests take them in turn (several wallets).
+        #[arg(long, required = true)]
+        token: Vec<String>,
         /// The JSON body of every request.
         #[arg(long)]
         body: String,
