@@ -114,6 +114,20 @@ async function relay(url) {
   };
 }
 
+/** Waits for `signature` to reach "confirmed" by asking its status, for up to 30 s. Not web3.js's
+ * block-height strategy: a busy CI box can let the simnet's 150 short slots pass before the
+ * websocket notice arrives, and the airdrop then reads as expired though it landed. */
+async function confirmed(connection, signature) {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const { value: [status] } = await connection.getSignatureStatuses([signature]);
+    if (status?.err) throw new Error(`${signature} failed: ${JSON.stringify(status.err)}`);
+    if (status?.confirmationStatus === "confirmed" || status?.confirmationStatus === "finalized") return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`${signature} was not confirmed within 30 s`);
+}
+
 async function main() {
   step("wallet: fresh keypair, airdrop");
   const wallet = Keypair.generate();
@@ -122,9 +136,7 @@ async function main() {
   const provider = new AnchorProvider(connection, new Wallet(wallet), { commitment: "confirmed" });
   const program = new Program(idl, provider);
   const airdrop = await connection.requestAirdrop(wallet.publicKey, Number(AIRDROP));
-  const blockhash = await connection.getLatestBlockhash("confirmed");
-  const airdropped = await connection.confirmTransaction({ signature: airdrop, ...blockhash }, "confirmed");
-  if (airdropped.value.err) throw new Error(`airdrop failed: ${JSON.stringify(airdropped.value.err)}`);
+  await confirmed(connection, airdrop);
   assert.equal(BigInt(await connection.getBalance(wallet.publicKey)), AIRDROP, "airdropped balance");
 
   step("program: register and deposit through the IDL");
