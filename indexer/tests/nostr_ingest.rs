@@ -1,6 +1,7 @@
 //! What an outsider publishes never moves the Nostr cursor or stalls ingestion:
 //! - only trusted, sanely dated events move the cursor, so a restart still ingests real events;
-//! - back-fill pages through a relay that caps queries and loses nothing;
+//! - back-fill pages through a relay that caps queries and loses nothing, and reads a second
+//!   holding more events than a page;
 //! - a stuck controller and a flood of requests never delay a credit;
 //! - one author cannot fill the controller's queue.
 //!
@@ -158,6 +159,43 @@ async fn backfill_through_a_capping_relay(backend: Backend, cap: usize) {
         )
         .await;
     }
+    h.finish().await;
+}
+
+/// A busy controller: 1,200 credits in one second, pages of 500, a relay without a cap (the
+/// live subscription fell behind, so back-fill reads them). The second is read alone with a
+/// larger limit: nothing of it is lost.
+#[tokio::test]
+async fn backfill_reads_a_second_holding_more_events_than_a_page() {
+    const EVENTS: u64 = 1_200;
+    let h = Harness::new(Backend::Sqlite, None).await;
+    let t0 = wall_now();
+    let controller = h.controller_keys.clone();
+    let credits: Vec<(String, i64, u64)> = (0..EVENTS)
+        .map(|i| (format!("user{}", i % 12), 10, t0 - 2))
+        .collect();
+    h.publish_all(h.credits(&controller, &credits).await).await;
+    let filter = indexer::nostr::events::session_filter(
+        indexer::wire::DEFAULT_SESSION,
+        &[h.machine],
+        Timestamp::from(0),
+    )
+    .authors([controller.public_key()]);
+    let events = indexer::nostr::backfill::fetch_window_from(
+        &h.client,
+        &[filter],
+        Timestamp::from(t0 - 10),
+        Timestamp::from(t0),
+        500,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        events.len() as u64,
+        EVENTS,
+        "every event of the busy second"
+    );
     h.finish().await;
 }
 

@@ -5,58 +5,36 @@
 //! gateways on one file) and Postgres.
 mod common;
 
-use common::{ask, config, fund, gateway, init_tracing, rand_bytes, Harness, AUDIENCE};
-use ed25519_dalek::{Signer, SigningKey};
-use indexer::ledger::{testing::TempDatabase, Ledger};
-use localnet::MockUpstream;
-use nostr_sdk::prelude::Keys;
-use proxy::{
-    auth::delegated::{self, Claims},
-    server::Gateway,
+use common::{
+    ask, rand_bytes,
+    replicas::{Replicas, Setup},
+    Harness, AUDIENCE,
 };
+use ed25519_dalek::{Signer, SigningKey};
+use indexer::ledger::testing::TempDatabase;
+use proxy::auth::delegated::{self, Claims};
 use serde_json::{json, Value};
+use std::ops::Deref;
 
 /// Two gateways on one ledger, with the given audiences, and a funded wallet.
-struct Pair {
-    db: TempDatabase,
-    ledgers: Vec<Ledger>,
-    gateways: Vec<Gateway>,
-    _mock: MockUpstream,
-    wallet: SigningKey,
-    user: String,
-    http: reqwest::Client,
+struct Pair(Replicas);
+
+impl Deref for Pair {
+    type Target = Replicas;
+
+    fn deref(&self) -> &Replicas {
+        &self.0
+    }
 }
 
 impl Pair {
-    async fn start(db: TempDatabase, audiences: [&str; 2]) -> Self {
-        init_tracing();
-        let mock = MockUpstream::start(0).await.unwrap();
-        let keys = Keys::generate();
-        let mut ledgers = Vec::new();
-        let mut gateways = Vec::new();
-        for audience in audiences {
-            let ledger = Ledger::connect(&db.url).await.unwrap();
-            let mut config = config(&mock, &db.url);
-            config.auth.audience = Some(audience.into());
-            gateways.push(gateway(config, ledger.clone(), &keys).await);
-            ledgers.push(ledger);
-        }
-        let wallet = SigningKey::from_bytes(&rand_bytes());
-        let user = bs58::encode(wallet.verifying_key().as_bytes()).into_string();
-        fund(&ledgers[0], &user, 100_000).await;
-        Self {
-            db,
-            ledgers,
-            gateways,
-            _mock: mock,
-            wallet,
-            user,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn url(&self, gateway: usize, path: &str) -> String {
-        format!("http://{}{path}", self.gateways[gateway].addr)
+    async fn start(db: TempDatabase, audiences: [&'static str; 2]) -> Self {
+        let setup = Setup {
+            audiences: audiences.map(Some),
+            clock: None,
+            funds: 100_000,
+        };
+        Self(Replicas::start(db, setup).await)
     }
 
     async fn nonce(&self, gateway: usize) -> Value {
@@ -76,34 +54,6 @@ impl Pair {
         self.http
             .post(self.url(gateway, "/v1/auth/login"))
             .json(&json!({"wallet": self.user, "nonce": nonce["nonce"], "signature": signature}))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-
-    fn claims(&self, audience: &str) -> Claims {
-        Claims {
-            user: self.user.clone(),
-            audience: audience.into(),
-            id: uuid::Uuid::new_v4().to_string(),
-            models: None,
-            max_tokens: None,
-            budget: 10_000,
-            expires_at: indexer::ledger::now() + 600,
-            single_use: false,
-            callback_url: None,
-            rpm: None,
-            tpm: None,
-        }
-    }
-
-    async fn chat(&self, gateway: usize, credential: &str) -> u16 {
-        self.http
-            .post(self.url(gateway, "/v1/chat/completions"))
-            .bearer_auth(credential)
-            .json(&ask("echo", "hi"))
             .send()
             .await
             .unwrap()
@@ -134,14 +84,17 @@ impl Pair {
         (response.status().as_u16(), response.json().await.unwrap())
     }
 
+    fn claims(&self, audience: &str) -> Claims {
+        self.0.claims(audience, 10_000)
+    }
+
+    /// The status of a one-word chat completion at `gateway`.
+    async fn chat(&self, gateway: usize, credential: &str) -> u16 {
+        self.0.chat(gateway, credential).await.status().as_u16()
+    }
+
     async fn stop(self) {
-        for gateway in self.gateways {
-            gateway.shutdown().await;
-        }
-        for ledger in self.ledgers {
-            ledger.close().await;
-        }
-        self.db.remove().await;
+        self.0.stop().await
     }
 }
 

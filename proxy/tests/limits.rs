@@ -3,106 +3,52 @@
 //! the key's, not each replica's. The minute comes from the ledger's clock, moved by hand.
 mod common;
 
-use common::{ask, config, fund, gateway, init_tracing, rand_bytes, settled, AUDIENCE};
-use ed25519_dalek::SigningKey;
-use indexer::ledger::{testing::TempDatabase, Clock, Ledger};
-use localnet::MockUpstream;
-use nostr_sdk::prelude::Keys;
-use proxy::{
-    auth::delegated::{self, Claims},
-    server::Gateway,
+use common::{
+    replicas::{Replicas, Setup},
+    settled, AUDIENCE,
 };
+use indexer::ledger::{testing::TempDatabase, Clock};
+use proxy::auth::delegated::{self, Claims};
 use std::sync::{
     atomic::{AtomicI64, Ordering},
     Arc,
 };
 
-struct Replicas {
-    db: TempDatabase,
-    ledgers: Vec<Ledger>,
-    gateways: Vec<Gateway>,
-    _mock: MockUpstream,
-    wallet: SigningKey,
-    user: String,
+/// Two replicas whose ledgers read a clock the test moves.
+struct Limited {
+    replicas: Replicas,
     clock: Arc<AtomicI64>,
-    http: reqwest::Client,
 }
 
-impl Replicas {
+impl Limited {
     async fn start(db: TempDatabase) -> Self {
-        init_tracing();
-        let mock = MockUpstream::start(0).await.unwrap();
-        let keys = Keys::generate();
         // The start of a minute, so a run never straddles two.
         let clock = Arc::new(AtomicI64::new(indexer::ledger::now() / 60 * 60));
-        let mut ledgers = Vec::new();
-        let mut gateways = Vec::new();
-        for _ in 0..2 {
-            let ledger = Ledger::connect(&db.url)
-                .await
-                .unwrap()
-                .with_clock(Clock::manual(clock.clone()));
-            gateways.push(gateway(config(&mock, &db.url), ledger.clone(), &keys).await);
-            ledgers.push(ledger);
-        }
-        let wallet = SigningKey::from_bytes(&rand_bytes());
-        let user = bs58::encode(wallet.verifying_key().as_bytes()).into_string();
-        fund(&ledgers[0], &user, 1_000_000).await;
-        Self {
-            db,
-            ledgers,
-            gateways,
-            _mock: mock,
-            wallet,
-            user,
-            clock,
-            http: reqwest::Client::new(),
-        }
+        let setup = Setup {
+            audiences: [None, None],
+            clock: Some(Clock::manual(clock.clone())),
+            funds: 1_000_000,
+        };
+        let replicas = Replicas::start(db, setup).await;
+        Self { replicas, clock }
     }
 
     fn key(&self, rpm: Option<u32>, tpm: Option<u64>) -> String {
         let claims = Claims {
-            user: self.user.clone(),
-            audience: AUDIENCE.into(),
-            id: uuid::Uuid::new_v4().to_string(),
-            models: None,
-            max_tokens: None,
-            budget: 1_000_000,
-            expires_at: indexer::ledger::now() + 600,
-            single_use: false,
-            callback_url: None,
             rpm,
             tpm,
+            ..self.replicas.claims(AUDIENCE, 1_000_000)
         };
-        delegated::sign(&claims, &self.wallet).unwrap()
+        delegated::sign(&claims, &self.replicas.wallet).unwrap()
     }
 
     async fn chat(&self, gateway: usize, key: &str) -> reqwest::Response {
-        self.http
-            .post(format!(
-                "http://{}/v1/chat/completions",
-                self.gateways[gateway].addr
-            ))
-            .bearer_auth(key)
-            .json(&ask("echo", "hi"))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn stop(self) {
-        for gateway in self.gateways {
-            gateway.shutdown().await;
-        }
-        for ledger in self.ledgers {
-            ledger.close().await;
-        }
-        self.db.remove().await;
+        self.replicas.chat(gateway, key).await
     }
 }
 
 async fn a_keys_limits_hold_over_both_replicas(db: TempDatabase) {
-    let replicas = Arc::new(Replicas::start(db).await);
+    let replicas = Arc::new(Limited::start(db).await);
     // Requests per minute: 30 at once, half at each replica; 6 served in all, not 6 each.
     let key = replicas.key(Some(6), None);
     let burst = |count: usize| {
@@ -138,7 +84,7 @@ async fn a_keys_limits_hold_over_both_replicas(db: TempDatabase) {
     // Tokens per minute: what replica A settled counts at replica B.
     let key = replicas.key(None, Some(1));
     assert_eq!(replicas.chat(0, &key).await.status(), 200);
-    settled(&replicas.ledgers[0], &replicas.user).await;
+    settled(&replicas.replicas.ledgers[0], &replicas.replicas.user).await;
     let refused = replicas.chat(1, &key).await;
     assert_eq!(refused.status(), 429);
     let body: serde_json::Value = refused.json().await.unwrap();
@@ -149,7 +95,7 @@ async fn a_keys_limits_hold_over_both_replicas(db: TempDatabase) {
         "{body}"
     );
     match Arc::try_unwrap(replicas) {
-        Ok(replicas) => replicas.stop().await,
+        Ok(limited) => limited.replicas.stop().await,
         Err(_) => panic!("a request task still holds the replicas"),
     }
 }

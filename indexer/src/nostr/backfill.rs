@@ -6,7 +6,8 @@
 //! the same second may hold more events than fit in the page), and events are de-duplicated by
 //! id. It ends when a page brings nothing new and nothing older remains, or comes back empty. A
 //! relay whose cap is lower than `limit` is handled too: a page shorter than the longest page
-//! seen so far is the last one.
+//! seen so far is the last one. A second holding more events than a page (a busy controller
+//! credits thousands a second) is read alone with larger limits, as far as the relay allows.
 //!
 //! Trusted authors' events are read in a pass of their own (see the watcher): a stranger who
 //! publishes more events in one second than a page holds cannot push a credit or a debit of
@@ -59,6 +60,42 @@ pub async fn fetch_window_from(
     Ok(events)
 }
 
+/// The most events of one second [`whole_second`] asks a relay for.
+const MOST_IN_ONE_SECOND: usize = 1 << 16;
+
+/// Every event matching `filter` created in `second`, asked for with twice `page`, then twice
+/// that, until a page comes back short (the relay had no more). A relay that gives no more
+/// however much is asked for caps its queries: what it does not return of that second is lost,
+/// and said in the log (Nostr filters cannot page within one second).
+async fn whole_second(
+    client: &Client,
+    filter: &Filter,
+    second: Timestamp,
+    page: usize,
+    timeout: Duration,
+) -> Result<Events, BackfillError> {
+    let (mut limit, mut previous) = (page, page);
+    loop {
+        limit = limit.saturating_mul(2).min(MOST_IN_ONE_SECOND);
+        let query = filter.clone().since(second).until(second).limit(limit);
+        let batch = client
+            .fetch_events(query, timeout)
+            .await
+            .map_err(|e| BackfillError(e.to_string()))?;
+        let returned = batch.len();
+        if returned > previous && returned < limit {
+            return Ok(batch);
+        }
+        if returned <= previous || limit == MOST_IN_ONE_SECOND {
+            tracing::warn!(%second, returned, "nostr: a larger query brought no more events of \
+                one second: the relay caps its queries (the rest of that second is lost) or the \
+                second holds exactly that many");
+            return Ok(batch);
+        }
+        previous = returned;
+    }
+}
+
 /// Every event matching `filter` with `since <= created_at <= until`, oldest first.
 pub async fn fetch_window(
     client: &Client,
@@ -100,10 +137,14 @@ pub async fn fetch_window(
         if new > 0 {
             until = oldest.min(until);
         } else if oldest > since && oldest <= until {
-            // A whole page of one second we already have: more events share that second than
-            // a page holds. Step past it (what is left of it is lost; said in the log).
+            // A whole page of one second we already have: more events may share that second
+            // than a page holds. Read that second alone, then step past it.
             if returned >= page {
-                tracing::warn!(second = %oldest, page, "nostr: more events in one second than a page holds");
+                for event in whole_second(client, filter, oldest, page, timeout).await? {
+                    if seen.insert(event.id) {
+                        events.push(event);
+                    }
+                }
             }
             until = Timestamp::from(oldest.as_secs().saturating_sub(1));
         } else {

@@ -3,6 +3,7 @@
 pub mod mint;
 pub mod mint_link;
 pub mod processes;
+pub mod replicas;
 
 use ed25519_dalek::{Signer, SigningKey};
 use indexer::ledger::{testing::TempDatabase, Applied, Ledger, NewEntry, OutboxEvent, Payment};
