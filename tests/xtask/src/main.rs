@@ -23,9 +23,14 @@ fn tools_dir() -> PathBuf {
     }
 }
 
-/// The workspace root (this crate lives in tests/xtask).
+/// The workspace root (this crate lives in tests/xtask). Taken from the `CARGO_MANIFEST_DIR`
+/// that `cargo run` sets, not the one compiled in: clones sharing one `CARGO_TARGET_DIR` (as CI's
+/// does) may run a binary another clone built.
 fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("../..")
 }
 
 fn main() -> ExitCode {
