@@ -45,7 +45,7 @@ impl Ledger {
 
 /// Creates the missing balances and locks every balance of the batch, in user order; returns
 /// what each has available.
-const LOCK_BALANCES: &str = "
+pub(super) const LOCK_BALANCES: &str = "
 INSERT INTO balances (user_key) SELECT * FROM unnest($1::text[]) ORDER BY 1
 ON CONFLICT (user_key) DO UPDATE SET credited = balances.credited
 RETURNING user_key, credited - debited - reserved AS available";
@@ -65,7 +65,7 @@ SELECT signature, user_key, CAST(SUM(tokens) AS BIGINT) AS worth FROM payments
 WHERE signature = ANY($1) GROUP BY signature, user_key";
 
 /// Every entry's status, and what the batch credited and debited per user.
-const STORE: &str = "
+pub(super) const STORE: &str = "
 WITH statuses AS (
     UPDATE entries SET status = s.status, applied_at = $3
     FROM unnest($1::text[], $2::text[]) AS s(id, status) WHERE entries.id = s.id

@@ -165,8 +165,9 @@ pub struct Ledger {
     reads: AnyPool,
     /// The group-committing writer of requests' holds and charges.
     writer: writer::Writer,
-    /// Postgres: the connection batches of entries are applied on (see `batch`), opened when
-    /// first used (only the indexer applies them).
+    /// Postgres: the connections batches of entries and of payments are applied on (see
+    /// `batch` and `payments`), opened when first used (only the indexer applies them): one for
+    /// the relay's events, one for the chain's.
     batches: Option<PgPool>,
     backend: Backend,
     /// SQLite file databases: the connection that checkpoints the WAL.
@@ -245,7 +246,7 @@ impl Ledger {
             Backend::Sqlite => None,
             Backend::Postgres => Some(
                 PgPoolOptions::new()
-                    .max_connections(1)
+                    .max_connections(2)
                     .acquire_timeout(POSTGRES_ACQUIRE)
                     .connect_lazy(url)?,
             ),

@@ -5,11 +5,18 @@
 //! balance row, so whichever commits second always sees the other's row (READ COMMITTED on
 //! Postgres would otherwise let both miss each other), and a pending credit is claimed with a
 //! conditional update, so the grace-period sweep and a late payment never both apply it.
+//!
+//! On Postgres a chain batch costs six round trips however many payments it holds (`BEGIN`,
+//! lock the users' balances in user order, insert the payments, read the credits waiting for
+//! them with what their transactions are worth, store the credits' outcomes, `COMMIT`), so the
+//! chain watcher keeps up with a busy program; on SQLite the statements run one by one.
 use super::{
+    batch::{LOCK_BALANCES, STORE},
     credits::{claim_pending_credit, credit, payment_value},
-    ensure_user, lock_user, now, to_i64, Ledger, Result,
+    ensure_user, lock_user, now, to_i64, Backend, Ledger, Result,
 };
-use sqlx::Row;
+use sqlx::{PgConnection, Row};
+use std::collections::BTreeMap;
 
 /// One `Paid` event, identified by its transaction signature and its position in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +51,12 @@ impl Ledger {
     /// a credit announces their sum), and applies the credits waiting for them. Returns how
     /// many were new.
     pub async fn record_payments(&self, payments: &[Payment]) -> Result<usize> {
+        if let (Backend::Postgres, Some(pool)) = (self.backend, &self.batches) {
+            let mut tx = pool.begin().await?;
+            let new = record_together(&mut tx, payments, now()).await?;
+            tx.commit().await?;
+            return Ok(new);
+        }
         let mut tx = self.begin().await?;
         let mut users: Vec<&str> = payments.iter().map(|p| p.user.as_str()).collect();
         users.sort_unstable();
@@ -146,4 +159,109 @@ impl Ledger {
             slot: row.try_get::<i64, _>("slot")?.max(0) as u64,
         }))
     }
+}
+
+/// Inserts the payments (a payment seen before inserts nothing); returns the ids that are new.
+const INSERT_PAYMENTS: &str = "
+INSERT INTO payments (id, signature, user_key, namespace_id, nonce, lamports, tokens, slot, seen_at)
+SELECT p.*, $9::int8
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],
+            $8::int8[]) AS p
+ON CONFLICT (id) DO NOTHING
+RETURNING id";
+
+/// The pending credits that reference one of the batch's transactions for the same user, with
+/// what that transaction's payments to the user are worth.
+const WAITING_CREDITS: &str = "
+SELECT e.id, e.user_key, e.tokens, w.worth
+FROM entries e
+JOIN (SELECT signature, user_key, CAST(SUM(tokens) AS BIGINT) AS worth FROM payments
+      WHERE signature = ANY($1) GROUP BY signature, user_key) w
+  ON e.reference = w.signature AND e.user_key = w.user_key
+WHERE e.kind = 'credit' AND e.status = 'pending'
+ORDER BY e.id";
+
+/// [`Ledger::record_payments`] on Postgres, by the same rules: the users' balance rows are
+/// locked first (so a credit written concurrently is either seen here or sees these payments),
+/// then a waiting credit is applied only when it announces exactly what its payment is worth.
+async fn record_together(conn: &mut PgConnection, payments: &[Payment], at: i64) -> Result<usize> {
+    if payments.is_empty() {
+        return Ok(0);
+    }
+    let mut users: Vec<&str> = payments.iter().map(|p| p.user.as_str()).collect();
+    users.sort_unstable();
+    users.dedup();
+    sqlx::query(LOCK_BALANCES)
+        .bind(&users)
+        .fetch_all(&mut *conn)
+        .await?;
+
+    let numbers = |field: fn(&Payment) -> u64| -> Result<Vec<i64>> {
+        payments.iter().map(|p| to_i64(field(p))).collect()
+    };
+    let new = sqlx::query(INSERT_PAYMENTS)
+        .bind(
+            payments
+                .iter()
+                .map(|p| format!("{}:{}", p.signature, p.index))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            payments
+                .iter()
+                .map(|p| p.signature.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(payments.iter().map(|p| p.user.as_str()).collect::<Vec<_>>())
+        .bind(numbers(|p| p.namespace_id)?)
+        .bind(numbers(|p| p.nonce)?)
+        .bind(numbers(|p| p.lamports)?)
+        .bind(payments.iter().map(|p| p.tokens).collect::<Vec<_>>())
+        .bind(numbers(|p| p.slot)?)
+        .bind(at)
+        .fetch_all(&mut *conn)
+        .await?
+        .len();
+    if new == 0 {
+        return Ok(0);
+    }
+
+    let mut signatures: Vec<&str> = payments.iter().map(|p| p.signature.as_str()).collect();
+    signatures.sort_unstable();
+    signatures.dedup();
+    let (mut ids, mut statuses) = (Vec::new(), Vec::new());
+    let mut credited: BTreeMap<String, i64> = BTreeMap::new();
+    for row in sqlx::query(WAITING_CREDITS)
+        .bind(&signatures)
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let (id, user): (String, String) = (row.try_get("id")?, row.try_get("user_key")?);
+        let (tokens, worth): (i64, i64) = (row.try_get("tokens")?, row.try_get("worth")?);
+        if tokens == worth {
+            *credited.entry(user).or_default() += tokens;
+            statuses.push("applied");
+        } else {
+            tracing::warn!(
+                credit = id,
+                tokens,
+                worth,
+                "ledger: credit disagrees with its payment; refused"
+            );
+            statuses.push("rejected");
+        }
+        ids.push(id);
+    }
+    if !ids.is_empty() {
+        sqlx::query(STORE)
+            .bind(&ids)
+            .bind(&statuses)
+            .bind(at)
+            .bind(credited.keys().collect::<Vec<_>>())
+            .bind(credited.values().copied().collect::<Vec<_>>())
+            .bind(vec![0i64; credited.len()])
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(new)
 }
