@@ -5,12 +5,12 @@
 //! books reconcile. On Postgres with 2 and 4 replicas, and on SQLite with 2 sharing the file.
 mod common;
 
-use common::{ask, config, fund, gateway, init_tracing, rand_bytes, settled, AUDIENCE};
+use common::{ask, config, fund, gateway, init_tracing, key_claims, rand_bytes, settled, AUDIENCE};
 use ed25519_dalek::SigningKey;
 use indexer::ledger::{testing::TempDatabase, Ledger};
 use localnet::MockUpstream;
 use nostr_sdk::prelude::Keys;
-use proxy::auth::delegated::{self, Claims};
+use proxy::auth::delegated;
 use std::sync::Arc;
 
 /// What the wallet holds and the small key may spend, in requests' reservations.
@@ -43,22 +43,7 @@ async fn replicas_never_serve_more_than_the_balance(db: TempDatabase, replicas: 
     let reservation = 16 + proxy::tokens::prompt_bound(body().as_object().unwrap()) as i64;
     let (balance, small_budget) = (COVERED * reservation, SMALL_COVERED * reservation);
     fund(&ledgers[0], &user, balance).await;
-    let key = |budget: u64| {
-        let claims = Claims {
-            user: user.clone(),
-            audience: AUDIENCE.into(),
-            id: uuid::Uuid::new_v4().to_string(),
-            models: None,
-            max_tokens: None,
-            budget,
-            expires_at: indexer::ledger::now() + 600,
-            single_use: false,
-            callback_url: None,
-            rpm: None,
-            tpm: None,
-        };
-        delegated::sign(&claims, &wallet).unwrap()
-    };
+    let key = |budget: u64| delegated::sign(&key_claims(&user, AUDIENCE, budget), &wallet).unwrap();
     let (small, large) = (key(small_budget as u64), key(10 * balance as u64));
     let http = reqwest::Client::new();
     let urls: Arc<Vec<String>> = Arc::new(

@@ -35,6 +35,23 @@ pub struct Harness {
     pub audience: String,
 }
 
+/// A delegated key's claims for `user`: `budget` tokens for ten minutes, no other limit.
+pub fn key_claims(user: &str, audience: &str, budget: u64) -> Claims {
+    Claims {
+        user: user.into(),
+        audience: audience.into(),
+        id: uuid::Uuid::new_v4().to_string(),
+        models: None,
+        max_tokens: None,
+        budget,
+        expires_at: indexer::ledger::now() + 600,
+        single_use: false,
+        callback_url: None,
+        rpm: None,
+        tpm: None,
+    }
+}
+
 /// A model served by the mock behaviour(s) `upstreams` (in fallback order), one ledger token
 /// per prompt or completion token.
 pub fn model(id: &str, upstreams: &[&str], mock: &MockUpstream) -> ModelConfig {
@@ -187,19 +204,7 @@ impl Harness {
 
     /// Claims for a delegated key of this wallet, to adjust before signing.
     pub fn claims(&self) -> Claims {
-        Claims {
-            user: self.user.clone(),
-            audience: self.audience.clone(),
-            id: uuid::Uuid::new_v4().to_string(),
-            models: None,
-            max_tokens: None,
-            budget: 1_000_000,
-            expires_at: indexer::ledger::now() + 600,
-            single_use: false,
-            callback_url: None,
-            rpm: None,
-            tpm: None,
-        }
+        key_claims(&self.user, &self.audience, 1_000_000)
     }
 
     pub fn key(&self, claims: &Claims) -> String {

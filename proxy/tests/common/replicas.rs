@@ -1,6 +1,6 @@
 //! Two gateways on one ledger (a SQLite file or Postgres) in front of one mock upstream, with a
 //! funded wallet: what the tests of limits, logins and revocations across replicas share.
-use super::{ask, config, fund, gateway, init_tracing, rand_bytes};
+use super::{ask, config, fund, gateway, init_tracing, key_claims, rand_bytes};
 use ed25519_dalek::SigningKey;
 use indexer::ledger::{testing::TempDatabase, Clock, Ledger};
 use localnet::MockUpstream;
@@ -66,19 +66,7 @@ impl Replicas {
 
     /// A delegated key's claims for this wallet: `budget` tokens, ten minutes, no other limit.
     pub fn claims(&self, audience: &str, budget: u64) -> Claims {
-        Claims {
-            user: self.user.clone(),
-            audience: audience.into(),
-            id: uuid::Uuid::new_v4().to_string(),
-            models: None,
-            max_tokens: None,
-            budget,
-            expires_at: indexer::ledger::now() + 600,
-            single_use: false,
-            callback_url: None,
-            rpm: None,
-            tpm: None,
-        }
+        key_claims(&self.user, audience, budget)
     }
 
     /// A one-word chat completion at `gateway` with `credential` as the bearer.
