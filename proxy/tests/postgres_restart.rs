@@ -6,7 +6,7 @@
 //! committed spend is lost), nothing stays reserved and the books reconcile.
 mod common;
 
-use common::{ask, config, fund, gateway, init_tracing, rand_bytes};
+use common::{ask, config, fund, gateway, init_tracing, rand_bytes, settled};
 use indexer::ledger::Ledger;
 use localnet::MockUpstream;
 use nostr_sdk::prelude::Keys;
@@ -349,8 +349,9 @@ async fn connections_the_server_closed_are_replaced_without_refusing_anyone() {
         let response = chat().await.unwrap();
         assert_eq!(response.status(), 200, "{:?}", response.text().await);
     }
+    // Settlements run after the response: wait for the last one before comparing.
     assert_eq!(
-        ledger.balance(&user).await.unwrap().debited,
+        settled(&ledger, &user).await.debited,
         ledger
             .usage(&user, None, 100)
             .await
