@@ -1282,6 +1282,119 @@ on_both_backends!(
     }
 );
 
+// Two indexers apply the same relayed events at the same moment (each decides before it
+// inserts): every entry counts once, and each event is "applied" by exactly one of them.
+on_both_backends!(
+    two_indexers_applying_the_same_batch_count_each_entry_once,
+    |ledger, url| {
+        let users: Vec<String> = (0..3).map(|i| format!("Twin{i}")).collect();
+        let indexers = [db_handle(&url).await, db_handle(&url).await];
+        let mut credited = 0;
+        for round in 0..20 {
+            let batch: Vec<NewEntry> = (0..30)
+                .map(|i| {
+                    let user = &users[i % users.len()];
+                    let signature = format!("sig-twin-{round}-{i}");
+                    (user, signature)
+                })
+                .map(|(user, signature)| {
+                    NewEntry::credit(user, 5, Some(&signature), &format!("ev-{signature}"), "c")
+                })
+                .collect();
+            let payments: Vec<Payment> = batch
+                .iter()
+                .map(|e| payment(&e.user, e.reference.as_deref().unwrap_or_default(), 5))
+                .collect();
+            ledger.record_payments(&payments).await.unwrap();
+            let (first, second) =
+                tokio::join!(indexers[0].apply_all(&batch), indexers[1].apply_all(&batch));
+            for (a, b) in first.unwrap().into_iter().zip(second.unwrap()) {
+                let applied = [&a, &b].iter().filter(|o| ***o == Applied::Applied).count();
+                assert_eq!(applied, 1, "round {round}: {a:?} and {b:?}");
+                assert!(a == Applied::Duplicate || b == Applied::Duplicate);
+            }
+            credited += 5 * batch.len() as i64;
+        }
+        let mut total = 0;
+        for user in &users {
+            total += ledger.balance(user).await.unwrap().credited;
+        }
+        assert_eq!(total, credited);
+        let audit = ledger.audit().await.unwrap();
+        assert!(audit.mismatched_users.is_empty(), "{audit:?}");
+    }
+);
+
+// Another writer has inserted one of a batch's entries but not committed when the batch reads
+// what is recorded: the batch's insert waits for it, finds the entry taken, and the batch is
+// read again, so that entry is a duplicate and the rest apply once. (Postgres: SQLite has one
+// writer at a time.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_racing_an_uncommitted_copy_of_its_entry_counts_it_once() {
+    let db = TempDatabase::postgres()
+        .await
+        .expect("create Postgres test database");
+    run(db, |ledger, url| async move {
+        let user = "RacedUser";
+        fund(&ledger, user, 100, "sig-raced").await;
+        let batch: Vec<NewEntry> = (0..3)
+            .map(|i| {
+                NewEntry::debit(
+                    user,
+                    10,
+                    Some(&format!("raced-{i}")),
+                    &format!("ev-{i}"),
+                    "p",
+                )
+            })
+            .collect();
+        let other = sqlx::PgPool::connect(&url).await.unwrap();
+        let mut writer = other.begin().await.unwrap();
+        sqlx::query(
+            "INSERT INTO entries (id, user_key, tokens, kind, status, created_at)
+             VALUES ($1, $2, -10, 'debit', 'applied', 0)",
+        )
+        .bind(&batch[1].id)
+        .bind(user)
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+        let applying = tokio::spawn({
+            let (ledger, batch) = (ledger.clone(), batch.clone());
+            async move { ledger.apply_all(&batch).await }
+        });
+        // Once the batch's insert waits on the uncommitted row, the writer commits.
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO entries%'",
+            )
+            .fetch_one(&other)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                !applying.is_finished(),
+                "the batch did not wait for the writer"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        writer.commit().await.unwrap();
+        let outcomes = applying.await.unwrap().unwrap();
+        assert_eq!(
+            outcomes,
+            [Applied::Applied, Applied::Duplicate, Applied::Applied]
+        );
+        // The writer's copy did not move the balance (it wrote the entry alone): only the
+        // batch's two debits did.
+        assert_eq!(ledger.balance(user).await.unwrap().debited, 20);
+        other.close().await;
+    })
+    .await;
+}
+
 // Batches of relayed debits race two gateways' holds and charges on the same wallets: no
 // balance goes below zero, nothing deadlocks, every debit counts once.
 on_both_backends!(

@@ -3,7 +3,9 @@
 //! - back-fill pages through a relay that caps queries and loses nothing, and reads a second
 //!   holding more events than a page;
 //! - a stuck controller and a flood of requests never delay a credit;
-//! - one author cannot fill the controller's queue.
+//! - one author cannot fill the controller's queue;
+//! - an event a relay serves with a signature or an id that does not match is never counted;
+//! - what a relay stored while the watcher's connection was down is read when it reconnects.
 //!
 //! Each ledger-backed test runs on SQLite and on Postgres.
 #[macro_use]
@@ -18,6 +20,7 @@ use indexer::{
     supervisor::RestartPolicy,
     wire::{DsProxyMessage, RecoverInfoJson, RequestPayload},
 };
+use localnet::EmbeddedRelay;
 use nostr_sdk::prelude::*;
 use solana_sdk::signature::{Keypair, Signer};
 use std::time::Duration;
@@ -31,6 +34,8 @@ on_both_backends!(
     backfill_through_a_relay_capping_below_the_page_size_loses_nothing,
     a_flood_of_strangers_events_in_one_second_does_not_hide_a_credit_from_backfill,
     a_request_flood_and_a_stuck_controller_do_not_delay_credits,
+    a_relay_serving_forged_events_credits_nothing,
+    a_credit_stored_while_the_connection_was_down_is_ingested_on_reconnect,
 );
 
 async fn future_dated_or_untrusted_events_do_not_move_the_cursor_and_a_restart_still_ingests(
@@ -361,4 +366,69 @@ async fn one_author_cannot_fill_the_request_queue() {
     }
     assert_eq!(queue.authors(), 0);
     assert_eq!(queue.depth(), 0);
+}
+
+/// A hostile relay serves a trusted controller's credits, altered: one with another event's
+/// signature, one re-dated after signing (its id no longer hashes what it says). Both are backed
+/// by real payments, so either would be applied if it were counted.
+async fn a_relay_serving_forged_events_credits_nothing(backend: Backend) {
+    let mut h = Harness::new(backend, None).await;
+    let t0 = wall_now();
+    let controller = h.controller_keys.clone();
+    let mut stolen_signature = h.credit(&controller, "eve", 10, t0 - 30).await;
+    stolen_signature.sig = h.credit(&controller, "other", 10, t0 - 30).await.sig;
+    let mut redated = h.credit(&controller, "trent", 10, t0 - 30).await;
+    redated.created_at = Timestamp::from(t0 - 29);
+    for forged in [&stolen_signature, &redated] {
+        assert!(forged.verify().is_err());
+        assert!(h.relay.store_unchecked(forged).await, "the relay stores it");
+    }
+    // A real credit, dated after them: once it is applied, the back-fill has handled them.
+    h.publish(&h.credit(&controller, "alice", 10, t0 - 5).await)
+        .await;
+    h.start(
+        settings(RestartPolicy::default(), Clock::from_fn(move || t0)),
+        false,
+        None,
+    )
+    .await;
+    wait_for_credited(&h.ledger, "alice", 10, Duration::from_secs(20)).await;
+    for user in ["eve", "trent"] {
+        assert_eq!(h.ledger.balance(user).await.unwrap().credited, 0, "{user}");
+    }
+    h.finish().await;
+}
+
+/// The relay goes away and comes back on the same address (with a fresh store) while the
+/// watcher runs; a credit reaches it before the watcher has reconnected. The live subscription
+/// asks for no stored events, so only the back-fill that its renewed answer starts reads it.
+async fn a_credit_stored_while_the_connection_was_down_is_ingested_on_reconnect(backend: Backend) {
+    let mut h = Harness::new(backend, None).await;
+    let t0 = wall_now();
+    h.start(
+        settings(RestartPolicy::default(), Clock::from_fn(move || t0)),
+        false,
+        None,
+    )
+    .await;
+    let controller = h.controller_keys.clone();
+    h.publish(&h.credit(&controller, "alice", 10, t0 - 10).await)
+        .await;
+    wait_for_credited(&h.ledger, "alice", 10, Duration::from_secs(20)).await;
+
+    let port: u16 = (h.relay.url().trim_end_matches('/').rsplit(':').next())
+        .and_then(|port| port.parse().ok())
+        .expect("the relay's port");
+    h.relay.shutdown().await;
+    h.relay = EmbeddedRelay::start_capped(port, None)
+        .await
+        .expect("the relay starts again on its port");
+    let publisher = common::connect(&h.relay, Keys::generate()).await;
+    publisher
+        .send_event(&h.credit(&controller, "bob", 20, t0 - 5).await)
+        .await
+        .expect("the relay accepts the credit");
+    wait_for_credited(&h.ledger, "bob", 20, Duration::from_secs(60)).await;
+    publisher.shutdown().await;
+    h.finish().await;
 }

@@ -1,15 +1,17 @@
 //! Many credits and debits applied in one transaction: how the indexer keeps up with the relay.
 //! The outcome of each entry is exactly [`Ledger::apply`]'s, in the order given.
 //!
-//! On Postgres a batch costs six round trips however many entries it holds: `BEGIN`; one
+//! On Postgres a batch costs seven round trips however many entries it holds: `BEGIN`; one
 //! statement that creates the batch's missing balances and locks all of them, in user order
 //! (the order every ledger transaction locks balances in, so it never deadlocks with the
-//! gateways' writers or `record_payments`); one that inserts the entries as pending and returns
-//! those that are new (a duplicate, even one committed a moment ago, inserts nothing); one that
-//! reads what their payments are worth; one that stores every status and balance change; and
-//! `COMMIT`. The rules (a credit only for exactly what its payment is worth, a debit only while
-//! the balance covers it) are applied in between, in memory, entry by entry. On SQLite, where
-//! a statement costs no round trip, the entries are applied one by one, in one transaction.
+//! gateways' writers or `record_payments`); one that reads which entries are recorded already;
+//! one that reads what their payments are worth; one that inserts the new entries with their
+//! outcome; one that stores the balance changes; and `COMMIT`. The rules (a credit only for
+//! exactly what its payment is worth, a debit only while the balance covers it) are applied in
+//! between, in memory, entry by entry. Should another transaction record one of the entries
+//! between the read and the insert (the insert says so), the batch is rolled back and read
+//! again. On SQLite, where a statement costs no round trip, the entries are applied one by
+//! one, in one transaction.
 use super::{
     entries::{apply_in, credit_outcome, signed},
     now, Applied, Backend, EntryKind, Ledger, NewEntry, Result,
@@ -25,23 +27,35 @@ impl Ledger {
         }
         match (self.backend, &self.batches) {
             (Backend::Postgres, Some(pool)) => {
-                let mut tx = pool.begin().await?;
-                let outcomes = apply_together(&mut tx, entries, now()).await?;
-                tx.commit().await?;
-                Ok(outcomes)
-            }
-            _ => {
-                let mut tx = self.begin().await?;
-                let mut outcomes = Vec::with_capacity(entries.len());
-                for entry in entries {
-                    outcomes.push(apply_in(&mut tx, entry).await?);
+                for _ in 0..RACES {
+                    let mut tx = pool.begin().await?;
+                    if let Some(outcomes) = apply_together(&mut tx, entries, now()).await? {
+                        tx.commit().await?;
+                        return Ok(outcomes);
+                    }
+                    tx.rollback().await?;
                 }
-                tx.commit().await?;
-                Ok(outcomes)
+                self.apply_each(entries).await
             }
+            _ => self.apply_each(entries).await,
         }
     }
+
+    /// Entry by entry (each insert tells whether it is new), in one transaction.
+    async fn apply_each(&self, entries: &[NewEntry]) -> Result<Vec<Applied>> {
+        let mut tx = self.begin().await?;
+        let mut outcomes = Vec::with_capacity(entries.len());
+        for entry in entries {
+            outcomes.push(apply_in(&mut tx, entry).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
 }
+
+/// Batches read again after another transaction recorded one of their entries first, before
+/// they are applied entry by entry instead.
+const RACES: usize = 3;
 
 /// Creates the missing balances and locks every balance of the batch, in user order; returns
 /// what each has available.
@@ -50,21 +64,26 @@ INSERT INTO balances (user_key) SELECT * FROM unnest($1::text[]) ORDER BY 1
 ON CONFLICT (user_key) DO UPDATE SET credited = balances.credited
 RETURNING user_key, credited - debited - reserved AS available";
 
-/// Inserts the entries as pending; returns the ids that are new.
-const INSERT_ENTRIES: &str = "
-INSERT INTO entries (id, user_key, tokens, kind, status, reference, event_id, author, created_at)
-SELECT id, user_key, tokens, kind, 'pending', reference, event_id, author, $8
-FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[])
-    AS e(id, user_key, tokens, kind, reference, event_id, author)
-ON CONFLICT (id) DO NOTHING
-RETURNING id";
+/// Which of the batch's entries are recorded already.
+const KNOWN: &str = "SELECT id FROM entries WHERE id = ANY($1)";
 
 /// What the payments of each referenced transaction are worth, per user.
 const PAYMENTS: &str = "
 SELECT signature, user_key, CAST(SUM(tokens) AS BIGINT) AS worth FROM payments
 WHERE signature = ANY($1) GROUP BY signature, user_key";
 
-/// Every entry's status, and what the batch credited and debited per user.
+/// Inserts the new entries with their outcome; returns the ids inserted.
+const INSERT_ENTRIES: &str = "
+INSERT INTO entries
+    (id, user_key, tokens, kind, status, reference, event_id, author, created_at, applied_at)
+SELECT id, user_key, tokens, kind, status, reference, event_id, author, $9, $9
+FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::text[])
+    AS e(id, user_key, tokens, kind, status, reference, event_id, author)
+ON CONFLICT (id) DO NOTHING
+RETURNING id";
+
+/// Pending entries' outcomes, and what they credited and debited per user.
 pub(super) const STORE: &str = "
 WITH statuses AS (
     UPDATE entries SET status = s.status, applied_at = $3
@@ -75,6 +94,13 @@ UPDATE balances SET credited = balances.credited + c.credited,
 FROM unnest($4::text[], $5::int8[], $6::int8[]) AS c(user_key, credited, debited)
 WHERE balances.user_key = c.user_key";
 
+/// What the batch credited and debited per user.
+const CHANGE_BALANCES: &str = "
+UPDATE balances SET credited = balances.credited + c.credited,
+                    debited = balances.debited + c.debited
+FROM unnest($1::text[], $2::int8[], $3::int8[]) AS c(user_key, credited, debited)
+WHERE balances.user_key = c.user_key";
+
 /// What the batch does to one user's balance.
 #[derive(Default)]
 struct Change {
@@ -83,11 +109,13 @@ struct Change {
     debited: i64,
 }
 
+/// Applies `entries` inside `conn`'s transaction; `None` when another transaction recorded one
+/// of them between this one's read and its insert (the caller rolls back and reads again).
 async fn apply_together(
     conn: &mut PgConnection,
     entries: &[NewEntry],
     at: i64,
-) -> Result<Vec<Applied>> {
+) -> Result<Option<Vec<Applied>>> {
     let users: Vec<&str> = entries
         .iter()
         .map(|e| e.user.as_str())
@@ -108,18 +136,9 @@ async fn apply_together(
         balances.insert(row.try_get("user_key")?, change);
     }
 
-    let column = |field: fn(&NewEntry) -> Option<&str>| -> Vec<Option<&str>> {
-        entries.iter().map(field).collect()
-    };
-    let new: HashSet<String> = sqlx::query(INSERT_ENTRIES)
-        .bind(column(|e| Some(&e.id)))
-        .bind(column(|e| Some(&e.user)))
-        .bind(entries.iter().map(signed).collect::<Vec<i64>>())
-        .bind(column(|e| Some(e.kind.as_str())))
-        .bind(column(|e| e.reference.as_deref()))
-        .bind(column(|e| e.event_id.as_deref()))
-        .bind(column(|e| e.author.as_deref()))
-        .bind(at)
+    let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+    let known: HashSet<String> = sqlx::query(KNOWN)
+        .bind(&ids)
         .fetch_all(&mut *conn)
         .await?
         .iter()
@@ -147,10 +166,10 @@ async fn apply_together(
 
     let mut outcomes = Vec::with_capacity(entries.len());
     let mut decided: HashSet<&str> = HashSet::new();
-    let (mut ids, mut statuses) = (Vec::new(), Vec::new());
+    let (mut new, mut statuses) = (Vec::new(), Vec::new());
     for entry in entries {
-        // An entry twice in one batch is inserted once: the second is a duplicate.
-        if !new.contains(&entry.id) || !decided.insert(&entry.id) {
+        // An entry twice in one batch is recorded once: the second is a duplicate.
+        if known.contains(&entry.id) || !decided.insert(&entry.id) {
             outcomes.push(Applied::Duplicate);
             continue;
         }
@@ -162,7 +181,7 @@ async fn apply_together(
             .as_ref()
             .and_then(|signature| worth.get(&(signature.clone(), entry.user.clone())));
         let outcome = decide(entry, balance, worth.copied());
-        ids.push(entry.id.as_str());
+        new.push(entry);
         statuses.push(match &outcome {
             Applied::Applied => "applied",
             Applied::Pending => "pending",
@@ -170,16 +189,37 @@ async fn apply_together(
         });
         outcomes.push(outcome);
     }
+    if new.is_empty() {
+        return Ok(Some(outcomes));
+    }
 
-    if !ids.is_empty() {
-        let changed: Vec<(&String, &Change)> = balances
-            .iter()
-            .filter(|(_, change)| change.credited != 0 || change.debited != 0)
-            .collect();
-        sqlx::query(STORE)
-            .bind(&ids)
-            .bind(&statuses)
-            .bind(at)
+    // Each entry is written once, with its outcome (an update of its status afterwards would
+    // rewrite the row and every index over it).
+    let column = |field: fn(&NewEntry) -> Option<&str>| -> Vec<Option<&str>> {
+        new.iter().map(|e| field(e)).collect()
+    };
+    let inserted = sqlx::query(INSERT_ENTRIES)
+        .bind(column(|e| Some(&e.id)))
+        .bind(column(|e| Some(&e.user)))
+        .bind(new.iter().map(|e| signed(e)).collect::<Vec<i64>>())
+        .bind(column(|e| Some(e.kind.as_str())))
+        .bind(&statuses)
+        .bind(column(|e| e.reference.as_deref()))
+        .bind(column(|e| e.event_id.as_deref()))
+        .bind(column(|e| e.author.as_deref()))
+        .bind(at)
+        .fetch_all(&mut *conn)
+        .await?
+        .len();
+    if inserted != new.len() {
+        return Ok(None);
+    }
+    let changed: Vec<(&String, &Change)> = balances
+        .iter()
+        .filter(|(_, change)| change.credited != 0 || change.debited != 0)
+        .collect();
+    if !changed.is_empty() {
+        sqlx::query(CHANGE_BALANCES)
             .bind(
                 changed
                     .iter()
@@ -191,7 +231,7 @@ async fn apply_together(
             .execute(&mut *conn)
             .await?;
     }
-    Ok(outcomes)
+    Ok(Some(outcomes))
 }
 
 /// One new entry's outcome by the ledger's rules, counted into its user's `balance`.

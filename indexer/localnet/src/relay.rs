@@ -15,6 +15,8 @@ pub const MAX_EVENTS: usize = 1_000_000;
 pub struct EmbeddedRelay {
     relay: LocalRelay,
     url: String,
+    /// The in-memory store, for [`EmbeddedRelay::store_unchecked`] (`None` on LMDB).
+    memory: Option<MemoryDatabase>,
 }
 
 /// Why the relay did not start.
@@ -32,7 +34,7 @@ pub enum RelayError {
 impl EmbeddedRelay {
     /// Starts on `port` (0 picks a free one), keeping events in memory.
     pub async fn start(port: u16) -> Result<Self, RelayError> {
-        Self::serve(builder(port, None)).await
+        Self::start_capped(port, None).await
     }
 
     /// Starts on `port`, keeping events in the LMDB store in `dir` (created if missing): a
@@ -42,7 +44,7 @@ impl EmbeddedRelay {
             path: dir.display().to_string(),
             source,
         })?;
-        Self::serve(builder(port, None).database(store)).await
+        Self::serve(builder(port, None).database(store), None).await
     }
 
     /// Starts on `port` in memory, answering each query with at most `max_filter_limit`
@@ -51,14 +53,33 @@ impl EmbeddedRelay {
         port: u16,
         max_filter_limit: Option<usize>,
     ) -> Result<Self, RelayError> {
-        Self::serve(builder(port, max_filter_limit)).await
+        // As the builder's own default store, kept at hand for `store_unchecked`.
+        let memory = MemoryDatabase::with_opts(MemoryDatabaseOptions {
+            events: true,
+            max_events: Some(75_000),
+        });
+        let builder = builder(port, max_filter_limit).database(memory.clone());
+        Self::serve(builder, Some(memory)).await
     }
 
-    async fn serve(builder: RelayBuilder) -> Result<Self, RelayError> {
+    async fn serve(
+        builder: RelayBuilder,
+        memory: Option<MemoryDatabase>,
+    ) -> Result<Self, RelayError> {
         let relay = LocalRelay::new(builder);
         relay.run().await?;
         let url = relay.url().await.to_string();
-        Ok(Self { relay, url })
+        Ok(Self { relay, url, memory })
+    }
+
+    /// Stores `event` as it is, without the checks a publish goes through (its id and
+    /// signature): what a hostile or broken relay serves. Tests use it to show that such an
+    /// event is never counted. Returns whether it was stored (an in-memory relay only).
+    pub async fn store_unchecked(&self, event: &Event) -> bool {
+        match &self.memory {
+            Some(memory) => memory.save_event(event).await.is_ok(),
+            None => false,
+        }
     }
 
     /// The relay's `ws://` URL.

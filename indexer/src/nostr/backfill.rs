@@ -6,8 +6,9 @@
 //! the same second may hold more events than fit in the page), and events are de-duplicated by
 //! id. It ends when a page brings nothing new and nothing older remains, or comes back empty. A
 //! relay whose cap is lower than `limit` is handled too: a page shorter than the longest page
-//! seen so far is the last one. A second holding more events than a page (a busy controller
-//! credits thousands a second) is read alone with larger limits, as far as the relay allows.
+//! seen so far is the last one. A full page within one second (a busy controller credits
+//! thousands a second) means that second may hold more: it is read alone, in one query with a
+//! large limit, as far as the relay allows.
 //!
 //! Trusted authors' events are read in a pass of their own (see the watcher): a stranger who
 //! publishes more events in one second than a page holds cannot push a credit or a debit of
@@ -63,10 +64,11 @@ pub async fn fetch_window_from(
 /// The most events of one second [`whole_second`] asks a relay for.
 const MOST_IN_ONE_SECOND: usize = 1 << 16;
 
-/// Every event matching `filter` created in `second`, asked for with twice `page`, then twice
-/// that, until a page comes back short (the relay had no more). A relay that gives no more
-/// however much is asked for caps its queries: what it does not return of that second is lost,
-/// and said in the log (Nostr filters cannot page within one second).
+/// Every event matching `filter` created in `second`, in one query for as many as a second may
+/// hold. A relay that returns no more than the page it answered before caps its queries: what
+/// it does not return of that second is lost, and said in the log (Nostr filters cannot page
+/// within one second). (A relay whose cap lies between the page and that many is taken at its
+/// word, as it would be by any larger limit.)
 async fn whole_second(
     client: &Client,
     filter: &Filter,
@@ -74,26 +76,22 @@ async fn whole_second(
     page: usize,
     timeout: Duration,
 ) -> Result<Events, BackfillError> {
-    let (mut limit, mut previous) = (page, page);
-    loop {
-        limit = limit.saturating_mul(2).min(MOST_IN_ONE_SECOND);
-        let query = filter.clone().since(second).until(second).limit(limit);
-        let batch = client
-            .fetch_events(query, timeout)
-            .await
-            .map_err(|e| BackfillError(e.to_string()))?;
-        let returned = batch.len();
-        if returned > previous && returned < limit {
-            return Ok(batch);
-        }
-        if returned <= previous || limit == MOST_IN_ONE_SECOND {
-            tracing::warn!(%second, returned, "nostr: a larger query brought no more events of \
-                one second: the relay caps its queries (the rest of that second is lost) or the \
-                second holds exactly that many");
-            return Ok(batch);
-        }
-        previous = returned;
+    let query = filter
+        .clone()
+        .since(second)
+        .until(second)
+        .limit(MOST_IN_ONE_SECOND);
+    let events = client
+        .fetch_events(query, timeout)
+        .await
+        .map_err(|e| BackfillError(e.to_string()))?;
+    let returned = events.len();
+    if returned <= page || returned == MOST_IN_ONE_SECOND {
+        tracing::warn!(%second, returned, "nostr: a larger query brought no more events of one \
+            second: the relay caps its queries (the rest of that second is lost) or the second \
+            holds exactly that many");
     }
+    Ok(events)
 }
 
 /// Every event matching `filter` with `since <= created_at <= until`, oldest first.
@@ -120,25 +118,26 @@ pub async fn fetch_window(
         if returned == 0 {
             break;
         }
-        let mut oldest = Timestamp::from(u64::MAX);
+        let (mut oldest, mut newest) = (Timestamp::from(u64::MAX), Timestamp::from(0));
         let mut new = 0;
         for event in batch {
             oldest = oldest.min(event.created_at);
+            newest = newest.max(event.created_at);
             if seen.insert(event.id) {
                 events.push(event);
                 new += 1;
             }
         }
-        tracing::debug!(returned, new, %oldest, "nostr: back-fill page");
+        tracing::debug!(returned, new, %oldest, %newest, "nostr: back-fill page");
         if returned < longest {
             break;
         }
         longest = longest.max(returned);
-        if new > 0 {
+        if new > 0 && newest > oldest {
             until = oldest.min(until);
-        } else if oldest > since && oldest <= until {
-            // A whole page of one second we already have: more events may share that second
-            // than a page holds. Read that second alone, then step past it.
+        } else if oldest >= since && oldest <= until {
+            // A whole page of one second: more events may share that second than a page
+            // holds. Read that second alone, then step past it.
             if returned >= page {
                 for event in whole_second(client, filter, oldest, page, timeout).await? {
                     if seen.insert(event.id) {

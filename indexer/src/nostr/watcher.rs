@@ -9,7 +9,9 @@
 //! cursor up to now + the clock skew, paging through relays that cap queries
 //! ([`super::backfill`]); duplicates are dropped by id. Only trusted, sanely dated events move
 //! the cursor ([`super::cursor`]). (DePHY resumed at `latest + 1` and lost events published in
-//! the same second.)
+//! the same second.) The live subscription asks for no stored events: it starts before the
+//! back-fill, which waits until the relays have answered it, so every event is in one or the
+//! other, and the relay does not send the window twice.
 pub use super::cursor::{CURSOR, OVERLAP};
 use super::ingest::ingest_verified;
 pub use super::ingest::{ingest, Ingested, Trust};
@@ -31,7 +33,13 @@ use std::{
     sync::Arc,
     time::Duration,
 };
-use tokio::sync::{broadcast::error::RecvError, watch};
+use tokio::sync::{
+    broadcast::{
+        self,
+        error::{RecvError, TryRecvError},
+    },
+    watch,
+};
 
 /// How the watcher resumes, pages and queues; defaults suit public relays.
 #[derive(Debug, Clone)]
@@ -135,49 +143,100 @@ impl Watcher {
             NostrCursor::load(&self.ledger, self.settings.max_clock_skew, clock.clone()).await?;
         self.metrics.nostr_cursor.set(gauge(cursor.newest()));
         let mut notifications = self.client.notifications();
-        // Live events from now on (a little before, for events stored late); the back-fill
-        // covers everything older.
+        // Live events from now on (dated a little before, for events stored late), and none of
+        // the stored ones (`limit 0`): the back-fill below reads those, and a relay replaying
+        // them here too would flood the notification channel it shares with the live events.
         let live_from = Timestamp::from(clock.now().saturating_sub(OVERLAP));
-        let live = session_filter(&self.session, &self.recipients, live_from);
+        // The last pass is the widest.
+        let live = (self.filters(live_from).pop())
+            .unwrap_or_else(|| session_filter(&self.session, &self.recipients, live_from))
+            .limit(0);
+        let id = SubscriptionId::new("indexer-watcher");
         self.client
-            .subscribe_with_id(SubscriptionId::new("indexer-watcher"), live, None)
+            .subscribe_with_id(id.clone(), live, None)
             .await
             .map_err(|e| ServiceError::Relay(format!("subscribe: {e}")))?;
+        // Once a relay has answered the subscription, whatever it stores reaches us live; the
+        // back-fill must not start before that, or an event stored in between would be in
+        // neither.
+        let early = self.subscribed(&mut notifications, &id).await;
         let mut seen = RecentIds::new();
         self.backfill(&mut cursor, &mut seen, &progress).await?;
+        for events in early.chunks(BATCH) {
+            self.handle(events, &mut cursor, &mut seen).await?;
+        }
         let mut batch = Vec::new();
         loop {
-            let event = tokio::select! {
+            // Whether events a relay stored may have passed us by: the channel overflowed, or a
+            // relay answered the subscription again (it reconnected; the live subscription asks
+            // for no stored events, so what it stored meanwhile comes with a back-fill).
+            let mut refill = false;
+            tokio::select! {
                 _ = stop.changed() => return Ok(()),
                 received = notifications.recv() => match received {
-                    Ok(RelayPoolNotification::Event { event, .. }) => *event,
-                    Ok(other) => {
-                        tracing::trace!(?other, "nostr: notification");
-                        continue;
-                    }
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "nostr: fell behind; back-filling");
-                        self.backfill(&mut cursor, &mut seen, &progress).await?;
-                        continue;
-                    }
+                    Ok(notification) => refill |= take(notification, &id, &mut batch),
+                    Err(RecvError::Lagged(missed)) => refill |= fell_behind(missed),
                     Err(RecvError::Closed) => return Err(ServiceError::Relay("relay pool closed".into())),
                 },
-            };
+            }
             // Whatever else has arrived meanwhile is applied with it, in one transaction.
-            batch.push(event);
             while batch.len() < BATCH {
                 match notifications.try_recv() {
-                    Ok(RelayPoolNotification::Event { event, .. }) => batch.push(*event),
-                    Ok(_) => continue,
+                    Ok(notification) => refill |= take(notification, &id, &mut batch),
+                    Err(TryRecvError::Lagged(missed)) => refill |= fell_behind(missed),
                     Err(_) => break,
                 }
             }
-            self.handle(&batch, &mut cursor, &mut seen).await?;
-            for _ in 0..batch.len() {
-                progress.tick();
+            if !batch.is_empty() {
+                self.handle(&batch, &mut cursor, &mut seen).await?;
+                for _ in 0..batch.len() {
+                    progress.tick();
+                }
+                batch.clear();
             }
-            batch.clear();
+            if refill {
+                self.backfill(&mut cursor, &mut seen, &progress).await?;
+            }
         }
+    }
+
+    /// Waits until every connected relay has ended the stored events of subscription `id` (or
+    /// the fetch timeout passes: a relay that never says so is back-filled anyway); returns the
+    /// live events that arrived meanwhile.
+    async fn subscribed(
+        &self,
+        notifications: &mut broadcast::Receiver<RelayPoolNotification>,
+        id: &SubscriptionId,
+    ) -> Vec<Event> {
+        // A relay that is down answers nothing; its events come with the back-fill (if it is
+        // back by then) or the next one.
+        let relays = (self.client.relays().await.values())
+            .filter(|relay| relay.is_connected())
+            .count();
+        let (mut ended, mut early) = (HashSet::new(), Vec::new());
+        let deadline = tokio::time::Instant::now() + self.settings.fetch_timeout;
+        while ended.len() < relays {
+            let received = tokio::time::timeout_at(deadline, notifications.recv()).await;
+            match received {
+                Ok(Ok(RelayPoolNotification::Event { event, .. })) => early.push(*event),
+                Ok(Ok(RelayPoolNotification::Message { relay_url, message })) => {
+                    if answers(&message, id) {
+                        ended.insert(relay_url);
+                    }
+                }
+                Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => continue,
+                Ok(Err(RecvError::Closed)) | Err(_) => {
+                    tracing::warn!(
+                        answered = ended.len(),
+                        relays,
+                        "nostr: not every relay \
+                        answered the live subscription; back-filling anyway"
+                    );
+                    break;
+                }
+            }
+        }
+        early
     }
 
     /// Ingests every stored event from the cursor's overlap up to now + the skew.
@@ -187,19 +246,8 @@ impl Watcher {
         seen: &mut RecentIds,
         progress: &Progress,
     ) -> Result<(), ServiceError> {
-        let all = session_filter(&self.session, &self.recipients, cursor.resume_from());
-        // Trusted authors in a pass of their own, so strangers cannot crowd them out of a page.
-        let trusted = all.clone().authors(
-            self.trust
-                .controllers
-                .iter()
-                .chain(&self.trust.proxies)
-                .copied(),
-        );
-        let filters = match self.trust.controllers.is_empty() && self.trust.proxies.is_empty() {
-            true => vec![all],
-            false => vec![trusted, all],
-        };
+        let started = std::time::Instant::now();
+        let filters = self.filters(cursor.resume_from());
         let events = fetch_window_from(
             &self.client,
             &filters,
@@ -210,14 +258,33 @@ impl Watcher {
         )
         .await
         .map_err(|e| ServiceError::Relay(e.to_string()))?;
-        tracing::info!(events = events.len(), since = %cursor.resume_from(), "nostr: back-filled");
+        let fetched = started.elapsed();
         for events in events.chunks(BATCH) {
             self.handle(events, cursor, seen).await?;
             for _ in events {
                 progress.tick();
             }
         }
+        tracing::info!(events = events.len(), since = %cursor.resume_from(), ?fetched,
+            applied = ?started.elapsed() - fetched, "nostr: back-filled");
         Ok(())
+    }
+
+    /// What to read from `since`, pass by pass: trusted authors' events in a pass of their own,
+    /// so strangers cannot crowd them out of a back-fill's page; then everyone's, for the
+    /// controller's requests. A watcher without a controller (`requests` is `None`) reads
+    /// trusted authors only: it would ignore everything else.
+    fn filters(&self, since: Timestamp) -> Vec<Filter> {
+        let all = session_filter(&self.session, &self.recipients, since);
+        let trusted = self.trust.controllers.iter().chain(&self.trust.proxies);
+        if trusted.clone().next().is_none() {
+            return vec![all];
+        }
+        let trusted = all.clone().authors(trusted.copied());
+        match self.requests {
+            Some(_) => vec![trusted, all],
+            None => vec![trusted],
+        }
     }
 
     /// Applies a batch of events in one ledger transaction, then moves the cursor past them.
@@ -233,8 +300,13 @@ impl Watcher {
             if event.kind != Kind::Custom(crate::wire::KIND_DS_PROXY) || !seen.insert(event.id) {
                 continue;
             }
-            if event.verify().is_err() {
-                tracing::debug!(id = %event.id, "nostr: bad signature; ignored");
+            // The relay pool (nostr-sdk) checked the signature of every event it hands out,
+            // remembering the ids it checked; checking here that the id is the hash of what
+            // the event says makes that memory safe to rely on (a relay cannot pair a checked
+            // id with other content), at a hash's cost rather than a second Schnorr check,
+            // which was most of the watcher's time.
+            if !event.verify_id() {
+                tracing::debug!(id = %event.id, "nostr: id does not match the event; ignored");
                 self.metrics.event("forged", "ignored");
                 continue;
             }
@@ -276,6 +348,37 @@ impl Watcher {
             tracing::warn!(id = %event.id, author = %event.pubkey, reason = offer.label(), "nostr: request dropped");
         }
     }
+}
+
+/// Whether `message` ends the stored events of subscription `id`: the relay has answered it.
+fn answers(message: &RelayMessage, id: &SubscriptionId) -> bool {
+    matches!(message, RelayMessage::EndOfStoredEvents(sub) if sub.as_ref() == id)
+}
+
+/// Adds a live event to `batch`; returns whether the notification calls for a back-fill (a
+/// relay answered the subscription again).
+fn take(notification: RelayPoolNotification, id: &SubscriptionId, batch: &mut Vec<Event>) -> bool {
+    match notification {
+        RelayPoolNotification::Event { event, .. } => {
+            batch.push(*event);
+            false
+        }
+        RelayPoolNotification::Message { relay_url, message } if answers(&message, id) => {
+            tracing::info!(%relay_url, "nostr: a relay answered the subscription again (it \
+                reconnected); back-filling");
+            true
+        }
+        other => {
+            tracing::trace!(?other, "nostr: notification");
+            false
+        }
+    }
+}
+
+/// Logs a live channel that overflowed; it calls for a back-fill.
+fn fell_behind(missed: u64) -> bool {
+    tracing::warn!(missed, "nostr: fell behind; back-filling");
+    true
 }
 
 fn gauge(seconds: u64) -> i64 {
