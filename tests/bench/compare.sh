@@ -20,7 +20,9 @@
 # REPLICAS=2 runs two gateways on it, each row's connections split between them;
 # PACE_RATE and STREAMS change the 1,000s, 0 skips that measurement; WALLETS="1 100" runs the
 # gateway's rows and the paced run once per count, each request from the next of that many
-# funded wallets; MODES=keep-alive skips the `Connection: close` rows)
+# funded wallets; MODES=keep-alive skips the `Connection: close` rows; PROXY_WRAP="heaptrack -o
+# /tmp/gw" runs the first gateway under that command, for a heap profile — its memory figures
+# are then the wrapper's)
 # Needs: cargo, python3 (venv), curl; installs wrk (apt) and litellm[proxy] (pip, into a venv of
 # its own, $LITELLM_VENV, since it pins another `openai` than tests/openai does) if missing.
 set -euo pipefail
@@ -139,7 +141,9 @@ RUST_LOG=warn "$REL/indexer" run --config indexer.toml > indexer.log 2>&1 &
 PIDS="$PIDS indexer=$!"
 GATEWAYS=()
 for replica in $(seq "$REPLICAS"); do
-  RUST_LOG=warn "$REL/proxy" run --config proxy-$replica.toml > proxy-$replica.log 2>&1 &
+  wrap=""
+  [ "$replica" != 1 ] || wrap=${PROXY_WRAP:-}
+  RUST_LOG=warn $wrap "$REL/proxy" run --config proxy-$replica.toml > proxy-$replica.log 2>&1 &
   [ "$replica" = 1 ] && PROXY_PID=$!
   PIDS="$PIDS gateway$replica=$!"
   GATEWAYS+=("http://127.0.0.1:$((GATEWAY + replica - 1))")
