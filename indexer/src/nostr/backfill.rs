@@ -145,7 +145,11 @@ pub async fn fetch_window(
                     }
                 }
             }
-            until = Timestamp::from(oldest.as_secs().saturating_sub(1));
+            // Nothing is older than second 0 (where a stranger may date events).
+            if oldest.as_secs() == 0 {
+                break;
+            }
+            until = Timestamp::from(oldest.as_secs() - 1);
         } else {
             break;
         }
