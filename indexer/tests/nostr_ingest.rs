@@ -4,8 +4,7 @@
 //!   holding more events than a page;
 //! - a stuck controller and a flood of requests never delay a credit;
 //! - one author cannot fill the controller's queue;
-//! - an event a relay serves with a signature or an id that does not match is never counted;
-//! - what a relay stored while the watcher's connection was down is read when it reconnects.
+//! - an event a relay serves with a signature or an id that does not match is never counted.
 //!
 //! Each ledger-backed test runs on SQLite and on Postgres.
 #[macro_use]
@@ -20,7 +19,6 @@ use indexer::{
     supervisor::RestartPolicy,
     wire::{DsProxyMessage, RecoverInfoJson, RequestPayload},
 };
-use localnet::EmbeddedRelay;
 use nostr_sdk::prelude::*;
 use solana_sdk::signature::{Keypair, Signer};
 use std::time::Duration;
@@ -35,7 +33,6 @@ on_both_backends!(
     a_flood_of_strangers_events_in_one_second_does_not_hide_a_credit_from_backfill,
     a_request_flood_and_a_stuck_controller_do_not_delay_credits,
     a_relay_serving_forged_events_credits_nothing,
-    a_credit_stored_while_the_connection_was_down_is_ingested_on_reconnect,
 );
 
 async fn future_dated_or_untrusted_events_do_not_move_the_cursor_and_a_restart_still_ingests(
@@ -396,39 +393,5 @@ async fn a_relay_serving_forged_events_credits_nothing(backend: Backend) {
     for user in ["eve", "trent"] {
         assert_eq!(h.ledger.balance(user).await.unwrap().credited, 0, "{user}");
     }
-    h.finish().await;
-}
-
-/// The relay goes away and comes back on the same address (with a fresh store) while the
-/// watcher runs; a credit reaches it before the watcher has reconnected. The live subscription
-/// asks for no stored events, so only the back-fill that its renewed answer starts reads it.
-async fn a_credit_stored_while_the_connection_was_down_is_ingested_on_reconnect(backend: Backend) {
-    let mut h = Harness::new(backend, None).await;
-    let t0 = wall_now();
-    h.start(
-        settings(RestartPolicy::default(), Clock::from_fn(move || t0)),
-        false,
-        None,
-    )
-    .await;
-    let controller = h.controller_keys.clone();
-    h.publish(&h.credit(&controller, "alice", 10, t0 - 10).await)
-        .await;
-    wait_for_credited(&h.ledger, "alice", 10, Duration::from_secs(20)).await;
-
-    let port: u16 = (h.relay.url().trim_end_matches('/').rsplit(':').next())
-        .and_then(|port| port.parse().ok())
-        .expect("the relay's port");
-    h.relay.shutdown().await;
-    h.relay = EmbeddedRelay::start_capped(port, None)
-        .await
-        .expect("the relay starts again on its port");
-    let publisher = common::connect(&h.relay, Keys::generate()).await;
-    publisher
-        .send_event(&h.credit(&controller, "bob", 20, t0 - 5).await)
-        .await
-        .expect("the relay accepts the credit");
-    wait_for_credited(&h.ledger, "bob", 20, Duration::from_secs(60)).await;
-    publisher.shutdown().await;
     h.finish().await;
 }
