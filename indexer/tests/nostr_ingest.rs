@@ -4,14 +4,15 @@
 //!   holding more events than a page;
 //! - a stuck controller and a flood of requests never delay a credit;
 //! - one author cannot fill the controller's queue;
-//! - an event a relay serves with a signature or an id that does not match is never counted.
+//! - an event a relay serves with a signature or an id that does not match is never counted;
+//! - what a relay stored while the watcher's connection was cut is read when it reconnects.
 //!
 //! Each ledger-backed test runs on SQLite and on Postgres.
 #[macro_use]
 mod common;
 
 use balance_payment::{authorization::AuthorizationTerms, sdk::authorization::sign_authorization};
-use common::{settings, wait_for_credited, wall_now, Backend, Harness};
+use common::{cuttable::Cuttable, settings, wait_for_credited, wall_now, Backend, Harness};
 use indexer::{
     clock::Clock,
     metrics::EventLabels,
@@ -33,7 +34,38 @@ on_both_backends!(
     a_flood_of_strangers_events_in_one_second_does_not_hide_a_credit_from_backfill,
     a_request_flood_and_a_stuck_controller_do_not_delay_credits,
     a_relay_serving_forged_events_credits_nothing,
+    a_credit_stored_while_the_connection_was_cut_is_ingested_on_reconnect,
 );
+
+/// The network between the watcher and its relay is cut (the relay stays up) while a credit is
+/// published to the relay. The live subscription asks for no stored events, so when nostr-sdk
+/// reconnects and subscribes again the credit comes only with the back-fill that the relay's
+/// renewed answer starts.
+async fn a_credit_stored_while_the_connection_was_cut_is_ingested_on_reconnect(backend: Backend) {
+    let mut h = Harness::new(backend, None).await;
+    let outage = Cuttable::start(h.relay.url()).await;
+    h.listen_through = Some(outage.url().to_owned());
+    let t0 = wall_now();
+    h.start(
+        settings(RestartPolicy::default(), Clock::from_fn(move || t0)),
+        false,
+        None,
+    )
+    .await;
+    let controller = h.controller_keys.clone();
+    h.publish(&h.credit(&controller, "alice", 10, t0 - 10).await)
+        .await;
+    wait_for_credited(&h.ledger, "alice", 10, Duration::from_secs(20)).await;
+
+    outage.cut().await;
+    // Straight to the relay, while the watcher cannot hear it (nostr-sdk tries again about ten
+    // seconds after a connection drops).
+    h.publish(&h.credit(&controller, "bob", 20, t0 - 5).await)
+        .await;
+    outage.restore();
+    wait_for_credited(&h.ledger, "bob", 20, Duration::from_secs(60)).await;
+    h.finish().await;
+}
 
 async fn future_dated_or_untrusted_events_do_not_move_the_cursor_and_a_restart_still_ingests(
     backend: Backend,
@@ -164,17 +196,17 @@ async fn backfill_through_a_capping_relay(backend: Backend, cap: usize) {
     h.finish().await;
 }
 
-/// A busy controller: 1,200 credits in one second, pages of 500, a relay without a cap (the
-/// live subscription fell behind, so back-fill reads them). The second is read alone with a
-/// larger limit: nothing of it is lost.
+/// A busy controller: 600 credits a second for three seconds, pages of 500, a relay without a
+/// cap (the live subscription fell behind, so back-fill reads them). Each busy second is read
+/// alone with a larger limit, the three by two connections at once: nothing is lost.
 #[tokio::test]
-async fn backfill_reads_a_second_holding_more_events_than_a_page() {
-    const EVENTS: u64 = 1_200;
+async fn backfill_reads_seconds_holding_more_events_than_a_page() {
+    const EVENTS: u64 = 1_800;
     let h = Harness::new(Backend::Sqlite, None).await;
     let t0 = wall_now();
     let controller = h.controller_keys.clone();
     let credits: Vec<(String, i64, u64)> = (0..EVENTS)
-        .map(|i| (format!("user{}", i % 12), 10, t0 - 2))
+        .map(|i| (format!("user{}", i % 12), 10, t0 - 2 - i % 3))
         .collect();
     h.publish_all(h.credits(&controller, &credits).await).await;
     let filter = indexer::nostr::events::session_filter(
@@ -196,8 +228,12 @@ async fn backfill_reads_a_second_holding_more_events_than_a_page() {
     assert_eq!(
         events.len() as u64,
         EVENTS,
-        "every event of the busy second"
+        "every event of the busy seconds"
     );
+    let ordered = events
+        .windows(2)
+        .all(|pair| (pair[0].created_at, pair[0].id) < (pair[1].created_at, pair[1].id));
+    assert!(ordered, "oldest first, each once");
     h.finish().await;
 }
 

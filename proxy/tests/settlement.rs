@@ -138,7 +138,13 @@ async fn served_reservations_are_charged_at_expiry(db: TempDatabase) {
         (0, 0),
         "not expired yet"
     );
-    let expiry = proxy::server::sweep_expired(state, now + 61).await.unwrap();
+    // Just past both expiries, as the holds dated them (the clock may have ticked since `now`).
+    let mut expiries = vec![];
+    for id in ["req_served", "req_unserved"] {
+        expiries.push(h.ledger.reservation(id).await.unwrap().unwrap().expires_at);
+    }
+    let later = expiries.into_iter().max().unwrap() + 1;
+    let expiry = proxy::server::sweep_expired(state, later).await.unwrap();
     assert_eq!(expiry.released, 1, "the unserved one is released");
     assert_eq!(expiry.charged.len(), 1, "the served one is charged");
     let balance = h.ledger.balance(&h.user).await.unwrap();

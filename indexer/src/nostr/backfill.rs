@@ -14,19 +14,27 @@
 //! publishes more events in one second than a page holds cannot push a credit or a debit of
 //! that second out of the back-fill.
 //!
-//! It reads through its own connection ([`fetch_window_from`]): a relay pool broadcasts every
-//! event it receives to its notification channel, so back-filling through the watcher's live
-//! connection would flood (and overflow) the channel the live events come through.
+//! It reads through connections of its own ([`fetch_window_from`]): a relay pool broadcasts
+//! every event it receives to its notification channel, so back-filling through the watcher's
+//! live connection would flood (and overflow) the channel the live events come through. Busy
+//! seconds are read while the paging goes on, each through whichever connection is free: the
+//! pool checks signatures on each connection's own task, so two connections use two cores.
 use nostr_sdk::prelude::*;
 use std::{collections::HashSet, time::Duration};
+use tokio::sync::{mpsc, Mutex};
 
 /// Why a back-fill failed.
 #[derive(Debug, thiserror::Error)]
 #[error("back-fill from the relays failed: {0}")]
 pub struct BackfillError(pub String);
 
-/// [`fetch_window`] for each of `filters` through a fresh connection to the same relays as
-/// `live`; the union, de-duplicated by id, oldest first.
+/// Connections a back-fill reads through. The relay pool checks every event's signature on the
+/// task of the connection it came through, so one connection verifies on one core: a second
+/// one reads busy seconds alongside, on the other.
+pub const CONNECTIONS: usize = 2;
+
+/// [`fetch_window`] for each of `filters` through [`CONNECTIONS`] fresh connections to the same
+/// relays as `live`; the union, de-duplicated by id, oldest first.
 pub async fn fetch_window_from(
     live: &Client,
     filters: &[Filter],
@@ -35,30 +43,48 @@ pub async fn fetch_window_from(
     page: usize,
     timeout: Duration,
 ) -> Result<Vec<Event>, BackfillError> {
-    let client = Client::new(Keys::generate());
-    for url in live.relays().await.into_keys() {
-        client
-            .add_relay(url.as_str())
-            .await
-            .map_err(|e| BackfillError(e.to_string()))?;
+    let urls = live.relays().await.into_keys().collect::<Vec<_>>();
+    let mut clients = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        let client = Client::new(Keys::generate());
+        clients.push(client.clone());
+        for url in &urls {
+            if let Err(error) = client.add_relay(url.as_str()).await {
+                shutdown(&clients).await;
+                return Err(BackfillError(error.to_string()));
+            }
+        }
+        client.connect().await;
     }
-    client.connect().await;
-    client.wait_for_connection(timeout).await;
+    for client in &clients {
+        client.wait_for_connection(timeout).await;
+    }
     let mut events = Vec::new();
     for filter in filters {
-        match fetch_window(&client, filter, since, until, page, timeout).await {
+        match fetch_window(&clients, filter, since, until, page, timeout).await {
             Ok(found) => events.extend(found),
             Err(error) => {
-                client.shutdown().await;
+                shutdown(&clients).await;
                 return Err(error);
             }
         }
     }
-    client.shutdown().await;
+    shutdown(&clients).await;
+    Ok(oldest_first(events))
+}
+
+async fn shutdown(clients: &[Client]) {
+    for client in clients {
+        client.shutdown().await;
+    }
+}
+
+/// `events` without repeats, by `created_at` then id.
+fn oldest_first(mut events: Vec<Event>) -> Vec<Event> {
     let mut seen = HashSet::new();
     events.retain(|event| seen.insert(event.id));
     events.sort_by_key(|event| (event.created_at, event.id));
-    Ok(events)
+    events
 }
 
 /// The most events of one second [`whole_second`] asks a relay for.
@@ -94,14 +120,56 @@ async fn whole_second(
     Ok(events)
 }
 
-/// Every event matching `filter` with `since <= created_at <= until`, oldest first.
+/// Every event matching `filter` with `since <= created_at <= until`, oldest first: pages
+/// through the window on the first of `clients`, while busy seconds are read whole through all
+/// of them, one second per connection at a time.
 pub async fn fetch_window(
+    clients: &[Client],
+    filter: &Filter,
+    since: Timestamp,
+    until: Timestamp,
+    page: usize,
+    timeout: Duration,
+) -> Result<Vec<Event>, BackfillError> {
+    let Some(first) = clients.first() else {
+        return Err(BackfillError("no connection to read through".into()));
+    };
+    let (busy, seconds) = mpsc::unbounded_channel();
+    let seconds = Mutex::new(seconds);
+    let readers = clients.iter().map(|client| async {
+        let mut events = Vec::new();
+        // One second at a time per connection; the next is taken when this one is read.
+        while let Some(second) = next(&seconds).await {
+            events.extend(whole_second(client, filter, second, page, timeout).await?);
+        }
+        Ok::<_, BackfillError>(events)
+    });
+    let (paged, read) = tokio::try_join!(
+        pages(first, filter, since, until, page, timeout, busy),
+        futures_util::future::try_join_all(readers),
+    )?;
+    Ok(oldest_first(
+        paged
+            .into_iter()
+            .chain(read.into_iter().flatten())
+            .collect(),
+    ))
+}
+
+async fn next(seconds: &Mutex<mpsc::UnboundedReceiver<Timestamp>>) -> Option<Timestamp> {
+    seconds.lock().await.recv().await
+}
+
+/// Pages backwards through the window; sends each second a full page lay within to `busy`, to
+/// be read whole. Returns the events of the pages.
+async fn pages(
     client: &Client,
     filter: &Filter,
     since: Timestamp,
     until: Timestamp,
     page: usize,
     timeout: Duration,
+    busy: mpsc::UnboundedSender<Timestamp>,
 ) -> Result<Vec<Event>, BackfillError> {
     let page = page.max(1);
     let mut seen: HashSet<EventId> = HashSet::new();
@@ -137,13 +205,10 @@ pub async fn fetch_window(
             until = oldest.min(until);
         } else if oldest >= since && oldest <= until {
             // A whole page of one second: more events may share that second than a page
-            // holds. Read that second alone, then step past it.
-            if returned >= page {
-                for event in whole_second(client, filter, oldest, page, timeout).await? {
-                    if seen.insert(event.id) {
-                        events.push(event);
-                    }
-                }
+            // holds. That second is read alone (by a reader); paging steps past it.
+            if returned >= page && busy.send(oldest).is_err() {
+                // The readers are gone: one of them failed, and says why.
+                break;
             }
             // Nothing is older than second 0 (where a stranger may date events).
             if oldest.as_secs() == 0 {
@@ -154,6 +219,5 @@ pub async fn fetch_window(
             break;
         }
     }
-    events.sort_by_key(|event| (event.created_at, event.id));
     Ok(events)
 }

@@ -2,6 +2,8 @@
 //! that has no events and whose `submit` never returns (a stuck controller), credits backed by
 //! payments recorded directly, and events signed with any `created_at`.
 #![allow(dead_code)]
+pub mod cuttable;
+
 use async_trait::async_trait;
 use indexer::{
     chain::{watcher::PaymentRule, Chain, ChainError, ChainEvent, EventBatch},
@@ -135,6 +137,9 @@ pub struct Harness {
     /// Publishes test events (any signer).
     pub client: Client,
     pub services: Option<Services>,
+    /// Where the services' listener connects, when not straight to the relay (a
+    /// [`cuttable::Cuttable`] in front of it).
+    pub listen_through: Option<String>,
     clients: Vec<Client>,
     payments: AtomicU64,
 }
@@ -158,6 +163,7 @@ impl Harness {
             machine: Keys::generate().public_key(),
             client,
             services: None,
+            listen_through: None,
             clients: Vec::new(),
             payments: AtomicU64::new(0),
         }
@@ -171,7 +177,10 @@ impl Harness {
         health: Option<tokio::net::TcpListener>,
     ) {
         let publisher = connect(&self.relay, self.controller_keys.clone()).await;
-        let listener = connect(&self.relay, Keys::generate()).await;
+        let listener = match &self.listen_through {
+            Some(url) => connect_to(url, Keys::generate()).await,
+            None => connect(&self.relay, Keys::generate()).await,
+        };
         let controller = controller.then(|| {
             Controller::new(
                 ControllerConfig {
@@ -346,8 +355,12 @@ impl Harness {
 }
 
 pub async fn connect(relay: &EmbeddedRelay, keys: Keys) -> Client {
+    connect_to(relay.url(), keys).await
+}
+
+pub async fn connect_to(url: &str, keys: Keys) -> Client {
     let client = Client::new(keys);
-    client.add_relay(relay.url()).await.expect("relay URL");
+    client.add_relay(url).await.expect("relay URL");
     client.connect().await;
     client.wait_for_connection(Duration::from_secs(5)).await;
     client

@@ -130,17 +130,20 @@ async fn apply(pool: &PgPool, ops: &[&Op]) -> Result<Vec<Result<Done>>> {
 /// Reads and locks the batch's rows: reservations, then key budgets, then balances, then rate
 /// windows (each in sorted order; a reservation's key and user with them; a missing window is
 /// created, so that it is locked too), and which of its debits exist and which of its keys and
-/// sessions are revoked.
-const LOAD: &str = "
+/// sessions are revoked. The keys and users are looked up as one array each (the asked ones and
+/// the reservations' own): written as `= ANY($n) OR … IN (SELECT …)`, the condition could not
+/// use the primary key, and every batch read every balance and every key (43 ms a batch with
+/// 200,000 users, against 0.7 ms).
+pub(super) const LOAD: &str = "
 WITH held AS (
     SELECT id, user_key, key_id, amount, created_at, expires_at, served_at FROM reservations
     WHERE id = ANY($1) ORDER BY id FOR UPDATE
 ), budgets AS (
     SELECT key_id, user_key, budget, spent, reserved, uses, max_uses FROM key_budgets
-    WHERE key_id = ANY($2) OR key_id IN (SELECT key_id FROM held) ORDER BY key_id FOR UPDATE
+    WHERE key_id = ANY($2::text[] || ARRAY(SELECT key_id FROM held)) ORDER BY key_id FOR UPDATE
 ), users AS (
     SELECT user_key, credited, debited, reserved FROM balances
-    WHERE user_key = ANY($3) OR user_key IN (SELECT user_key FROM held)
+    WHERE user_key = ANY($3::text[] || ARRAY(SELECT user_key FROM held))
     ORDER BY user_key FOR UPDATE
 ), windows AS (
     INSERT INTO rate_windows (caller, minute)
@@ -350,3 +353,6 @@ async fn store(conn: &mut PgConnection, changes: &Changes, at: i64) -> Result<()
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
