@@ -19,6 +19,7 @@
 //! live connection would flood (and overflow) the channel the live events come through. Busy
 //! seconds are read while the paging goes on, each through whichever connection is free: the
 //! pool checks signatures on each connection's own task, so two connections use two cores.
+use super::query;
 use nostr_sdk::prelude::*;
 use std::{collections::HashSet, time::Duration};
 use tokio::sync::{mpsc, Mutex};
@@ -33,8 +34,10 @@ pub struct BackfillError(pub String);
 /// one reads busy seconds alongside, on the other.
 pub const CONNECTIONS: usize = 2;
 
-/// [`fetch_window`] for each of `filters` through [`CONNECTIONS`] fresh connections to the same
-/// relays as `live`; the union, de-duplicated by id, oldest first.
+/// [`fetch_window`] for each of `filters` from each of the relays `live` knows, through
+/// [`CONNECTIONS`] fresh connections to each; the union, de-duplicated by id, oldest first. A
+/// relay that cannot be reached now is left out (logged): when it connects, it answers the
+/// live subscription on a new connection, and that starts a back-fill of its own.
 pub async fn fetch_window_from(
     live: &Client,
     filters: &[Filter],
@@ -43,33 +46,43 @@ pub async fn fetch_window_from(
     page: usize,
     timeout: Duration,
 ) -> Result<Vec<Event>, BackfillError> {
-    let urls = live.relays().await.into_keys().collect::<Vec<_>>();
-    let mut clients = Vec::with_capacity(CONNECTIONS);
-    for _ in 0..CONNECTIONS {
-        let client = Client::new(Keys::generate());
-        clients.push(client.clone());
-        for url in &urls {
-            if let Err(error) = client.add_relay(url.as_str()).await {
-                shutdown(&clients).await;
-                return Err(BackfillError(error.to_string()));
-            }
-        }
-        client.connect().await;
-    }
-    for client in &clients {
-        client.wait_for_connection(timeout).await;
-    }
     let mut events = Vec::new();
-    for filter in filters {
-        match fetch_window(&clients, filter, since, until, page, timeout).await {
-            Ok(found) => events.extend(found),
-            Err(error) => {
-                shutdown(&clients).await;
-                return Err(error);
+    for url in live.relays().await.into_keys() {
+        let mut clients = Vec::with_capacity(CONNECTIONS);
+        for _ in 0..CONNECTIONS {
+            match query::connect(&url).await {
+                Ok(client) => clients.push(client),
+                Err(error) => {
+                    shutdown(&clients).await;
+                    return Err(BackfillError(error.to_string()));
+                }
             }
         }
+        for client in &clients {
+            client.wait_for_connection(timeout).await;
+        }
+        let mut reachable = Vec::new();
+        for client in &clients {
+            if let Ok(relay) = client.relay(&url).await {
+                if relay.is_connected() {
+                    reachable.push(client.clone());
+                }
+            }
+        }
+        if reachable.is_empty() {
+            tracing::warn!(%url, "nostr: relay unreachable; back-filling it when it connects");
+        }
+        for filter in filters.iter().filter(|_| !reachable.is_empty()) {
+            match fetch_window(&reachable, filter, since, until, page, timeout).await {
+                Ok(found) => events.extend(found),
+                Err(error) => {
+                    shutdown(&clients).await;
+                    return Err(error);
+                }
+            }
+        }
+        shutdown(&clients).await;
     }
-    shutdown(&clients).await;
     Ok(oldest_first(events))
 }
 
@@ -101,14 +114,13 @@ async fn whole_second(
     second: Timestamp,
     page: usize,
     timeout: Duration,
-) -> Result<Events, BackfillError> {
+) -> Result<Vec<Event>, BackfillError> {
     let query = filter
         .clone()
         .since(second)
         .until(second)
         .limit(MOST_IN_ONE_SECOND);
-    let events = client
-        .fetch_events(query, timeout)
+    let events = query::fetch_whole(client, query, timeout)
         .await
         .map_err(|e| BackfillError(e.to_string()))?;
     let returned = events.len();
@@ -178,8 +190,7 @@ async fn pages(
     let mut longest = 0;
     loop {
         let query = filter.clone().since(since).until(until).limit(page);
-        let batch = client
-            .fetch_events(query, timeout)
+        let batch = query::fetch_whole(client, query, timeout)
             .await
             .map_err(|e| BackfillError(e.to_string()))?;
         let returned = batch.len();

@@ -16,6 +16,7 @@ pub use super::cursor::{CURSOR, OVERLAP};
 use super::ingest::ingest_verified;
 pub use super::ingest::{ingest, Ingested, Trust};
 use super::{
+    answers::Answers,
     backfill::fetch_window_from,
     cursor::NostrCursor,
     events::session_filter,
@@ -153,6 +154,11 @@ impl Watcher {
             .unwrap_or_else(|| session_filter(&self.session, &self.recipients, live_from))
             .limit(0);
         let id = SubscriptionId::new("indexer-watcher");
+        // Subscribed on open connections, the relays answer before the back-fill starts (one
+        // that is down answers when it connects, and is back-filled then).
+        self.client
+            .wait_for_connection(self.settings.fetch_timeout)
+            .await;
         self.client
             .subscribe_with_id(id.clone(), live, None)
             .await
@@ -160,7 +166,11 @@ impl Watcher {
         // Once a relay has answered the subscription, whatever it stores reaches us live; the
         // back-fill must not start before that, or an event stored in between would be in
         // neither.
-        let early = self.subscribed(&mut notifications, &id).await;
+        let (early, ended) = self.subscribed(&mut notifications, &id).await;
+        let mut answered = Answers::default();
+        for url in ended {
+            answered.is_new(&self.client, &url).await;
+        }
         let mut seen = RecentIds::new();
         self.backfill(&mut cursor, &mut seen, &progress).await?;
         for events in early.chunks(BATCH) {
@@ -169,13 +179,14 @@ impl Watcher {
         let mut batch = Vec::new();
         loop {
             // Whether events a relay stored may have passed us by: the channel overflowed, or a
-            // relay answered the subscription again (it reconnected; the live subscription asks
-            // for no stored events, so what it stored meanwhile comes with a back-fill).
-            let mut refill = false;
+            // relay answered the subscription on a new connection (it reconnected; the live
+            // subscription asks for no stored events, so what it stored meanwhile comes with a
+            // back-fill).
+            let (mut refill, mut answers) = (false, Vec::new());
             tokio::select! {
                 _ = stop.changed() => return Ok(()),
                 received = notifications.recv() => match received {
-                    Ok(notification) => refill |= take(notification, &id, &mut batch),
+                    Ok(notification) => answers.extend(take(notification, &id, &mut batch)),
                     Err(RecvError::Lagged(missed)) => refill |= fell_behind(missed),
                     Err(RecvError::Closed) => return Err(ServiceError::Relay("relay pool closed".into())),
                 },
@@ -183,9 +194,16 @@ impl Watcher {
             // Whatever else has arrived meanwhile is applied with it, in one transaction.
             while batch.len() < BATCH {
                 match notifications.try_recv() {
-                    Ok(notification) => refill |= take(notification, &id, &mut batch),
+                    Ok(notification) => answers.extend(take(notification, &id, &mut batch)),
                     Err(TryRecvError::Lagged(missed)) => refill |= fell_behind(missed),
                     Err(_) => break,
+                }
+            }
+            for url in answers {
+                if answered.is_new(&self.client, &url).await {
+                    tracing::info!(%url, "nostr: a relay answered the subscription on a new \
+                        connection (it reconnected); back-filling what it stored meanwhile");
+                    refill = true;
                 }
             }
             if !batch.is_empty() {
@@ -203,12 +221,12 @@ impl Watcher {
 
     /// Waits until every connected relay has ended the stored events of subscription `id` (or
     /// the fetch timeout passes: a relay that never says so is back-filled anyway); returns the
-    /// live events that arrived meanwhile.
+    /// live events that arrived meanwhile, and the relays that answered.
     async fn subscribed(
         &self,
         notifications: &mut broadcast::Receiver<RelayPoolNotification>,
         id: &SubscriptionId,
-    ) -> Vec<Event> {
+    ) -> (Vec<Event>, HashSet<RelayUrl>) {
         // A relay that is down answers nothing; its events come with the back-fill (if it is
         // back by then) or the next one.
         let relays = (self.client.relays().await.values())
@@ -237,7 +255,7 @@ impl Watcher {
                 }
             }
         }
-        early
+        (early, ended)
     }
 
     /// Ingests every stored event from the cursor's overlap up to now + the skew.
@@ -365,22 +383,24 @@ fn answers(message: &RelayMessage, id: &SubscriptionId) -> bool {
     matches!(message, RelayMessage::EndOfStoredEvents(sub) if sub.as_ref() == id)
 }
 
-/// Adds a live event to `batch`; returns whether the notification calls for a back-fill (a
-/// relay answered the subscription again).
-fn take(notification: RelayPoolNotification, id: &SubscriptionId, batch: &mut Vec<Event>) -> bool {
+/// Adds a live event to `batch`; returns the relay that answered the subscription, if the
+/// notification says one did.
+fn take(
+    notification: RelayPoolNotification,
+    id: &SubscriptionId,
+    batch: &mut Vec<Event>,
+) -> Option<RelayUrl> {
     match notification {
         RelayPoolNotification::Event { event, .. } => {
             batch.push(*event);
-            false
+            None
         }
         RelayPoolNotification::Message { relay_url, message } if answers(&message, id) => {
-            tracing::info!(%relay_url, "nostr: a relay answered the subscription again (it \
-                reconnected); back-filling");
-            true
+            Some(relay_url)
         }
         other => {
             tracing::trace!(?other, "nostr: notification");
-            false
+            None
         }
     }
 }
