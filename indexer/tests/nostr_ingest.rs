@@ -1,7 +1,7 @@
 //! What an outsider publishes never moves the Nostr cursor or stalls ingestion:
 //! - only trusted, sanely dated events move the cursor, so a restart still ingests real events;
 //! - back-fill pages through a relay that caps queries and loses nothing, and reads a second
-//!   holding more events than a page;
+//!   holding more events than a page (several at once, through two connections);
 //! - a stuck controller and a flood of requests never delay a credit;
 //! - one author cannot fill the controller's queue;
 //! - an event a relay serves with a signature or an id that does not match is never counted;
