@@ -36,8 +36,9 @@ pub const CONNECTIONS: usize = 2;
 
 /// [`fetch_window`] for each of `filters` from each of the relays `live` knows, through
 /// [`CONNECTIONS`] fresh connections to each; the union, de-duplicated by id, oldest first. A
-/// relay that cannot be reached now is left out (logged): when it connects, it answers the
-/// live subscription on a new connection, and that starts a back-fill of its own.
+/// relay that cannot be reached now, by the live connection either, is left out (logged): when
+/// it connects, it answers the live subscription on a new connection, and that starts a
+/// back-fill of its own.
 pub async fn fetch_window_from(
     live: &Client,
     filters: &[Filter],
@@ -70,6 +71,15 @@ pub async fn fetch_window_from(
             }
         }
         if reachable.is_empty() {
+            // Listened to live but not readable: its stored events would be missed for good.
+            let live_connected = match live.relay(&url).await {
+                Ok(relay) => relay.is_connected(),
+                Err(_) => false,
+            };
+            if live_connected {
+                shutdown(&clients).await;
+                return Err(BackfillError(format!("{url}: no back-fill connection")));
+            }
             tracing::warn!(%url, "nostr: relay unreachable; back-filling it when it connects");
         }
         for filter in filters.iter().filter(|_| !reachable.is_empty()) {

@@ -6,7 +6,8 @@
 //! the reader takes that for the end). Under load a back-fill lost credits that way (9,976 of
 //! 20,000 events read, no warning). So a query here subscribes and reads the pool's own
 //! notifications: it ends at the relay's end of stored events (`EOSE`), and a lagging channel,
-//! a `CLOSED` answer or the timeout fail it; a query that lagged is asked again.
+//! a `CLOSED` answer or a relay quiet for the fetch timeout fail it; a query that lagged is
+//! asked again.
 use nostr_sdk::prelude::*;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -43,15 +44,16 @@ pub async fn connect(url: &RelayUrl) -> Result<Client, Incomplete> {
     Ok(client)
 }
 
-/// Every event the relay of `client` holds for `filter`, asked again while the reader lags.
+/// Every event the relay of `client` holds for `filter`, asked again while the reader lags;
+/// fails if the relay is silent for `quiet` before it ends its answer.
 pub async fn fetch_whole(
     client: &Client,
     filter: Filter,
-    timeout: Duration,
+    quiet: Duration,
 ) -> Result<Vec<Event>, Incomplete> {
     let mut attempt = 0;
     loop {
-        match fetch_once(client, filter.clone(), timeout).await {
+        match fetch_once(client, filter.clone(), quiet).await {
             Err(Incomplete::Lagged(missed)) if attempt < LAGGED_RETRIES => {
                 attempt += 1;
                 tracing::warn!(
@@ -65,11 +67,16 @@ pub async fn fetch_whole(
     }
 }
 
+/// One asking: the answer up to the relay's end of stored events. `quiet` bounds the wait for
+/// each next message, not the whole answer (a busy second may take a slow relay longer).
 async fn fetch_once(
     client: &Client,
     filter: Filter,
-    timeout: Duration,
+    quiet: Duration,
 ) -> Result<Vec<Event>, Incomplete> {
+    // A relay may send a little more than asked (the newest are kept, as `fetch_events`
+    // would), but not without end.
+    let most = filter.limit.unwrap_or(usize::MAX);
     // Listening before asking: nothing of the answer can come before it.
     let mut notifications = client.notifications();
     let id = SubscriptionId::generate();
@@ -77,42 +84,50 @@ async fn fetch_once(
         .subscribe_with_id(id.clone(), filter, None)
         .await
         .map_err(|e| Incomplete::Failed(format!("subscribe: {e}")))?;
-    let answer = tokio::time::timeout(timeout, async {
-        let mut events = Vec::new();
-        loop {
-            match notifications.recv().await {
-                // Every event of the answer comes as a relay message (the pool's `Event`
-                // notification comes only for an id this connection had not seen before).
-                Ok(RelayPoolNotification::Message { message, .. }) => match message {
-                    RelayMessage::Event {
-                        subscription_id,
-                        event,
-                    } if *subscription_id == id => events.push(event.into_owned()),
-                    RelayMessage::EndOfStoredEvents(ended) if *ended == id => return Ok(events),
-                    RelayMessage::Closed {
-                        subscription_id,
-                        message,
-                    } if *subscription_id == id => {
-                        return Err(Incomplete::Failed(format!(
-                            "the relay closed the query: {message}"
-                        )))
+    let mut events = Vec::new();
+    let answer = loop {
+        let Ok(received) = tokio::time::timeout(quiet, notifications.recv()).await else {
+            break Err(Incomplete::Failed(
+                "the relay went quiet before ending its answer".into(),
+            ));
+        };
+        match received {
+            // Every event of the answer comes as a relay message (the pool's `Event`
+            // notification comes only for an id this connection had not seen before).
+            Ok(RelayPoolNotification::Message { message, .. }) => match message {
+                RelayMessage::Event {
+                    subscription_id,
+                    event,
+                } if *subscription_id == id => {
+                    if events.len() >= most.saturating_mul(2) {
+                        break Err(Incomplete::Failed(format!(
+                            "the relay sent far more than the {most} events asked"
+                        )));
                     }
-                    _ => {}
-                },
-                Ok(RelayPoolNotification::Shutdown) | Err(RecvError::Closed) => {
-                    return Err(Incomplete::Failed("the connection shut down".into()))
+                    events.push(event.into_owned());
                 }
-                Ok(_) => {}
-                Err(RecvError::Lagged(missed)) => return Err(Incomplete::Lagged(missed)),
+                RelayMessage::EndOfStoredEvents(ended) if *ended == id => {
+                    events.sort_by_key(|event| std::cmp::Reverse((event.created_at, event.id)));
+                    events.truncate(most);
+                    break Ok(events);
+                }
+                RelayMessage::Closed {
+                    subscription_id,
+                    message,
+                } if *subscription_id == id => {
+                    break Err(Incomplete::Failed(format!(
+                        "the relay closed the query: {message}"
+                    )))
+                }
+                _ => {}
+            },
+            Ok(RelayPoolNotification::Shutdown) | Err(RecvError::Closed) => {
+                break Err(Incomplete::Failed("the connection shut down".into()))
             }
+            Ok(_) => {}
+            Err(RecvError::Lagged(missed)) => break Err(Incomplete::Lagged(missed)),
         }
-    })
-    .await
-    .unwrap_or_else(|_| {
-        Err(Incomplete::Failed(
-            "the relay did not end its answer in time".into(),
-        ))
-    });
+    };
     client.unsubscribe(&id).await;
     answer
 }
