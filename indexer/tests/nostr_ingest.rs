@@ -46,12 +46,7 @@ async fn a_credit_stored_while_the_connection_was_cut_is_ingested_on_reconnect(b
     let outage = Cuttable::start(h.relay.url()).await;
     h.listen_through = Some(outage.url().to_owned());
     let t0 = wall_now();
-    h.start(
-        settings(RestartPolicy::default(), Clock::from_fn(move || t0)),
-        false,
-        None,
-    )
-    .await;
+    h.start_at(t0, false).await;
     let controller = h.controller_keys.clone();
     h.publish(&h.credit(&controller, "alice", 10, t0 - 10).await)
         .await;
@@ -129,12 +124,7 @@ async fn a_stored_cursor_later_than_its_writing_time_is_clamped(backend: Backend
     let controller = h.controller_keys.clone();
     h.publish(&h.credit(&controller, "carol", 30, t0 - 30).await)
         .await;
-    h.start(
-        settings(RestartPolicy::default(), Clock::from_fn(move || t0)),
-        false,
-        None,
-    )
-    .await;
+    h.start_at(t0, false).await;
     wait_for_credited(&h.ledger, "carol", 30, Duration::from_secs(20)).await;
     h.wait_for_cursor(t0 - 30).await;
     h.finish().await;
@@ -177,12 +167,7 @@ async fn backfill_through_a_capping_relay(backend: Backend, cap: usize) {
         .unwrap();
     assert_eq!(capped.len(), cap, "the relay caps one query");
 
-    h.start(
-        settings(RestartPolicy::default(), Clock::from_fn(move || t0)),
-        false,
-        None,
-    )
-    .await;
+    h.start_at(t0, false).await;
     for user in 0..USERS {
         let expected = (EVENTS / USERS * 10) as i64;
         wait_for_credited(
@@ -268,12 +253,7 @@ async fn a_flood_of_strangers_events_in_one_second_does_not_hide_a_credit_from_b
         .find(|event| event.id > highest)
         .unwrap();
     h.publish_all(flood.into_iter().chain([credit])).await;
-    h.start(
-        settings(RestartPolicy::default(), Clock::from_fn(move || t0)),
-        false,
-        None,
-    )
-    .await;
+    h.start_at(t0, false).await;
     wait_for_credited(&h.ledger, "hank", 40, Duration::from_secs(30)).await;
     h.finish().await;
 }
@@ -311,12 +291,7 @@ async fn a_request_flood_and_a_stuck_controller_do_not_delay_credits(backend: Ba
     let mut h = Harness::new(backend, None).await;
     let t0 = wall_now();
     // The controller's chain never answers: the first request it takes blocks it for good.
-    h.start(
-        settings(RestartPolicy::default(), Clock::from_fn(move || t0)),
-        true,
-        None,
-    )
-    .await;
+    h.start_at(t0, true).await;
     let controller = h.controller_keys.clone();
     // The watcher is live once a first credit is applied; from then on events arrive in order.
     h.publish(&h.credit(&controller, "dave", 50, t0).await)
@@ -419,12 +394,7 @@ async fn a_relay_serving_forged_events_credits_nothing(backend: Backend) {
     // A real credit, dated after them: once it is applied, the back-fill has handled them.
     h.publish(&h.credit(&controller, "alice", 10, t0 - 5).await)
         .await;
-    h.start(
-        settings(RestartPolicy::default(), Clock::from_fn(move || t0)),
-        false,
-        None,
-    )
-    .await;
+    h.start_at(t0, false).await;
     wait_for_credited(&h.ledger, "alice", 10, Duration::from_secs(20)).await;
     for user in ["eve", "trent"] {
         assert_eq!(h.ledger.balance(user).await.unwrap().credited, 0, "{user}");

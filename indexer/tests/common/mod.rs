@@ -222,6 +222,14 @@ impl Harness {
         self.clients = vec![publisher, listener];
     }
 
+    /// [`Harness::start`] with the default restart policy and the clock stopped at `t0`, with
+    /// or without a controller.
+    pub async fn start_at(&mut self, t0: u64, controller: bool) {
+        let clock = Clock::from_fn(move || t0);
+        self.start(settings(RestartPolicy::default(), clock), controller, None)
+            .await;
+    }
+
     /// Stops the services and closes their relay connections.
     pub async fn stop(&mut self) {
         if let Some(services) = self.services.take() {
