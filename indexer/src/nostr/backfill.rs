@@ -142,10 +142,11 @@ async fn whole_second(
     Ok(events)
 }
 
-/// Every event matching `filter` with `since <= created_at <= until`, oldest first: pages
-/// through the window on the first of `clients`, while busy seconds are read whole through all
-/// of them, one second per connection at a time.
-pub async fn fetch_window(
+/// Every event matching `filter` with `since <= created_at <= until` (possibly repeated, in no
+/// order: [`fetch_window_from`] orders the union once): pages through the window on the first
+/// of `clients`, while busy seconds are read whole through all of them, one second per
+/// connection at a time.
+async fn fetch_window(
     clients: &[Client],
     filter: &Filter,
     since: Timestamp,
@@ -170,12 +171,10 @@ pub async fn fetch_window(
         pages(first, filter, since, until, page, timeout, busy),
         futures_util::future::try_join_all(readers),
     )?;
-    Ok(oldest_first(
-        paged
-            .into_iter()
-            .chain(read.into_iter().flatten())
-            .collect(),
-    ))
+    Ok(paged
+        .into_iter()
+        .chain(read.into_iter().flatten())
+        .collect())
 }
 
 async fn next(seconds: &Mutex<mpsc::UnboundedReceiver<Timestamp>>) -> Option<Timestamp> {

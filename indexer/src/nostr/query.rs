@@ -107,8 +107,10 @@ async fn fetch_once(
                     events.push(event.into_owned());
                 }
                 RelayMessage::EndOfStoredEvents(ended) if *ended == id => {
-                    events.sort_by_key(|event| std::cmp::Reverse((event.created_at, event.id)));
-                    events.truncate(most);
+                    if events.len() > most {
+                        events.sort_by_key(|event| std::cmp::Reverse((event.created_at, event.id)));
+                        events.truncate(most);
+                    }
                     break Ok(events);
                 }
                 RelayMessage::Closed {
