@@ -20,9 +20,9 @@
 # REPLICAS=2 runs two gateways on it, each row's connections split between them;
 # PACE_RATE and STREAMS change the 1,000s, 0 skips that measurement; WALLETS="1 100" runs the
 # gateway's rows and the paced run once per count, each request from the next of that many
-# funded wallets; MODES=keep-alive skips the `Connection: close` rows; PROXY_WRAP="heaptrack -o
+# funded wallets; MODES=keep-alive skips the `Connection: close` rows; WRAP_GATEWAY="heaptrack -o
 # /tmp/gw" runs the first gateway under that command, for a heap profile — its memory figures
-# are then the wrapper's)
+# are then the wrapper's; not PROXY_…: the gateway reads every PROXY_* variable as its config)
 # Needs: cargo, python3 (venv), curl; installs wrk (apt) and litellm[proxy] (pip, into a venv of
 # its own, $LITELLM_VENV, since it pins another `openai` than tests/openai does) if missing.
 set -euo pipefail
@@ -142,12 +142,15 @@ PIDS="$PIDS indexer=$!"
 GATEWAYS=()
 for replica in $(seq "$REPLICAS"); do
   wrap=""
-  [ "$replica" != 1 ] || wrap=${PROXY_WRAP:-}
+  [ "$replica" != 1 ] || wrap=${WRAP_GATEWAY:-}
   RUST_LOG=warn $wrap "$REL/proxy" run --config proxy-$replica.toml > proxy-$replica.log 2>&1 &
   [ "$replica" = 1 ] && PROXY_PID=$!
   PIDS="$PIDS gateway$replica=$!"
   GATEWAYS+=("http://127.0.0.1:$((GATEWAY + replica - 1))")
-  until curl -sf "${GATEWAYS[-1]}/health" > /dev/null; do sleep 0.2; done
+  until curl -sf "${GATEWAYS[-1]}/health" > /dev/null; do
+    kill -0 $! 2>/dev/null || { tail -5 proxy-$replica.log >&2; exit 1; }
+    sleep 0.2
+  done
 done
 WALLET=$("$REL/indexer" keygen --solana --out wallet.json)
 "$DBG/localnet" airdrop "$WALLET" 5 --url http://127.0.0.1:$RPC > /dev/null
