@@ -45,7 +45,13 @@ fi
 REL=$TARGET/release
 DBG=$TARGET/debug
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "${RELAY_STORE:-}"; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
+# Stops every process the script started, and their children (a WRAP_GATEWAY wrapper's gateway).
+stop_all() {
+  local pids; pids=$(jobs -p)
+  for pid in $pids; do pkill -P "$pid" 2>/dev/null || true; done
+  kill $pids 2>/dev/null || true; wait 2>/dev/null || true
+}
+trap 'stop_all; rm -rf "${RELAY_STORE:-}"; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 cd "$WORK"
 RPC=18899 RELAY=17447 MOCK=18000 GATEWAY=18080 LITELLM=14000
 REPLICAS=${REPLICAS:-1}
@@ -53,7 +59,7 @@ if [ "${LEDGER:-sqlite}" = postgres ]; then
   PG_ADMIN=${POSTGRES_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
   PG_DB=bench_$$_$RANDOM
   psql -q "$PG_ADMIN" -c "CREATE DATABASE $PG_DB"
-  trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "${RELAY_STORE:-}"; psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)"; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
+  trap 'stop_all; rm -rf "${RELAY_STORE:-}"; psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)"; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
   DATABASE_URL=${PG_ADMIN%/*}/$PG_DB
 else
   DATABASE_URL=sqlite:ledger.sqlite
