@@ -1,7 +1,10 @@
 //! One signature, one cluster, off-chain: the controller reads the deployment's cluster tag
 //! from the program's `Global` account and refuses authorisations signed for another cluster
 //! before paying fees for them; the right signature for the same nonce is still paid.
-use balance_payment::{authorization::AuthorizationTerms, sdk::authorization::sign_authorization};
+use balance_payment::{
+    authorization::{Asset, AuthorizationTerms},
+    sdk::authorization::sign_authorization,
+};
 use indexer::{
     chain::{
         cluster::{cluster_tag, ClusterTagError},
@@ -62,6 +65,7 @@ fn request_for_cluster(s: &Sandbox, user: &Keypair, cluster: [u8; 32]) -> nostr_
         user: user.pubkey(),
         nonce: 0,
         max_amount: PAY,
+        asset: Asset::Lamports,
         deadline: indexer::ledger::now() + 600,
         extra_data: [0; 32],
     };

@@ -11,7 +11,10 @@
 #[macro_use]
 mod common;
 
-use balance_payment::{authorization::AuthorizationTerms, sdk::authorization::sign_authorization};
+use balance_payment::{
+    authorization::{Asset, AuthorizationTerms},
+    sdk::authorization::sign_authorization,
+};
 use common::{cuttable::Cuttable, settings, wait_for_credited, wall_now, Backend, Harness};
 use indexer::{
     clock::Clock,
@@ -267,6 +270,7 @@ fn valid_request(h: &Harness, wallet: &Keypair, lamports: u64, created_at: u64) 
         user: wallet.pubkey(),
         nonce: 0,
         max_amount: lamports,
+        asset: Asset::Lamports,
         deadline: indexer::ledger::now() + 600,
         extra_data: [0; 32],
     };

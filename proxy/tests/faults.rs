@@ -9,7 +9,7 @@
 mod common;
 
 use balance_payment::{
-    authorization::AuthorizationTerms,
+    authorization::{Asset, AuthorizationTerms},
     sdk::{events::ProgramEvent, instructions as ix, pda},
 };
 use common::processes::{free_port, free_port_pair, run_ok, sibling_binary, Proc};
@@ -345,6 +345,7 @@ async fn redeem(
         user: wallet.pubkey(),
         nonce,
         max_amount: TOP_UP,
+        asset: Asset::Lamports,
         deadline: now() + 600,
         extra_data: [0; 32],
     };

@@ -75,9 +75,55 @@ const initialize = idl.instructions.find((ix) => ix.name === "initialize");
 assert.deepEqual(initialize.args.map((a) => a.name), ["cluster"], "initialize takes the cluster tag");
 
 const names = idl.instructions.map((ix) => ix.name).sort();
-assert.deepEqual(names, ["create_namespace", "deposit", "initialize", "lock", "pay", "register", "release", "settle", "update_namespace", "withdraw"]);
+assert.deepEqual(names, [
+  "accept_mint", "create_namespace", "delist_mint", "deposit", "deposit_token", "initialize", "lock", "lock_token",
+  "open_token_vault", "pay", "pay_token", "register", "release", "release_token", "settle", "settle_token",
+  "update_namespace", "withdraw", "withdraw_token",
+]);
 assert.ok(new BorshEventCoder(idl), "event coder builds");
+
+// The token escrow: `pay_token` through the IDL, with the escrow's PDAs (the namespace's
+// listing of the mint, the user's balance and vault of it) resolved from their seeds.
+const token = vector.payToken;
+const tokenInfo = token.recoverInfo;
+const payToken = await program.methods
+  .payToken(new BN(vector.namespaceId), {
+    nonce: new BN(tokenInfo.nonce),
+    maxAmount: new BN(tokenInfo.maxAmount),
+    deadline: new BN(tokenInfo.deadline),
+    extraData: tokenInfo.extraData,
+    signature: tokenInfo.signature,
+  }, new BN(token.amount))
+  .accountsPartial({
+    bot: vector.accounts.bot,
+    user: vector.accounts.user,
+    mint: token.accounts.mint,
+    treasury: token.accounts.treasury,
+    tokenProgram: token.accounts.tokenProgram,
+  })
+  .instruction();
+assert.equal(Buffer.from(payToken.data).toString("hex"), token.instruction.data, "pay_token data");
+const tokenKeys = payToken.keys.map((k) => ({ pubkey: k.pubkey.toBase58(), isSigner: k.isSigner, isWritable: k.isWritable }));
+assert.deepEqual(tokenKeys, token.instruction.keys, "pay_token accounts (resolved from the IDL's PDA seeds)");
+const tokenMessage = authorizationMessage({
+  programId: vector.programId,
+  cluster: vector.cluster,
+  namespaceId: vector.namespaceId,
+  user: vector.accounts.user,
+  nonce: tokenInfo.nonce,
+  maxAmount: tokenInfo.maxAmount,
+  mint: token.accounts.mint,
+  deadline: tokenInfo.deadline,
+  extraData: tokenInfo.extraData,
+});
+assert.equal(tokenMessage, token.message, "token message names the mint");
+assert.ok(verify(null, Buffer.from(tokenMessage, "utf8"), userKey, Buffer.from(tokenInfo.signature)), "signature over the token message");
+for (const event of ["TokenPaid", "TokenLocked", "TokenSettled", "TokenReleased", "TokenDeposited", "TokenWithdrawn"]) {
+  const fields = idl.types.find((t) => t.name === event).type.fields.map((f) => f.name);
+  assert.ok(fields.includes("mint"), `${event} carries the mint`);
+}
 
 console.log(`IDL check: pay encodes byte-for-byte like the Rust SDK (${instruction.data.length} bytes, ${keys.length} accounts)`);
 console.log("IDL check: the signed message (with its cluster line) and signature match the Rust SDK");
-console.log("2 passed, 0 failed");
+console.log(`IDL check: pay_token encodes byte-for-byte like the Rust SDK (${payToken.data.length} bytes, ${tokenKeys.length} accounts); its message names the mint`);
+console.log("3 passed, 0 failed");

@@ -50,50 +50,68 @@ pub async fn fetch_window_from(
     let mut events = Vec::new();
     for url in live.relays().await.into_keys() {
         let mut clients = Vec::with_capacity(CONNECTIONS);
-        for _ in 0..CONNECTIONS {
-            match query::connect(&url).await {
-                Ok(client) => clients.push(client),
-                Err(error) => {
-                    shutdown(&clients).await;
-                    return Err(BackfillError(error.to_string()));
-                }
-            }
-        }
-        for client in &clients {
-            client.wait_for_connection(timeout).await;
-        }
-        let mut reachable = Vec::new();
-        for client in &clients {
-            if let Ok(relay) = client.relay(&url).await {
-                if relay.is_connected() {
-                    reachable.push(client.clone());
-                }
-            }
-        }
-        if reachable.is_empty() {
-            // Listened to live but not readable: its stored events would be missed for good.
-            let live_connected = match live.relay(&url).await {
-                Ok(relay) => relay.is_connected(),
-                Err(_) => false,
-            };
-            if live_connected {
-                shutdown(&clients).await;
-                return Err(BackfillError(format!("{url}: no back-fill connection")));
-            }
-            tracing::warn!(%url, "nostr: relay unreachable; back-filling it when it connects");
-        }
-        for filter in filters.iter().filter(|_| !reachable.is_empty()) {
-            match fetch_window(&reachable, filter, since, until, page, timeout).await {
-                Ok(found) => events.extend(found),
-                Err(error) => {
-                    shutdown(&clients).await;
-                    return Err(error);
-                }
-            }
-        }
+        let fetched = fetch_relay(
+            live,
+            &url,
+            &mut clients,
+            filters,
+            (since, until),
+            page,
+            timeout,
+        )
+        .await;
         shutdown(&clients).await;
+        events.extend(fetched?);
     }
     Ok(oldest_first(events))
+}
+
+/// [`fetch_window_from`] for one relay, through connections it opens into `clients` (closed by
+/// the caller whatever this returns).
+async fn fetch_relay(
+    live: &Client,
+    url: &RelayUrl,
+    clients: &mut Vec<Client>,
+    filters: &[Filter],
+    (since, until): (Timestamp, Timestamp),
+    page: usize,
+    timeout: Duration,
+) -> Result<Vec<Event>, BackfillError> {
+    for _ in 0..CONNECTIONS {
+        clients.push(
+            query::connect(url)
+                .await
+                .map_err(|error| BackfillError(error.to_string()))?,
+        );
+    }
+    for client in clients.iter() {
+        client.wait_for_connection(timeout).await;
+    }
+    let mut reachable = Vec::new();
+    for client in clients.iter() {
+        if let Ok(relay) = client.relay(url).await {
+            if relay.is_connected() {
+                reachable.push(client.clone());
+            }
+        }
+    }
+    if reachable.is_empty() {
+        // Listened to live but not readable: its stored events would be missed for good.
+        let live_connected = match live.relay(url).await {
+            Ok(relay) => relay.is_connected(),
+            Err(_) => false,
+        };
+        if live_connected {
+            return Err(BackfillError(format!("{url}: no back-fill connection")));
+        }
+        tracing::warn!(%url, "nostr: relay unreachable; back-filling it when it connects");
+        return Ok(Vec::new());
+    }
+    let mut events = Vec::new();
+    for filter in filters {
+        events.extend(fetch_window(&reachable, filter, since, until, page, timeout).await?);
+    }
+    Ok(events)
 }
 
 async fn shutdown(clients: &[Client]) {

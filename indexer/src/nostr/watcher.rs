@@ -239,7 +239,7 @@ impl Watcher {
             match received {
                 Ok(Ok(RelayPoolNotification::Event { event, .. })) => early.push(*event),
                 Ok(Ok(RelayPoolNotification::Message { relay_url, message })) => {
-                    if answers(&message, id) {
+                    if ends_stored_events(&message, id) {
                         ended.insert(relay_url);
                     }
                 }
@@ -379,7 +379,7 @@ impl Watcher {
 }
 
 /// Whether `message` ends the stored events of subscription `id`: the relay has answered it.
-fn answers(message: &RelayMessage, id: &SubscriptionId) -> bool {
+fn ends_stored_events(message: &RelayMessage, id: &SubscriptionId) -> bool {
     matches!(message, RelayMessage::EndOfStoredEvents(sub) if sub.as_ref() == id)
 }
 
@@ -395,7 +395,9 @@ fn take(
             batch.push(*event);
             None
         }
-        RelayPoolNotification::Message { relay_url, message } if answers(&message, id) => {
+        RelayPoolNotification::Message { relay_url, message }
+            if ends_stored_events(&message, id) =>
+        {
             Some(relay_url)
         }
         other => {

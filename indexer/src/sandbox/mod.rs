@@ -14,7 +14,7 @@ use crate::{
     wire::{RequestPayload, DEFAULT_SESSION},
 };
 use balance_payment::{
-    authorization::AuthorizationTerms,
+    authorization::{Asset, AuthorizationTerms},
     sdk::{accounts, instructions as ix, pda},
     state::UserAccount,
     CreateNamespaceArgs,
@@ -295,6 +295,7 @@ impl Sandbox {
             user: user.pubkey(),
             nonce,
             max_amount: lamports,
+            asset: Asset::Lamports,
             deadline: crate::ledger::now() + 600,
             extra_data: [0; 32],
         };

@@ -17,6 +17,10 @@
 //! extra data: <32 bytes, lowercase hex>
 //! ```
 //!
+//! An authorisation to spend an SPL token (`pay_token`, `lock_token`) names the mint on the
+//! amount's line instead: `max amount: <base units, decimal> of mint <mint, base58>`. A
+//! signature for lamports therefore never redeems tokens, nor one mint's signature another's.
+//!
 //! Binding the program id, cluster, namespace, user and nonce makes a signature valid for
 //! exactly one redemption by one operator of one deployment on one cluster (the program id
 //! alone is the same on every cluster; the cluster tag, the genesis hash stored in `Global` by
@@ -58,6 +62,15 @@ pub struct RecoverInfo {
     pub signature: [u8; 64],
 }
 
+/// What an authorisation lets the operator move: the vault's SOL, or one SPL token's escrow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asset {
+    /// Lamports from the user's SOL vault (`pay`, `lock`).
+    Lamports,
+    /// Base units of this mint from the user's token vault (`pay_token`, `lock_token`).
+    Token(Pubkey),
+}
+
 /// The fields an authorisation binds besides the signature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AuthorizationTerms {
@@ -68,20 +81,25 @@ pub struct AuthorizationTerms {
     pub user: Pubkey,
     pub nonce: u64,
     pub max_amount: u64,
+    /// What `max_amount` counts: lamports, or one mint's base units.
+    pub asset: Asset,
     pub deadline: i64,
     pub extra_data: [u8; 32],
 }
 
 /// The bytes the user's wallet signs for `terms` (layout in the module docs).
 pub fn authorization_message(terms: &AuthorizationTerms) -> Vec<u8> {
+    let amount = match terms.asset {
+        Asset::Lamports => format!("{} lamports", terms.max_amount),
+        Asset::Token(mint) => format!("{} of mint {mint}", terms.max_amount),
+    };
     format!(
-        "{AUTHORIZATION_HEADER}\nprogram: {}\ncluster: {}\nnamespace: {}\nuser: {}\nnonce: {}\nmax amount: {} lamports\ndeadline: {}\nextra data: {}",
+        "{AUTHORIZATION_HEADER}\nprogram: {}\ncluster: {}\nnamespace: {}\nuser: {}\nnonce: {}\nmax amount: {amount}\ndeadline: {}\nextra data: {}",
         terms.program_id,
         Pubkey::new_from_array(terms.cluster),
         terms.namespace_id,
         terms.user,
         terms.nonce,
-        terms.max_amount,
         terms.deadline,
         to_hex(&terms.extra_data),
     )
@@ -223,15 +241,18 @@ pub struct Redemption<'a> {
     pub global: &'a crate::state::Global,
     /// The namespace whose bot redeems; the signature must name it.
     pub namespace_id: u64,
-    /// Lamports to pay or lock.
+    /// Lamports or base units to pay or lock.
     pub amount: u64,
+    /// What `amount` counts; the signature must name it.
+    pub asset: Asset,
     /// How `amount` must relate to the signed amount: `Exact` for `pay`, `AtMost` for `lock`.
     pub rule: AmountRule,
 }
 
 /// Checks that `info`, verified in the preceding instruction, lets the namespace's bot move
 /// the redemption's amount out of `user`'s vault now, on this cluster; then consumes it by
-/// bumping the user's nonce. Shared by `pay` and `lock`, so both refuse the same things.
+/// bumping the user's nonce. Shared by `pay`, `lock` and their token twins, so all refuse the
+/// same things (and SOL and tokens draw on one nonce sequence).
 pub fn redeem_authorization(
     instructions_sysvar: &AccountInfo,
     redemption: Redemption<'_>,
@@ -242,6 +263,7 @@ pub fn redeem_authorization(
         global,
         namespace_id,
         amount,
+        asset,
         rule,
     } = redemption;
     require!(amount > 0, BalancePaymentError::ZeroAmount);
@@ -258,6 +280,7 @@ pub fn redeem_authorization(
         user: user.owner,
         nonce: info.nonce,
         max_amount: info.max_amount,
+        asset,
         deadline: info.deadline,
         extra_data: info.extra_data,
     };
@@ -289,6 +312,7 @@ mod tests {
             user: Pubkey::new_from_array(key.verifying_key().to_bytes()),
             nonce: 0,
             max_amount: 1_000,
+            asset: Asset::Lamports,
             deadline: 0,
             extra_data: [0; 32],
         };

@@ -51,4 +51,12 @@ pub enum BalancePaymentError {
     ArithmeticOverflow,
     #[msg("Pay must redeem exactly the amount the user signed")]
     AmountNotSigned,
+    #[msg("Token-2022 mints with a transfer fee are not accepted: the vault would hold less than was paid in")]
+    MintHasTransferFee,
+    #[msg("Token-2022 mints with a transfer hook are not accepted: the hook's program could block or change every transfer")]
+    MintHasTransferHook,
+    #[msg("Token-2022 mints with a permanent delegate are not accepted: the delegate could empty the vault")]
+    MintHasPermanentDelegate,
+    #[msg("The token account is for another mint")]
+    WrongMint,
 }

@@ -96,3 +96,102 @@ pub struct Released {
     pub amount: u64,
     pub locked_amount: u64,
 }
+
+#[event]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MintAccepted {
+    pub namespace_id: u64,
+    pub mint: Pubkey,
+    pub token_program: Pubkey,
+    pub decimals: u8,
+}
+
+#[event]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MintDelisted {
+    pub namespace_id: u64,
+    pub mint: Pubkey,
+}
+
+#[event]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenVaultOpened {
+    pub user: Pubkey,
+    pub mint: Pubkey,
+    pub vault: Pubkey,
+}
+
+#[event]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenDeposited {
+    pub user: Pubkey,
+    pub mint: Pubkey,
+    pub depositor: Pubkey,
+    pub amount: u64,
+    pub vault_balance: u64,
+}
+
+#[event]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenWithdrawn {
+    pub user: Pubkey,
+    pub mint: Pubkey,
+    pub amount: u64,
+    pub vault_balance: u64,
+}
+
+#[event]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPaid {
+    pub namespace_id: u64,
+    pub user: Pubkey,
+    pub mint: Pubkey,
+    /// The treasury's token account that received the payment.
+    pub treasury: Pubkey,
+    /// The nonce the authorisation carried (the user's nonce is now one higher).
+    pub nonce: u64,
+    pub amount: u64,
+    pub max_amount: u64,
+    pub extra_data: [u8; 32],
+    pub vault_balance: u64,
+}
+
+#[event]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenLocked {
+    pub namespace_id: u64,
+    pub user: Pubkey,
+    pub mint: Pubkey,
+    pub nonce: u64,
+    pub amount: u64,
+    pub max_amount: u64,
+    pub expires_at: i64,
+    pub extra_data: [u8; 32],
+    pub locked_amount: u64,
+}
+
+#[event]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSettled {
+    pub namespace_id: u64,
+    pub user: Pubkey,
+    pub mint: Pubkey,
+    pub nonce: u64,
+    /// Moved to the treasury's token account.
+    pub amount: u64,
+    /// Returned to the user's free balance.
+    pub released: u64,
+    pub locked_amount: u64,
+    pub vault_balance: u64,
+}
+
+#[event]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenReleased {
+    pub namespace_id: u64,
+    pub user: Pubkey,
+    pub mint: Pubkey,
+    pub nonce: u64,
+    pub amount: u64,
+    pub locked_amount: u64,
+}

@@ -4,6 +4,10 @@
 //! only move it with the user's signed authorisation ([`authorization`]), which binds this
 //! program, the cluster, the namespace, the user, a one-time nonce, an amount and a deadline.
 //! Every state change is emitted as an event through `emit_cpi!` for indexers.
+//!
+//! SPL tokens (classic and Token-2022) are escrowed the same way beside SOL: a namespace lists
+//! the mints it accepts, each user holds one vault per mint, and every SOL instruction has a
+//! `_token` twin with the same rules; the signed authorisation names the mint.
 #![allow(unexpected_cfgs)]
 
 use anchor_lang::prelude::*;
@@ -13,6 +17,7 @@ pub mod errors;
 pub mod events;
 pub mod instructions;
 pub mod state;
+mod token_vault;
 mod vault;
 
 #[cfg(feature = "sdk")]
@@ -95,5 +100,62 @@ pub mod balance_payment {
         amount: u64,
     ) -> Result<()> {
         Pay::pay(ctx, namespace_id, recover_info, amount)
+    }
+
+    /// Lists a mint the namespace takes payment in; authority only. Refuses Token-2022 mints
+    /// with a transfer fee, a transfer hook or a permanent delegate.
+    pub fn accept_mint(ctx: Context<AcceptMint>, namespace_id: u64) -> Result<()> {
+        AcceptMint::accept_mint(ctx, namespace_id)
+    }
+
+    /// Stops the namespace taking a mint; authority only.
+    pub fn delist_mint(ctx: Context<DelistMint>) -> Result<()> {
+        DelistMint::delist_mint(ctx)
+    }
+
+    /// Creates a registered user's vault for a mint some namespace accepts.
+    pub fn open_token_vault(ctx: Context<OpenTokenVault>) -> Result<()> {
+        OpenTokenVault::open_token_vault(ctx)
+    }
+
+    /// Adds tokens to a user's vault of their mint.
+    pub fn deposit_token(ctx: Context<DepositToken>, amount: u64) -> Result<()> {
+        DepositToken::deposit_token(ctx, amount)
+    }
+
+    /// Returns free tokens from the signer's vault.
+    pub fn withdraw_token(ctx: Context<WithdrawToken>, amount: u64) -> Result<()> {
+        WithdrawToken::withdraw_token(ctx, amount)
+    }
+
+    /// Moves exactly the signed amount of a mint from the user's vault to the treasury's
+    /// token account; bot only.
+    pub fn pay_token(
+        ctx: Context<PayToken>,
+        namespace_id: u64,
+        recover_info: RecoverInfo,
+        amount: u64,
+    ) -> Result<()> {
+        PayToken::pay_token(ctx, namespace_id, recover_info, amount)
+    }
+
+    /// Holds up to the signed maximum of a mint in the user's vault; bot only.
+    pub fn lock_token(
+        ctx: Context<LockToken>,
+        namespace_id: u64,
+        recover_info: RecoverInfo,
+        amount: u64,
+    ) -> Result<()> {
+        LockToken::lock_token(ctx, namespace_id, recover_info, amount)
+    }
+
+    /// Moves at most the locked tokens to the treasury and closes the lock; bot only.
+    pub fn settle_token(ctx: Context<SettleToken>, amount: u64) -> Result<()> {
+        SettleToken::settle_token(ctx, amount)
+    }
+
+    /// Returns an expired token lock to the user's free balance; the user only.
+    pub fn release_token(ctx: Context<ReleaseToken>) -> Result<()> {
+        ReleaseToken::release_token(ctx)
     }
 }

@@ -1,7 +1,7 @@
 //! The signed message's exact bytes (the documented test vector) and the off-chain checks a
 //! controller runs before spending fees on a `pay`.
 use balance_payment::{
-    authorization::{authorization_message, is_canonical_signature, AuthorizationTerms},
+    authorization::{authorization_message, is_canonical_signature, Asset, AuthorizationTerms},
     sdk::authorization::{sign_authorization, verify_signature},
 };
 use ed25519_dalek::SigningKey;
@@ -21,6 +21,7 @@ fn vector_terms() -> (SigningKey, AuthorizationTerms) {
         user: Pubkey::new_from_array(key.verifying_key().to_bytes()),
         nonce: 3,
         max_amount: 5_000_000,
+        asset: Asset::Lamports,
         deadline: 1_767_225_600,
         extra_data: [0xab; 32],
     };
@@ -86,6 +87,10 @@ fn every_field_changes_the_message() {
         AuthorizationTerms { nonce: 4, ..terms },
         AuthorizationTerms {
             max_amount: 5_000_001,
+            ..terms
+        },
+        AuthorizationTerms {
+            asset: Asset::Token(Pubkey::new_unique()),
             ..terms
         },
         AuthorizationTerms {

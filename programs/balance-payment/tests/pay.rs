@@ -3,7 +3,7 @@
 mod common;
 
 use balance_payment::{
-    authorization::AuthorizationTerms,
+    authorization::{Asset, AuthorizationTerms},
     errors::BalancePaymentError as E,
     events::Paid,
     sdk::{
@@ -282,6 +282,7 @@ async fn h_terms_for_unregistered(h: &mut Harness, wallet: &Wallet) -> Authoriza
         user: wallet.pubkey(),
         nonce: 0,
         max_amount: 5_000,
+        asset: Asset::Lamports,
         deadline: h.now().await + 60,
         extra_data: [0; 32],
     }

@@ -4,7 +4,7 @@
 //! nonce was used, and waits until the gateway's ledger shows the credit.
 use super::{account::Vault, login, sol, Session, WalletArgs};
 use anyhow::Context;
-use balance_payment::authorization::AuthorizationTerms;
+use balance_payment::authorization::{Asset, AuthorizationTerms};
 use common::{
     chain::client::ClientError,
     events::session_filter,
@@ -86,6 +86,7 @@ pub async fn run(
         user,
         nonce: vault.nonce,
         max_amount: lamports,
+        asset: Asset::Lamports,
         deadline: now() + valid_for,
         extra_data: [0; 32],
     };

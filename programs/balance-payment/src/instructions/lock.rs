@@ -1,5 +1,5 @@
 use crate::{
-    authorization::{redeem_authorization, AmountRule, RecoverInfo, Redemption},
+    authorization::{redeem_authorization, AmountRule, Asset, RecoverInfo, Redemption},
     errors::BalancePaymentError,
     events::Locked,
     state::{
@@ -65,6 +65,7 @@ impl LockFunds<'_> {
                 global: &accounts.global,
                 namespace_id,
                 amount,
+                asset: Asset::Lamports,
                 rule: AmountRule::AtMost,
             },
             &mut accounts.user_account,

@@ -1,5 +1,5 @@
 use crate::{
-    authorization::{redeem_authorization, AmountRule, RecoverInfo, Redemption},
+    authorization::{redeem_authorization, AmountRule, Asset, RecoverInfo, Redemption},
     errors::BalancePaymentError,
     events::Paid,
     state::{
@@ -59,6 +59,7 @@ impl Pay<'_> {
                 global: &accounts.global,
                 namespace_id,
                 amount,
+                asset: Asset::Lamports,
                 rule: AmountRule::Exact,
             },
             &mut accounts.user_account,

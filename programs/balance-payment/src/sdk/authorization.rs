@@ -1,6 +1,6 @@
 //! Signing a spending authorisation the way a wallet's `signMessage` does, and the Ed25519
 //! precompile instruction that must sit right before `pay` / `lock`.
-use crate::authorization::{authorization_message, AuthorizationTerms, RecoverInfo};
+use crate::authorization::{authorization_message, Asset, AuthorizationTerms, RecoverInfo};
 use anchor_lang::solana_program::instruction::Instruction;
 use ed25519_dalek::{Signer, SigningKey};
 
@@ -35,6 +35,17 @@ pub fn terms_of(
     user: anchor_lang::prelude::Pubkey,
     info: &RecoverInfo,
 ) -> AuthorizationTerms {
+    terms_in(cluster, namespace_id, user, Asset::Lamports, info)
+}
+
+/// [`terms_of`] for an authorisation to spend `asset` (a token authorisation names its mint).
+pub fn terms_in(
+    cluster: [u8; 32],
+    namespace_id: u64,
+    user: anchor_lang::prelude::Pubkey,
+    asset: Asset,
+    info: &RecoverInfo,
+) -> AuthorizationTerms {
     AuthorizationTerms {
         program_id: crate::ID,
         cluster,
@@ -42,6 +53,7 @@ pub fn terms_of(
         user,
         nonce: info.nonce,
         max_amount: info.max_amount,
+        asset,
         deadline: info.deadline,
         extra_data: info.extra_data,
     }

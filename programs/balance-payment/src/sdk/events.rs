@@ -18,6 +18,15 @@ pub enum ProgramEvent {
     Locked(Locked),
     Settled(Settled),
     Released(Released),
+    MintAccepted(MintAccepted),
+    MintDelisted(MintDelisted),
+    TokenVaultOpened(TokenVaultOpened),
+    TokenDeposited(TokenDeposited),
+    TokenWithdrawn(TokenWithdrawn),
+    TokenPaid(TokenPaid),
+    TokenLocked(TokenLocked),
+    TokenSettled(TokenSettled),
+    TokenReleased(TokenReleased),
 }
 
 /// The event in an inner instruction's data, or `None` when the data is not one of this
@@ -46,7 +55,16 @@ pub fn decode_logged_event(data: &[u8]) -> Option<ProgramEvent> {
         Paid,
         Locked,
         Settled,
-        Released
+        Released,
+        MintAccepted,
+        MintDelisted,
+        TokenVaultOpened,
+        TokenDeposited,
+        TokenWithdrawn,
+        TokenPaid,
+        TokenLocked,
+        TokenSettled,
+        TokenReleased
     );
     None
 }

@@ -1,5 +1,8 @@
 //! Program-derived addresses, from the seeds in [`crate::state::seeds`].
-use crate::state::seeds::{GLOBAL_SEED, LOCK_SEED, NAMESPACE_SEED, USER_SEED, VAULT_SEED};
+use crate::state::seeds::{
+    ACCEPTED_MINT_SEED, GLOBAL_SEED, LOCK_SEED, NAMESPACE_SEED, TOKEN_BALANCE_SEED,
+    TOKEN_LOCK_SEED, TOKEN_VAULT_SEED, USER_SEED, VAULT_SEED,
+};
 use anchor_lang::prelude::Pubkey;
 
 fn find(seeds: &[&[u8]]) -> Pubkey {
@@ -29,6 +32,30 @@ pub fn vault(user: &Pubkey) -> Pubkey {
 /// The lock taken with `user`'s authorisation number `nonce`.
 pub fn lock(user: &Pubkey, nonce: u64) -> Pubkey {
     find(&[LOCK_SEED, user.as_ref(), &nonce.to_le_bytes()])
+}
+
+/// Namespace `namespace_id`'s listing of `mint` (exists while it accepts that token).
+pub fn accepted_mint(namespace_id: u64, mint: &Pubkey) -> Pubkey {
+    find(&[
+        ACCEPTED_MINT_SEED,
+        &namespace_id.to_le_bytes(),
+        mint.as_ref(),
+    ])
+}
+
+/// `user`'s escrow of `mint`: its locked total, and its vault's authority.
+pub fn token_balance(user: &Pubkey, mint: &Pubkey) -> Pubkey {
+    find(&[TOKEN_BALANCE_SEED, user.as_ref(), mint.as_ref()])
+}
+
+/// The token account holding `user`'s tokens of `mint`.
+pub fn token_vault(user: &Pubkey, mint: &Pubkey) -> Pubkey {
+    find(&[TOKEN_VAULT_SEED, user.as_ref(), mint.as_ref()])
+}
+
+/// The token lock taken with `user`'s authorisation number `nonce`.
+pub fn token_lock(user: &Pubkey, nonce: u64) -> Pubkey {
+    find(&[TOKEN_LOCK_SEED, user.as_ref(), &nonce.to_le_bytes()])
 }
 
 /// The PDA that signs the program's event self-CPIs.

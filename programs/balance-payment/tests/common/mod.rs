@@ -3,14 +3,17 @@
 #![allow(dead_code)]
 
 mod errors;
+mod tokens;
 mod wallet;
 pub use errors::*;
+#[allow(unused_imports)] // only the token tests use them
+pub use tokens::*;
 pub use wallet::Wallet;
 
 use anchor_lang::solana_program::system_instruction;
 use anchor_lang::{AccountDeserialize, AccountSerialize};
 use balance_payment::{
-    authorization::{AuthorizationTerms, RecoverInfo},
+    authorization::{Asset, AuthorizationTerms, RecoverInfo},
     sdk::{
         authorization::sign_authorization,
         events::{decode_event, ProgramEvent},
@@ -248,7 +251,7 @@ impl Harness {
             .map(|account| account.data)
     }
 
-    async fn decode<T: AccountDeserialize>(&mut self, address: &Pubkey) -> Option<T> {
+    pub async fn decode<T: AccountDeserialize>(&mut self, address: &Pubkey) -> Option<T> {
         let data = self.raw(address).await?;
         Some(T::try_deserialize(&mut data.as_slice()).expect("account data"))
     }
@@ -316,6 +319,7 @@ impl Harness {
             user: *user,
             nonce,
             max_amount,
+            asset: Asset::Lamports,
             deadline,
             extra_data: [7; 32],
         }
