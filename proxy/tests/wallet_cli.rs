@@ -2,13 +2,18 @@
 //! only the gateway's URL and a keypair file: the gateway's `/.well-known/llm-gateway` names
 //! the cluster, program, namespace and relays. `register`, `deposit`, `balance`, `topup`
 //! (authorisation → relay → controller's `Status` → `pay` on chain → credit at the gateway),
-//! a chat paid with it, `withdraw`, and the errors that name their cause.
+//! a chat paid with it, `withdraw`, and the errors that name their cause; and the token escrow
+//! (`deposit --mint`, `withdraw --mint`) with the sandbox's USDC stand-in.
 mod common;
 
-use indexer::sandbox::SOL;
+use balance_payment::sdk::{pda, spl};
+use indexer::sandbox::{SOL, USDC};
 use proxy::discovery::GatewayInfo;
 use serde_json::Value;
-use solana_sdk::signature::{write_keypair_file, Keypair, Signer};
+use solana_sdk::{
+    pubkey::Pubkey,
+    signature::{write_keypair_file, Keypair, Signer},
+};
 use std::path::PathBuf;
 
 struct Run {
@@ -290,6 +295,87 @@ async fn a_wallet_registers_deposits_tops_up_spends_and_withdraws_with_only_the_
         1,
         "nothing was paid"
     );
+
+    fronted.stop().await;
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+/// A token account's amount on the stack's validator (0 when it does not exist).
+async fn tokens_in(stack: &indexer::sandbox::Sandbox, account: &Pubkey) -> u64 {
+    use ::common::chain::Chain;
+    match stack.chain.account_data(account).await.unwrap() {
+        Some(data) => spl::decode_token_amount(&data).expect("a token account"),
+        None => 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallet_escrows_usdc_with_the_mint_flag_and_takes_it_back() {
+    let fronted = common::FrontedStack::start().await;
+    let base = fronted.base.clone();
+    let stack = &fronted.stack;
+    let home = std::env::temp_dir().join(format!("wallet-cli-usdc-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let wallet = Keypair::new();
+    let keypair = home.join("wallet.json");
+    write_keypair_file(&wallet, &keypair).unwrap();
+    let keypair = keypair.to_string_lossy().into_owned();
+    let run = |args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend([
+            "--gateway".into(),
+            base.clone(),
+            "--keypair".into(),
+            keypair.clone(),
+        ]);
+        let home = home.clone();
+        async move {
+            let args: Vec<&str> = all.iter().map(String::as_str).collect();
+            proxy(&home, &args).await
+        }
+    };
+    stack.airdrop(&wallet.pubkey(), SOL).await.unwrap();
+    run(&["register"]).await.ok();
+    let usdc = stack.usdc.to_string();
+    let own = spl::associated_token_address(&wallet.pubkey(), &stack.usdc, &spl::TOKEN_PROGRAM_ID);
+    let vault = pda::token_vault(&wallet.pubkey(), &stack.usdc);
+
+    run(&["deposit", "2.5", "--mint", &usdc])
+        .await
+        .fails_with(&format!(
+            "insufficient funds: wallet {} holds 0 of the token",
+            wallet.pubkey()
+        ));
+    run(&["deposit", "1", "--mint", &Pubkey::new_unique().to_string()])
+        .await
+        .fails_with("is not a mint of the SPL Token or Token-2022 program");
+    stack.fund_usdc(&wallet.pubkey(), 10 * USDC).await.unwrap();
+    run(&["deposit", "0.0000001", "--mint", &usdc])
+        .await
+        .fails_with("more than 6 decimals");
+
+    // The first deposit opens the vault (the gateway's namespace accepts the mint).
+    let deposited = run(&["deposit", "2.5", "--mint", &usdc]).await.ok().json();
+    assert_eq!(deposited["deposited"], "2.5");
+    assert_eq!(deposited["vault"], "2.5");
+    let again = run(&["deposit", "0.25", "--mint", &usdc]).await.ok().json();
+    assert_eq!(again["vault"], "2.75");
+    assert_eq!(tokens_in(stack, &vault).await, 2_750_000);
+    assert_eq!(tokens_in(stack, &own).await, 7_250_000);
+
+    run(&["withdraw", "3", "--mint", &usdc])
+        .await
+        .fails_with("insufficient funds: 2.75 of the token");
+    let withdrawn = run(&["withdraw", "0.75", "--mint", &usdc])
+        .await
+        .ok()
+        .json();
+    assert_eq!(withdrawn["vault"], "2");
+    let withdrawn = run(&["withdraw", "all", "--mint", &usdc]).await.ok().json();
+    assert_eq!(withdrawn["withdrawn"], "2");
+    assert_eq!(withdrawn["vault"], "0");
+    assert_eq!(tokens_in(stack, &vault).await, 0);
+    assert_eq!(tokens_in(stack, &own).await, 10 * USDC);
 
     fronted.stop().await;
     let _ = std::fs::remove_dir_all(&home);

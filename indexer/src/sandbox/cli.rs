@@ -55,6 +55,11 @@ pub async fn run(args: StackArgs) -> anyhow::Result<()> {
         sandbox.bot.pubkey(),
         sandbox.treasury
     );
+    println!(
+        "  usdc mint:    {}  (a USDC stand-in, {} decimals, accepted by the namespace)",
+        sandbox.usdc,
+        super::USDC_DECIMALS
+    );
     println!("  machine (p):  {}", sandbox.machine.to_hex());
     println!(
         "  controller:   {}",

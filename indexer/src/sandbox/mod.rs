@@ -15,7 +15,7 @@ use crate::{
 };
 use balance_payment::{
     authorization::{Asset, AuthorizationTerms},
-    sdk::{accounts, instructions as ix, pda},
+    sdk::{accounts, instructions as ix, pda, spl, token_instructions as tix},
     state::UserAccount,
     CreateNamespaceArgs,
 };
@@ -31,6 +31,12 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 /// SOL, in lamports.
 pub const SOL: u64 = 1_000_000_000;
+
+/// Decimals of the sandbox's USDC stand-in, as USDC's.
+pub const USDC_DECIMALS: u8 = 6;
+
+/// One USDC in base units.
+pub const USDC: u64 = 1_000_000;
 
 /// The sandbox controller's `max_lamports_per_request`: larger top-ups are refused.
 pub const MAX_LAMPORTS_PER_REQUEST: u64 = 100 * SOL;
@@ -78,6 +84,9 @@ pub struct Sandbox {
     pub bot: Keypair,
     pub treasury: Pubkey,
     pub namespace_id: u64,
+    /// A USDC-like mint (classic SPL Token, 6 decimals) the namespace accepts; the authority
+    /// mints it.
+    pub usdc: Pubkey,
     /// The deployment's cluster tag (`Global::cluster`): the validator's genesis hash.
     pub cluster: [u8; 32],
     /// The controller's Nostr identity: signs credits and statuses.
@@ -131,6 +140,8 @@ impl Sandbox {
             )
             .await?;
 
+        let usdc = usdc_mint(&chain, &rpc, &authority, &treasury).await?;
+
         // Read back from the chain, as the indexer binary does.
         let cluster = cluster_tag(chain.as_ref()).await?;
 
@@ -155,6 +166,7 @@ impl Sandbox {
             bot,
             treasury,
             namespace_id: 0,
+            usdc,
             cluster,
             controller_keys,
             machine: Keys::generate().public_key(),
@@ -322,6 +334,20 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Mints `units` of the USDC stand-in into `owner`'s associated token account (created if
+    /// needed): what a faucet does on devnet.
+    pub async fn fund_usdc(&self, owner: &Pubkey, units: u64) -> anyhow::Result<()> {
+        let program = spl::TOKEN_PROGRAM_ID;
+        let payer = self.authority.pubkey();
+        let account = spl::associated_token_address(owner, &self.usdc, &program);
+        let instructions = [
+            spl::create_associated_token_account(&payer, owner, &self.usdc, &program),
+            spl::mint_to(&program, &self.usdc, &account, &payer, units)?,
+        ];
+        self.chain.submit(&instructions, &[&self.authority]).await?;
+        Ok(())
+    }
+
     /// Gives `to` `lamports` from the validator's faucet.
     pub async fn airdrop(&self, to: &Pubkey, lamports: u64) -> anyhow::Result<()> {
         airdrop(&self.rpc, to, lamports).await
@@ -333,6 +359,37 @@ impl Sandbox {
         self.relay.shutdown().await;
         self.validator.shutdown();
     }
+}
+
+/// Creates the USDC stand-in, has namespace 0 accept it and gives the treasury an account of
+/// it: what an operator does with real USDC's mint on a public cluster.
+async fn usdc_mint(
+    chain: &RpcChain,
+    rpc: &RpcClient,
+    authority: &Keypair,
+    treasury: &Pubkey,
+) -> anyhow::Result<Pubkey> {
+    let mint = Keypair::new();
+    let program = spl::TOKEN_PROGRAM_ID;
+    let payer = authority.pubkey();
+    let rent = rpc
+        .get_minimum_balance_for_rent_exemption(spl::MINT_LEN)
+        .await?;
+    let create = spl::create_mint(
+        &payer,
+        &mint.pubkey(),
+        &payer,
+        USDC_DECIMALS,
+        &program,
+        rent,
+    )?;
+    chain.submit(&create, &[authority, &mint]).await?;
+    let setup = [
+        tix::accept_mint(payer, 0, mint.pubkey()),
+        spl::create_associated_token_account(&payer, treasury, &mint.pubkey(), &program),
+    ];
+    chain.submit(&setup, &[authority]).await?;
+    Ok(mint.pubkey())
 }
 
 /// `requestAirdrop`, waited for until confirmed.

@@ -3,7 +3,7 @@
 //! watchers), a local echo model standing in for an LLM, and the gateway in front. A demo
 //! wallet is funded through the real path (deposit, signed authorisation, `pay`, credit event),
 //! and a delegated key for it is printed, ready for curl or the `openai` package.
-use indexer::sandbox::{cli::StackArgs, Sandbox, SOL};
+use indexer::sandbox::{cli::StackArgs, Sandbox, SOL, USDC};
 use ledger::now;
 use localnet::MockUpstream;
 use nostr_sdk::prelude::{Client, Keys};
@@ -103,6 +103,9 @@ pub async fn front(
 /// Lamports the demo wallet redeems: 0.1 SOL.
 const DEMO_TOP_UP: u64 = SOL / 10;
 
+/// USDC (the stand-in) the demo wallet holds: 100.
+const DEMO_USDC: u64 = 100 * USDC;
+
 /// Starts everything, prints how to use it, and runs until Ctrl-C or SIGTERM.
 pub async fn run(options: SandboxArgs) -> anyhow::Result<()> {
     let mut signals = common::shutdown::StopSignals::install()?;
@@ -148,6 +151,7 @@ pub async fn run(options: SandboxArgs) -> anyhow::Result<()> {
     let wallet = stack.user(SOL).await?;
     write_keypair_file(&wallet, &options.wallet_file)
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", options.wallet_file.display()))?;
+    stack.fund_usdc(&wallet.pubkey(), DEMO_USDC).await?;
     let request = stack.authorization_request(&wallet, 0, DEMO_TOP_UP)?;
     stack.publish(&request).await?;
     let user = wallet.pubkey().to_string();
@@ -210,6 +214,11 @@ pub async fn run(options: SandboxArgs) -> anyhow::Result<()> {
         options.wallet_file.display()
     );
     println!("                paid {DEMO_TOP_UP} lamports on chain; credited {credited} tokens");
+    println!(
+        "  usdc mint:    {}  (a USDC stand-in the namespace accepts; the demo wallet holds {})",
+        stack.usdc,
+        DEMO_USDC / USDC
+    );
     println!();
     println!("A delegated key for the demo wallet (budget 50000 tokens, 24 h):");
     println!("  export GATEWAY_KEY={key}");
@@ -224,6 +233,11 @@ pub async fn run(options: SandboxArgs) -> anyhow::Result<()> {
     );
     println!(
         "  cargo run -p proxy -- topup 0.05 --keypair {} --gateway {base}",
+        options.wallet_file.display()
+    );
+    println!(
+        "  cargo run -p proxy -- deposit 10 --mint {} --keypair {} --gateway {base}",
+        stack.usdc,
         options.wallet_file.display()
     );
     println!("Ctrl-C stops everything (in-flight requests are settled first).");

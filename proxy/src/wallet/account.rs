@@ -1,5 +1,5 @@
 //! `register`, `deposit`, `withdraw` and `balance`: the wallet's account with the program.
-use super::{login, sol, Session, WalletArgs, Withdrawal};
+use super::{amount::SOL_DECIMALS, login, sol, Session, WalletArgs, Withdrawal};
 use balance_payment::sdk::{instructions as ix, pda};
 use serde_json::json;
 use solana_sdk::signature::Signer;
@@ -63,7 +63,7 @@ pub async fn withdraw(args: &WalletArgs, amount: Withdrawal) -> anyhow::Result<(
     let vault = Vault::read(&session).await?;
     let lamports = match amount {
         Withdrawal::All => vault.withdrawable(),
-        Withdrawal::Lamports(lamports) => lamports,
+        Withdrawal::Amount(amount) => amount.units(SOL_DECIMALS).map_err(anyhow::Error::msg)?,
     };
     anyhow::ensure!(
         lamports > 0 && lamports <= vault.withdrawable(),

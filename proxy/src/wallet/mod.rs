@@ -4,13 +4,16 @@
 //! `--url` names the cluster (then `register`, `deposit` and `withdraw` never contact the
 //! gateway: getting one's SOL back must not depend on it).
 mod account;
+mod amount;
 pub mod login;
+mod tokens;
 mod topup;
 
 use crate::discovery::GatewayInfo;
+use amount::{parse_decimal, parse_sol, sol, Decimal};
 use clap::{Args, Subcommand};
 use common::{chain::client::ProgramClient, solana_cli::SolanaArgs};
-use solana_sdk::signature::Keypair;
+use solana_sdk::{pubkey::Pubkey, signature::Keypair};
 
 /// Where the gateway is, and the cluster and keypair as `solana` finds them.
 #[derive(Debug, Clone, Args)]
@@ -26,19 +29,27 @@ pub struct WalletArgs {
 pub enum WalletCommand {
     /// Create your user account with the program (once per wallet and cluster).
     Register(WalletArgs),
-    /// Move SOL from your wallet into your vault, from which top-ups are paid.
+    /// Move SOL (or, with `--mint`, a token such as USDC) from your wallet into your vault,
+    /// from which top-ups are paid.
     Deposit {
-        /// SOL, e.g. `0.5`.
-        #[arg(value_parser = parse_sol)]
-        amount: u64,
+        /// SOL, e.g. `0.5`; with `--mint`, units of that token, e.g. `2.5`.
+        #[arg(value_parser = parse_decimal)]
+        amount: Decimal,
+        /// The token's mint address; it is taken from your wallet's associated token account.
+        #[arg(long)]
+        mint: Option<Pubkey>,
         #[command(flatten)]
         wallet: WalletArgs,
     },
-    /// Move SOL that is not locked from your vault back to your wallet.
+    /// Move SOL (or, with `--mint`, that token) that is not locked from your vault back to your
+    /// wallet.
     Withdraw {
-        /// SOL, e.g. `0.5`, or `all`.
+        /// SOL, e.g. `0.5`, or `all`; with `--mint`, units of that token.
         #[arg(value_parser = parse_withdrawal)]
         amount: Withdrawal,
+        /// The token's mint address; it goes to your wallet's associated token account.
+        #[arg(long)]
+        mint: Option<Pubkey>,
         #[command(flatten)]
         wallet: WalletArgs,
     },
@@ -62,18 +73,44 @@ pub enum WalletCommand {
 }
 
 /// How much to withdraw.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Withdrawal {
     All,
-    Lamports(u64),
+    Amount(Decimal),
 }
 
 /// Runs one wallet command.
 pub async fn run(command: WalletCommand) -> anyhow::Result<()> {
     match command {
         WalletCommand::Register(wallet) => account::register(&wallet).await,
-        WalletCommand::Deposit { amount, wallet } => account::deposit(&wallet, amount).await,
-        WalletCommand::Withdraw { amount, wallet } => account::withdraw(&wallet, amount).await,
+        WalletCommand::Deposit {
+            amount,
+            mint: None,
+            wallet,
+        } => {
+            account::deposit(
+                &wallet,
+                amount
+                    .units(amount::SOL_DECIMALS)
+                    .map_err(anyhow::Error::msg)?,
+            )
+            .await
+        }
+        WalletCommand::Deposit {
+            amount,
+            mint: Some(mint),
+            wallet,
+        } => tokens::deposit(&wallet, &amount, mint).await,
+        WalletCommand::Withdraw {
+            amount,
+            mint: None,
+            wallet,
+        } => account::withdraw(&wallet, amount).await,
+        WalletCommand::Withdraw {
+            amount,
+            mint: Some(mint),
+            wallet,
+        } => tokens::withdraw(&wallet, amount, mint).await,
         WalletCommand::Balance(wallet) => account::balance(&wallet).await,
         WalletCommand::Topup {
             amount,
@@ -146,56 +183,9 @@ impl Session {
     }
 }
 
-/// `0.5` SOL → lamports, exactly (no floating point).
-fn parse_sol(text: &str) -> Result<u64, String> {
-    if text
-        .split_once('.')
-        .is_some_and(|(_, fraction)| fraction.len() > 9)
-    {
-        return Err(format!(
-            "{text:?} has more than 9 decimals (1 lamport = 0.000000001 SOL)"
-        ));
-    }
-    match solana_native_token::sol_str_to_lamports(text) {
-        Some(0) => Err("the amount must be more than 0".into()),
-        Some(lamports) => Ok(lamports),
-        None => Err(format!("{text:?} is not an amount of SOL (e.g. 0.25)")),
-    }
-}
-
 fn parse_withdrawal(text: &str) -> Result<Withdrawal, String> {
     match text {
         "all" | "ALL" => Ok(Withdrawal::All),
-        _ => parse_sol(text).map(Withdrawal::Lamports),
-    }
-}
-
-/// Lamports as SOL, exactly: `10000000` → `0.01`.
-fn sol(lamports: u64) -> String {
-    let whole = lamports / 1_000_000_000;
-    let fraction = format!("{:09}", lamports % 1_000_000_000);
-    let fraction = fraction.trim_end_matches('0');
-    match fraction.is_empty() {
-        true => format!("{whole}"),
-        false => format!("{whole}.{fraction}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sol_amounts_convert_exactly_both_ways() {
-        assert_eq!(parse_sol("0.01"), Ok(10_000_000));
-        assert_eq!(parse_sol("1"), Ok(1_000_000_000));
-        assert_eq!(parse_sol("0.000000001"), Ok(1));
-        assert!(parse_sol("0").is_err());
-        assert!(parse_sol("-1").is_err());
-        assert!(parse_sol("abc").is_err());
-        assert!(parse_sol("0.0000000015").is_err());
-        assert_eq!(sol(10_000_000), "0.01");
-        assert_eq!(sol(1_500_000_000), "1.5");
-        assert_eq!(sol(0), "0");
+        _ => parse_decimal(text).map(Withdrawal::Amount),
     }
 }

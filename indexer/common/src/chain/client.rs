@@ -3,8 +3,11 @@
 //! registered, the program's own error by name).
 use super::{explain, rpc::RpcChain, Chain, ChainError};
 use balance_payment::{
-    sdk::pda,
-    state::{Global, Namespace, UserAccount},
+    sdk::{
+        pda,
+        spl::{self, MintInfo},
+    },
+    state::{AcceptedMint, Global, Namespace, TokenBalance, UserAccount},
 };
 use solana_commitment_config::CommitmentConfig;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
@@ -25,6 +28,10 @@ pub enum ClientError {
     NotRegistered(Pubkey),
     #[error("account {0} does not hold the program data it should")]
     Unreadable(Pubkey),
+    #[error("{0} is not a mint of the SPL Token or Token-2022 program")]
+    NotAMint(Pubkey),
+    #[error("namespace {namespace_id} does not accept the token {mint}")]
+    MintNotAccepted { namespace_id: u64, mint: Pubkey },
     #[error("{0}")]
     Refused(String),
 }
@@ -150,6 +157,54 @@ impl ProgramClient {
             .map_err(|e| self.unreachable(e))
     }
 
+    /// `mint`'s token program and decimals, or `NotAMint`.
+    pub async fn mint(&self, mint: &Pubkey) -> Result<MintInfo, ClientError> {
+        let account = self
+            .rpc
+            .get_account_with_commitment(mint, CommitmentConfig::confirmed())
+            .await
+            .map_err(|e| self.unreachable(e))?
+            .value
+            .ok_or(ClientError::NotAMint(*mint))?;
+        spl::decode_mint(&account.owner, &account.data).ok_or(ClientError::NotAMint(*mint))
+    }
+
+    /// The tokens token account `address` holds; 0 when it does not exist yet.
+    pub async fn token_amount(&self, address: &Pubkey) -> Result<u64, ClientError> {
+        match self
+            .chain
+            .account_data(address)
+            .await
+            .map_err(|e| self.unreachable(e))?
+        {
+            None => Ok(0),
+            Some(data) => spl::decode_token_amount(&data).ok_or(ClientError::Unreadable(*address)),
+        }
+    }
+
+    /// `user`'s escrow of `mint` (locked total), if its vault was opened.
+    pub async fn token_balance(
+        &self,
+        user: &Pubkey,
+        mint: &Pubkey,
+    ) -> Result<Option<TokenBalance>, ClientError> {
+        self.account(&pda::token_balance(user, mint)).await
+    }
+
+    /// Namespace `namespace_id`'s listing of `mint`, or `MintNotAccepted`.
+    pub async fn require_accepted(
+        &self,
+        namespace_id: u64,
+        mint: &Pubkey,
+    ) -> Result<AcceptedMint, ClientError> {
+        self.account(&pda::accepted_mint(namespace_id, mint))
+            .await?
+            .ok_or(ClientError::MintNotAccepted {
+                namespace_id,
+                mint: *mint,
+            })
+    }
+
     /// Signs, sends and confirms; a refusal names the program's error.
     pub async fn send(
         &self,
@@ -170,7 +225,7 @@ impl ProgramClient {
 
 /// The program's account types this client reads (anchor-lang stays out of our dependencies).
 mod decodable {
-    use balance_payment::state::{Global, Namespace, UserAccount};
+    use balance_payment::state::{AcceptedMint, Global, Namespace, TokenBalance, UserAccount};
 
     pub trait Decode: Sized {
         fn decode(data: &[u8]) -> Option<Self>;
@@ -185,5 +240,5 @@ mod decodable {
             }
         )*};
     }
-    decodable!(Global, Namespace, UserAccount);
+    decodable!(AcceptedMint, Global, Namespace, TokenBalance, UserAccount);
 }

@@ -3,7 +3,7 @@
 use balance_payment::errors::BalancePaymentError as E;
 
 /// Every program error, in code order (6000 on): the IDL test below keeps it complete.
-const PROGRAM_ERRORS: [E; 24] = [
+const PROGRAM_ERRORS: [E; 28] = [
     E::NameTooLong,
     E::ZeroAmount,
     E::AmountExceedsSignedMax,
@@ -28,6 +28,10 @@ const PROGRAM_ERRORS: [E; 24] = [
     E::LockNotExpired,
     E::ArithmeticOverflow,
     E::AmountNotSigned,
+    E::MintHasTransferFee,
+    E::MintHasTransferHook,
+    E::MintHasPermanentDelegate,
+    E::WrongMint,
 ];
 
 /// The program error with this custom code, if it is one of ours.

@@ -39,12 +39,6 @@ pub struct DepositToken<'info> {
 impl DepositToken<'_> {
     pub fn deposit_token(ctx: Context<Self>, amount: u64) -> Result<()> {
         require!(amount > 0, BalancePaymentError::ZeroAmount);
-        let vault_balance = ctx
-            .accounts
-            .vault
-            .amount
-            .checked_add(amount)
-            .ok_or(BalancePaymentError::ArithmeticOverflow)?;
         token_interface::transfer_checked(
             CpiContext::new(
                 ctx.accounts.token_program.key(),
@@ -58,12 +52,13 @@ impl DepositToken<'_> {
             amount,
             ctx.accounts.mint.decimals,
         )?;
+        ctx.accounts.vault.reload()?;
         emit_cpi!(TokenDeposited {
             user: ctx.accounts.user.key(),
             mint: ctx.accounts.mint.key(),
             depositor: ctx.accounts.depositor.key(),
             amount,
-            vault_balance,
+            vault_balance: ctx.accounts.vault.amount,
         });
         Ok(())
     }

@@ -37,8 +37,7 @@ pub struct WithdrawToken<'info> {
 }
 
 impl WithdrawToken<'_> {
-    /// The vault balance after the withdrawal.
-    fn validate(&self, amount: u64) -> Result<u64> {
+    fn validate(&self, amount: u64) -> Result<()> {
         require!(amount > 0, BalancePaymentError::ZeroAmount);
         let remaining = self
             .vault
@@ -49,12 +48,12 @@ impl WithdrawToken<'_> {
             remaining >= self.token_balance.locked_amount,
             BalancePaymentError::FundsLocked
         );
-        Ok(remaining)
+        Ok(())
     }
 
+    #[access_control(ctx.accounts.validate(amount))]
     pub fn withdraw_token(ctx: Context<Self>, amount: u64) -> Result<()> {
-        let vault_balance = ctx.accounts.validate(amount)?;
-        let accounts = &ctx.accounts;
+        let accounts = &mut *ctx.accounts;
         TokenVault {
             vault: &accounts.vault,
             mint: &accounts.mint,
@@ -62,11 +61,14 @@ impl WithdrawToken<'_> {
             token_program: &accounts.token_program,
         }
         .transfer_to(&accounts.destination.to_account_info(), amount)?;
+        // Read back rather than computed, so the event is true even for a destination that is
+        // the vault itself.
+        accounts.vault.reload()?;
         emit_cpi!(TokenWithdrawn {
             user: ctx.accounts.user.key(),
             mint: ctx.accounts.mint.key(),
             amount,
-            vault_balance,
+            vault_balance: ctx.accounts.vault.amount,
         });
         Ok(())
     }

@@ -6,6 +6,8 @@
 //! - [`authorization`]: sign a user's spending authorisation and build the Ed25519 check that
 //!   must precede `pay` / `lock`.
 //! - [`events`]: decode the program's `emit_cpi!` events from inner-instruction data.
+//! - [`spl`]: the token programs' own interfaces and the few token-account helpers every
+//!   client of the token escrow needs.
 //! - [`native`]: run the program natively inside `solana-program-test`.
 pub mod accounts;
 pub mod authorization;
@@ -13,6 +15,7 @@ pub mod events;
 pub mod instructions;
 pub mod native;
 pub mod pda;
+pub mod spl;
 pub mod token_instructions;
 
 pub use anchor_lang::solana_program::{instruction::Instruction, pubkey::Pubkey};
