@@ -305,7 +305,8 @@ async fn the_user_releases_an_unsettled_token_lock_after_its_deadline() {
     let bot = h.bot.pubkey();
     let release = tix::release_token(user.pubkey(), mint.address, info.nonce, bot);
     assert_program_error(
-        h.send(&[release.clone()], &[&user.keypair]).await,
+        h.send(std::slice::from_ref(&release), &[&user.keypair])
+            .await,
         0,
         E::LockNotExpired,
     );

@@ -206,7 +206,8 @@ async fn nobody_withdraws_from_another_users_vault() {
         tix::withdraw_token(thief.pubkey(), thiefs, mint.address, mint.program.id(), 100);
     withdraw.accounts[2].pubkey = pda::token_vault(&victim.pubkey(), &mint.address);
     assert_error(
-        h.send(&[withdraw.clone()], &[&thief.keypair]).await,
+        h.send(std::slice::from_ref(&withdraw), &[&thief.keypair])
+            .await,
         0,
         Anchor::ConstraintSeeds,
     );
