@@ -72,7 +72,8 @@ async fn from_relay(ledger: &Ledger, n: usize) -> anyhow::Result<Duration> {
             user: format!("user{}", i % 100),
             namespace_id: 0,
             nonce: i as u64,
-            lamports: 1,
+            amount: 1,
+            mint: None,
             tokens: 10,
             slot: 1,
         })
@@ -176,11 +177,12 @@ async fn from_chain(ledger: &Ledger, n: usize) -> anyhow::Result<Duration> {
     let rule = chain::watcher::PaymentRule {
         namespace_id: 0,
         tokens_per_sol: 1_000_000_000,
+        tokens: Default::default(),
     };
     let started = Instant::now();
     let mut recorded = 0;
     while recorded < n {
-        let page = chain::watcher::sync_once(&chain, ledger, rule).await?;
+        let page = chain::watcher::sync_once(&chain, ledger, &rule).await?;
         anyhow::ensure!(page > 0, "stalled after {recorded} of {n} payments");
         recorded += page;
     }

@@ -29,6 +29,10 @@ pub struct Config {
     /// Restarts, ingestion limits and the request queue.
     #[serde(default)]
     pub service: ServiceConfig,
+    /// SPL tokens taken beside SOL (`[[tokens]]`: mint, symbol, decimals, tokens_per_unit):
+    /// what a `TokenPaid` in each is worth. The gateway lists the same section.
+    #[serde(default)]
+    pub tokens: Vec<common::assets::TokenAsset>,
 }
 
 /// How services restart and when they are given up, and the watcher's limits. "Cannot
@@ -163,6 +167,7 @@ impl Default for Config {
             credit_grace_seconds: None,
             health_listen: Some("127.0.0.1:9464".into()),
             service: ServiceConfig::default(),
+            tokens: vec![],
         }
     }
 }
@@ -173,6 +178,12 @@ impl Config {
         let config: Config = load_layered(Config::default(), file, "INDEXER_")?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The `[[tokens]]` section, parsed (checked at load, so this fails only on a config
+    /// that was never loaded).
+    pub fn token_rates(&self) -> Result<Vec<common::assets::TokenRate>, ConfigError> {
+        common::assets::parse_tokens("tokens", &self.tokens)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -209,6 +220,7 @@ impl Config {
                 ));
             }
         }
+        self.token_rates()?;
         if !(1..=MAX_TOKENS_PER_SOL).contains(&self.chain.tokens_per_sol) {
             return invalid(format!(
                 "chain.tokens_per_sol must be between 1 and {MAX_TOKENS_PER_SOL}"

@@ -12,7 +12,9 @@
 //!
 //! What is paid is exactly what the user signed (`max amount`; the program refuses any other
 //! amount), so a copied `Request` with another `amount` cannot change it. Each credit announces
-//! what the payment it references is worth (its lamports × `tokens_per_sol`), never a claim.
+//! what the payment it references is worth (its lamports × `tokens_per_sol`, or its base units
+//! at the rate of its token), never a claim. A request naming a mint is redeemed with
+//! `pay_token` from the user's token vault; the mint must be one the operator prices.
 //!
 //! Anything anyone can publish is refused cheaply: shape, namespace, amount, deadline and the
 //! wallet signature are checked in memory, then one chain read (registered? nonce? funds?);
@@ -28,13 +30,15 @@ use crate::{
     },
 };
 use balance_payment::{
+    authorization::Asset,
     errors::BalancePaymentError,
     sdk::{
-        accounts, authorization::verify_signature, events::ProgramEvent,
-        instructions::pay_authorized, pda,
+        accounts, authorization::verify_signature_in, events::ProgramEvent,
+        instructions::pay_authorized, pda, spl, token_instructions,
     },
-    state::UserAccount,
+    state::{TokenBalance, UserAccount},
 };
+use common::assets::TokenRate;
 use nostr_sdk::prelude::{Event, JsonUtil, Keys, PublicKey};
 use solana_sdk::{
     pubkey::Pubkey,
@@ -62,6 +66,8 @@ pub struct ControllerConfig {
     pub tokens_per_sol: u64,
     /// Most lamports one request may pay: larger authorisations are refused, never cut.
     pub max_lamports_per_request: u64,
+    /// The tokens taken beside SOL, and their rates; a request in any other mint is refused.
+    pub tokens: Arc<[TokenRate]>,
 }
 
 /// What handling a request did.
@@ -94,12 +100,22 @@ struct Checked {
     info: balance_payment::RecoverInfo,
     /// What `pay` moves: exactly the signed amount.
     amount: u64,
+    /// The token spent, with its rate; `None` for SOL.
+    token: Option<TokenRate>,
+}
+
+impl Checked {
+    fn asset(&self) -> Asset {
+        self.token
+            .map_or(Asset::Lamports, |token| Asset::Token(token.mint))
+    }
 }
 
 /// A payment found on chain or in the ledger: what finishes a request.
 struct Landed {
     signature: String,
-    lamports: u64,
+    /// Lamports, or base units of the request's token.
+    amount: u64,
 }
 
 impl Controller {
@@ -114,6 +130,14 @@ impl Controller {
     /// Tokens for `lamports`, multiplying before dividing; `None` when they overflow the ledger.
     pub fn tokens_for(&self, lamports: u64) -> Option<i64> {
         tokens_for_lamports(lamports, self.config.tokens_per_sol)
+    }
+
+    /// Tokens for `amount` of what `checked` spends (lamports, or its token's base units).
+    fn worth(&self, checked: &Checked, amount: u64) -> Option<i64> {
+        match checked.token {
+            None => self.tokens_for(amount),
+            Some(token) => token.tokens_for(amount),
+        }
     }
 
     /// Handles one `Request` event addressed to this controller, in a span (one trace per
@@ -219,10 +243,12 @@ impl Controller {
             .payment_for(&checked.user.to_string(), c.namespace_id, nonce)
             .await
             .map_err(ChainError::unavailable)?;
-        if let Some(payment) = recorded {
+        let mint = checked.token.map(|token| token.mint.to_string());
+        // The nonce is shared by SOL and tokens: a payment in another asset is not this one.
+        if let Some(payment) = recorded.filter(|payment| payment.mint == mint) {
             return Ok(Some(Landed {
                 signature: payment.signature,
-                lamports: payment.lamports,
+                amount: payment.amount,
             }));
         }
         let found = self
@@ -230,10 +256,16 @@ impl Controller {
             .find_payment(&checked.user, c.namespace_id, nonce)
             .await?;
         Ok(found.and_then(|event| match event.event {
-            ProgramEvent::Paid(paid) => Some(Landed {
+            ProgramEvent::Paid(paid) if checked.token.is_none() => Some(Landed {
                 signature: event.signature,
-                lamports: paid.amount,
+                amount: paid.amount,
             }),
+            ProgramEvent::TokenPaid(paid) if Some(paid.mint) == checked.token.map(|t| t.mint) => {
+                Some(Landed {
+                    signature: event.signature,
+                    amount: paid.amount,
+                })
+            }
             _ => None,
         }))
     }
@@ -263,6 +295,9 @@ impl Controller {
         if account.nonce > nonce {
             return Ok(None);
         }
+        if let Some(token) = checked.token {
+            return self.token_preflight(checked, &token).await;
+        }
         let vault = self.chain.lamports(&pda::vault(&checked.user)).await?;
         let free = vault
             .saturating_sub(account.locked_amount)
@@ -271,6 +306,37 @@ impl Controller {
             format!(
                 "vault holds {free} free lamports, {} needed",
                 checked.amount
+            )
+        }))
+    }
+
+    /// The token vault's part of [`Self::preflight`]: is it open, and does it hold the amount
+    /// beside what is locked?
+    async fn token_preflight(
+        &self,
+        checked: &Checked,
+        token: &TokenRate,
+    ) -> Result<Option<String>, ChainError> {
+        let user = &checked.user;
+        let balance = self
+            .chain
+            .account_data(&pda::token_balance(user, &token.mint))
+            .await?
+            .and_then(|data| accounts::decode::<TokenBalance>(&data));
+        let Some(balance) = balance else {
+            return Ok(Some(format!("wallet has no vault for mint {}", token.mint)));
+        };
+        let held = self
+            .chain
+            .account_data(&pda::token_vault(user, &token.mint))
+            .await?
+            .and_then(|data| spl::decode_token_amount(&data))
+            .unwrap_or(0);
+        let free = held.saturating_sub(balance.locked_amount);
+        Ok((free < checked.amount).then(|| {
+            format!(
+                "token vault holds {free} free base units of {}, {} needed",
+                token.mint, checked.amount
             )
         }))
     }
@@ -322,6 +388,17 @@ impl Controller {
         let recover: RecoverInfoJson = serde_json::from_str(&payload.recover_info)
             .map_err(|e| format!("bad recover_info: {e}"))?;
         let info = recover.to_recover_info(payload.nonce)?;
+        let token = match &payload.mint {
+            None => None,
+            Some(mint) => Some(
+                self.config
+                    .tokens
+                    .iter()
+                    .find(|token| token.mint.to_string() == *mint)
+                    .copied()
+                    .ok_or_else(|| format!("mint {mint} is not taken by this gateway"))?,
+            ),
+        };
         // Exactly the signed amount: a request naming another one is a copy, or a mistake.
         if let Some(amount) = payload.amount.filter(|&a| a != info.max_amount) {
             return Err(format!(
@@ -334,6 +411,7 @@ impl Controller {
             payload,
             info,
             amount: info.max_amount,
+            token,
         })
     }
 
@@ -346,19 +424,20 @@ impl Controller {
         if amount == 0 {
             return Err("nothing to pay".into());
         }
-        if amount > self.config.max_lamports_per_request {
+        if checked.token.is_none() && amount > self.config.max_lamports_per_request {
             return Err(format!(
                 "amount {amount} is above this operator's limit of {} lamports per request",
                 self.config.max_lamports_per_request
             ));
         }
-        if self.tokens_for(amount).is_none() {
-            return Err(format!("a credit for {amount} lamports would overflow"));
+        if self.worth(&checked, amount).is_none() {
+            return Err(format!("a credit for {amount} would overflow"));
         }
         if info.deadline < crate::ledger::now() {
             return Err("authorisation expired".into());
         }
-        if !verify_signature(self.config.cluster, self.config.namespace_id, user, &info) {
+        let (cluster, namespace_id) = (self.config.cluster, self.config.namespace_id);
+        if !verify_signature_in(cluster, namespace_id, user, checked.asset(), &info) {
             return Err("signature does not match the authorisation".into());
         }
         Ok(checked)
@@ -366,20 +445,39 @@ impl Controller {
 
     async fn pay(&self, request_id: &str, checked: &Checked) -> anyhow::Result<Outcome> {
         let c = &self.config;
-        let instructions = pay_authorized(
-            c.cluster,
-            c.bot.pubkey(),
-            c.namespace_id,
-            c.treasury,
-            checked.user,
-            checked.info,
-            checked.amount,
-        );
+        let instructions = match checked.token {
+            None => pay_authorized(
+                c.cluster,
+                c.bot.pubkey(),
+                c.namespace_id,
+                c.treasury,
+                checked.user,
+                checked.info,
+                checked.amount,
+            ),
+            Some(token) => token_instructions::pay_token_authorized(
+                c.cluster,
+                &token_instructions::TokenRedeemer {
+                    bot: c.bot.pubkey(),
+                    namespace_id: c.namespace_id,
+                    mint: token.mint,
+                    token_program: token.token_program,
+                    treasury_tokens: spl::associated_token_address(
+                        &c.treasury,
+                        &token.mint,
+                        &token.token_program,
+                    ),
+                },
+                checked.user,
+                checked.info,
+                checked.amount,
+            ),
+        };
         match self.chain.submit(&instructions, &[&c.bot]).await {
             Ok(signature) => {
                 let landed = Landed {
                     signature,
-                    lamports: checked.amount,
+                    amount: checked.amount,
                 };
                 self.finish_paid(request_id, checked, &landed).await
             }
@@ -420,8 +518,8 @@ impl Controller {
     ) -> anyhow::Result<Outcome> {
         let signature = landed.signature.as_str();
         let tokens = self
-            .tokens_for(landed.lamports)
-            .ok_or_else(|| anyhow::anyhow!("credit for {} lamports overflows", landed.lamports))?;
+            .worth(checked, landed.amount)
+            .ok_or_else(|| anyhow::anyhow!("credit for {} overflows", landed.amount))?;
         let credit = DsProxyMessage::Transaction {
             user: checked.user.to_string(),
             tokens,

@@ -26,4 +26,4 @@ pub mod nostr;
 pub mod sandbox;
 pub mod services;
 pub mod supervisor;
-pub use common::{shutdown, solana_cli, telemetry, topup, wire};
+pub use common::{assets, shutdown, solana_cli, telemetry, topup, wire};

@@ -137,10 +137,10 @@ impl Services {
         });
 
         let (chain, ledger, stop_rx) = (c.chain.clone(), c.ledger.clone(), stopped.clone());
-        let (rule, poll) = (c.payments, c.chain_poll);
+        let (rule, poll) = (c.payments.clone(), c.chain_poll);
         spawner.spawn("chain_watcher", move |progress| {
             let (chain, ledger, stop) = (chain.clone(), ledger.clone(), stop_rx.clone());
-            watch_chain(chain, ledger, rule, poll, progress, stop)
+            watch_chain(chain, ledger, rule.clone(), poll, progress, stop)
         });
 
         let (queue, receiver) = request_queue(
@@ -255,7 +255,7 @@ async fn watch_chain(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ServiceError> {
     loop {
-        let count = chain::watcher::sync_once(chain.as_ref(), &ledger, rule)
+        let count = chain::watcher::sync_once(chain.as_ref(), &ledger, &rule)
             .await
             .map_err(|e| ServiceError::Chain(e.to_string()))?;
         if count > 0 {

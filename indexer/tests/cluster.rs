@@ -78,6 +78,7 @@ fn request_for_cluster(s: &Sandbox, user: &Keypair, cluster: [u8; 32]) -> nostr_
             .expect("json"),
         amount: Some(PAY),
         namespace_id: Some(s.namespace_id),
+        mint: None,
     };
     s.request_event(&payload).expect("request event")
 }

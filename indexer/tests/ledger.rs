@@ -88,7 +88,8 @@ fn payment(user: &str, signature: &str, tokens: i64) -> Payment {
         user: user.into(),
         namespace_id: 0,
         nonce: 0,
-        lamports: 1_000,
+        amount: 1_000,
+        mint: None,
         tokens,
         slot: 1,
     }

@@ -282,6 +282,7 @@ fn valid_request(h: &Harness, wallet: &Keypair, lamports: u64, created_at: u64) 
         recover_info: serde_json::to_string(&RecoverInfoJson::from_recover_info(&info)).unwrap(),
         amount: Some(lamports),
         namespace_id: Some(0),
+        mint: None,
     };
     h.request(
         &Keys::generate(),

@@ -462,3 +462,166 @@ async fn the_doctor_passes_a_ready_config_and_names_each_fault() {
         .fails_with("cannot reach the Solana RPC");
     db.remove().await;
 }
+
+/// A new mint of the classic SPL Token program with `decimals`, paid for by `payer`.
+async fn create_mint(rpc: &RpcClient, payer: &str, decimals: u8) -> solana_sdk::pubkey::Pubkey {
+    use balance_payment::sdk::spl;
+    let payer = read_keypair_file(payer).unwrap();
+    let mint = solana_sdk::signature::Keypair::new();
+    let rent = rpc
+        .get_minimum_balance_for_rent_exemption(spl::MINT_LEN)
+        .await
+        .unwrap();
+    let create = spl::create_mint(
+        &payer.pubkey(),
+        &mint.pubkey(),
+        &payer.pubkey(),
+        decimals,
+        &spl::TOKEN_PROGRAM_ID,
+        rent,
+    )
+    .unwrap();
+    let blockhash = rpc.get_latest_blockhash().await.unwrap();
+    let transaction = solana_sdk::transaction::Transaction::new_signed_with_payer(
+        &create,
+        Some(&payer.pubkey()),
+        &[&payer, &mint],
+        blockhash,
+    );
+    rpc.send_and_confirm_transaction(&transaction)
+        .await
+        .unwrap();
+    mint.pubkey()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_lists_a_token_and_the_config_must_agree_with_its_mint() {
+    use balance_payment::sdk::spl;
+    let (mut validator, url, rpc, files, home) = cluster("tokens").await;
+    let authority = funded_keypair(&rpc, &files, &home, "authority.json").await;
+    let stranger = funded_keypair(&rpc, &files, &home, "stranger.json").await;
+    let bot = funded_keypair(&rpc, &files, &home, "bot.json").await;
+    indexer(&home, &["initialize", "-u", &url, "-k", &authority])
+        .await
+        .ok();
+    let namespace = indexer(
+        &home,
+        &[
+            "namespace",
+            "create",
+            "--name",
+            "usd",
+            "--bot",
+            &bot,
+            "-u",
+            &url,
+            "-k",
+            &authority,
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    let treasury: solana_sdk::pubkey::Pubkey =
+        namespace["treasury"].as_str().unwrap().parse().unwrap();
+    let mint = create_mint(&rpc, &authority, 6).await;
+    let mint_text = mint.to_string();
+    let namespace_cmd = |verb: &'static str, mint: String, keypair: String| {
+        let (home, url) = (&home, url.clone());
+        async move {
+            let args = [
+                "namespace",
+                verb,
+                "--id",
+                "0",
+                "--mint",
+                &mint,
+                "-u",
+                &url,
+                "-k",
+                &keypair,
+            ];
+            indexer(home, &args).await
+        }
+    };
+
+    namespace_cmd("accept-mint", mint_text.clone(), stranger.clone())
+        .await
+        .fails_with("namespace 0's authority is");
+    let not_a_mint = solana_sdk::pubkey::Pubkey::new_unique().to_string();
+    namespace_cmd("accept-mint", not_a_mint, authority.clone())
+        .await
+        .fails_with("is not a mint of the SPL Token or Token-2022 program");
+    let listed = namespace_cmd("accept-mint", mint_text.clone(), authority.clone())
+        .await
+        .ok()
+        .json();
+    assert_eq!(listed["newly_accepted"], true);
+    assert_eq!(listed["decimals"], 6);
+    let treasury_account = spl::associated_token_address(&treasury, &mint, &spl::TOKEN_PROGRAM_ID);
+    assert_eq!(listed["treasury_account"], treasury_account.to_string());
+    assert!(
+        rpc.get_account(&treasury_account).await.is_ok(),
+        "the treasury can be paid"
+    );
+    let again = namespace_cmd("accept-mint", mint_text.clone(), authority.clone())
+        .await
+        .ok()
+        .json();
+    assert_eq!(again["newly_accepted"], false);
+
+    // The config's `[[tokens]]` entry is checked against the mint by the doctor and by `run`.
+    let nostr_key = files.path("controller.key");
+    let printed = indexer(&home, &["keygen", "--out", &nostr_key])
+        .await
+        .ok()
+        .stdout;
+    let controller_hex = printed.split_whitespace().next().unwrap().to_owned();
+    let machine = nostr_sdk::Keys::generate().public_key().to_hex();
+    let config = |decimals: u8| {
+        format!(
+            "database_url = \"sqlite::memory:\"\nhealth_listen = \"127.0.0.1:0\"\n\
+             [nostr]\nrelays = [\"ws://127.0.0.1:9\"]\nmachine = \"{machine}\"\n\
+             controller_pubkeys = [\"{controller_hex}\"]\nproxy_pubkeys = []\n\
+             [chain]\nrpc_url = \"{url}\"\nnamespace_id = 0\n\
+             [controller]\nbot_keypair = \"{bot}\"\nnostr_secret_key_file = \"{nostr_key}\"\n\
+             treasury = \"{treasury}\"\nmax_lamports_per_request = 1000000000\n\
+             [[tokens]]\nmint = \"{mint}\"\nsymbol = \"USDC\"\ndecimals = {decimals}\n\
+             tokens_per_unit = 10000\n"
+        )
+    };
+    let token_line = |report: &str, verdict: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(verdict) && l[6..].starts_with("token"))
+            .map(str::to_owned)
+    };
+    let right = write_config(&files, "right.toml", &config(6));
+    let report = indexer(&home, &["doctor", "--config", &right]).await.stdout;
+    assert!(
+        token_line(&report, "ok").is_some_and(|l| l.contains("is accepted")),
+        "{report}"
+    );
+    let wrong = write_config(&files, "wrong.toml", &config(9));
+    let report = indexer(&home, &["doctor", "--config", &wrong]).await.stdout;
+    assert!(
+        token_line(&report, "FAIL").is_some_and(|l| l.contains("decimals 9 but the mint has 6")),
+        "{report}"
+    );
+    indexer(&home, &["run", "--config", &wrong])
+        .await
+        .fails_with("decimals 9 but the mint has 6: every credit would be off");
+
+    namespace_cmd("delist-mint", mint_text.clone(), authority.clone())
+        .await
+        .ok();
+    let report = indexer(&home, &["doctor", "--config", &right]).await.stdout;
+    assert!(
+        token_line(&report, "FAIL").is_some_and(|l| l.contains("does not accept")),
+        "{report}"
+    );
+    namespace_cmd("delist-mint", mint_text, authority)
+        .await
+        .fails_with("does not accept the token");
+    validator.shutdown();
+}

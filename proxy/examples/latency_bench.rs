@@ -90,7 +90,8 @@ async fn main() -> anyhow::Result<()> {
             user: user.into(),
             namespace_id: 0,
             nonce: 0,
-            lamports: 1,
+            amount: 1,
+            mint: None,
             tokens: i64::MAX / 4,
             slot: 1,
         })

@@ -24,6 +24,10 @@ pub struct Config {
     #[serde(default)]
     pub cashu: CashuConfig,
     pub models: Vec<ModelConfig>,
+    /// SPL tokens the operator takes beside SOL (`[[tokens]]`, the indexer's section): listed
+    /// at `/.well-known/llm-gateway`, and every price is quoted in each.
+    #[serde(default)]
+    pub tokens: Vec<common::assets::TokenAsset>,
 }
 
 /// Ecash the gateway takes: per request (`X-Cashu`) or as a top-up of a wallet's balance.
@@ -242,6 +246,7 @@ impl Default for Config {
             },
             cashu: CashuConfig::default(),
             models: vec![],
+            tokens: vec![],
         }
     }
 }
@@ -276,6 +281,7 @@ impl Config {
             &self.nostr.controller_pubkeys,
         )?;
         common::config::check_program_id(&self.chain.program_id)?;
+        common::assets::parse_tokens("tokens", &self.tokens)?;
         let audience = self.audience();
         if audience.trim().is_empty()
             || audience.trim() != audience

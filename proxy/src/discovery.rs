@@ -28,6 +28,10 @@ pub struct GatewayInfo {
     /// The Cashu rail, when the gateway takes ecash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cashu: Option<CashuInfo>,
+    /// SPL tokens taken beside SOL (escrowed with `deposit --mint`, bought with `topup
+    /// --mint`), with what one whole token buys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<common::assets::TokenAsset>,
 }
 
 /// How to pay with ecash: the accepted mints (sat) and the rate.
@@ -107,6 +111,7 @@ impl GatewayInfo {
                 unit: "sat".into(),
                 tokens_per_sat: config.cashu.tokens_per_sat,
             }),
+            tokens: config.tokens.clone(),
         }
     }
 

@@ -55,6 +55,14 @@ fn model_json(state: &AppState, id: &str) -> Option<Value> {
             "completion": model.price.completion,
             "unit": "ledger tokens per 1,000,000 tokens",
         },
+        "prices": {
+            "unit": "base units of the asset per 1,000,000 tokens",
+            "assets": crate::pricing::asset_prices(
+                model.price,
+                state.config.nostr.tokens_per_sol,
+                &state.config.tokens,
+            ),
+        },
         "max_output_tokens": model.max_output_tokens,
     }))
 }
@@ -90,6 +98,7 @@ async fn balance(
         "debited": balance.debited,
         "reserved": balance.reserved,
         "available": balance.available,
+        "paid_in": paid_in(&state, &caller.user).await?,
     });
     if let Some(key) = &caller.key {
         let budget = state.ledger.key_budget(&key.key_id).await?;
@@ -106,6 +115,34 @@ async fn balance(
         });
     }
     Ok(Json(body))
+}
+
+/// What the wallet paid in each asset, and the ledger tokens that bought: SOL, then tokens.
+async fn paid_in(state: &AppState, user: &str) -> Result<Vec<Value>, ApiError> {
+    let paid = state.ledger.paid_in(user).await?;
+    Ok(paid
+        .into_iter()
+        .map(|paid| {
+            let (asset, symbol, decimals) = match &paid.mint {
+                None => ("SOL".to_owned(), Some("SOL".to_owned()), Some(9)),
+                Some(mint) => {
+                    let token = state.config.tokens.iter().find(|t| t.mint == *mint);
+                    (
+                        mint.clone(),
+                        token.map(|t| t.symbol.clone()),
+                        token.map(|t| t.decimals),
+                    )
+                }
+            };
+            json!({
+                "asset": asset,
+                "symbol": symbol,
+                "decimals": decimals,
+                "amount": paid.amount,
+                "credited": paid.tokens,
+            })
+        })
+        .collect())
 }
 
 #[derive(Deserialize)]

@@ -133,6 +133,7 @@ async fn announce_catalog(state: &AppState) -> anyhow::Result<()> {
         &state.config.models,
         nostr.tokens_per_sol,
         &state.config.cashu,
+        &state.config.tokens,
     );
     let event = pricing::catalog_event(&state.nostr.keys, &nostr.catalog, &content)?;
     state

@@ -3,11 +3,11 @@
 //! the cluster, program, namespace and relays. `register`, `deposit`, `balance`, `topup`
 //! (authorisation → relay → controller's `Status` → `pay` on chain → credit at the gateway),
 //! a chat paid with it, `withdraw`, and the errors that name their cause; and the token escrow
-//! (`deposit --mint`, `withdraw --mint`) with the sandbox's USDC stand-in.
+//! (`deposit --mint`, `withdraw --mint`, `topup --mint`) with the sandbox's USDC stand-in.
 mod common;
 
 use balance_payment::sdk::{pda, spl};
-use indexer::sandbox::{SOL, USDC};
+use indexer::sandbox::{SOL, TOKENS_PER_USDC, USDC};
 use proxy::discovery::GatewayInfo;
 use serde_json::Value;
 use solana_sdk::{
@@ -376,6 +376,101 @@ async fn a_wallet_escrows_usdc_with_the_mint_flag_and_takes_it_back() {
     assert_eq!(withdrawn["vault"], "0");
     assert_eq!(tokens_in(stack, &vault).await, 0);
     assert_eq!(tokens_in(stack, &own).await, 10 * USDC);
+
+    fronted.stop().await;
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallet_buys_credit_with_usdc_and_the_gateway_shows_what_it_paid_in() {
+    let fronted = common::FrontedStack::start().await;
+    let base = fronted.base.clone();
+    let stack = &fronted.stack;
+    let home = std::env::temp_dir().join(format!("wallet-cli-usdc-topup-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let wallet = Keypair::new();
+    let keypair = home.join("wallet.json");
+    write_keypair_file(&wallet, &keypair).unwrap();
+    let keypair = keypair.to_string_lossy().into_owned();
+    let run = |args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend([
+            "--gateway".into(),
+            base.clone(),
+            "--keypair".into(),
+            keypair.clone(),
+        ]);
+        let home = home.clone();
+        async move {
+            let args: Vec<&str> = all.iter().map(String::as_str).collect();
+            proxy(&home, &args).await
+        }
+    };
+    let http = reqwest::Client::new();
+    let usdc = stack.usdc.to_string();
+
+    // The gateway says which tokens it takes and what each model costs in them.
+    let info: GatewayInfo = http
+        .get(format!("{base}/.well-known/llm-gateway"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info.tokens.len(), 1);
+    assert_eq!(
+        (info.tokens[0].mint.as_str(), info.tokens[0].symbol.as_str()),
+        (usdc.as_str(), "USDC")
+    );
+    assert_eq!(info.tokens[0].tokens_per_unit, TOKENS_PER_USDC);
+    let model: Value = http
+        .get(format!("{base}/v1/models/echo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let assets = model["prices"]["assets"].as_array().unwrap();
+    assert_eq!(assets[1]["asset"], usdc.as_str());
+    // 1,000,000 ledger tokens per million prompt tokens, at 10,000 per USDC: 100 USDC.
+    assert_eq!(assets[1]["prompt"], 100 * USDC);
+
+    stack.airdrop(&wallet.pubkey(), SOL).await.unwrap();
+    run(&["register"]).await.ok();
+    stack.fund_usdc(&wallet.pubkey(), 10 * USDC).await.unwrap();
+    run(&["topup", "1", "--mint", &usdc])
+        .await
+        .fails_with("you have no vault of the token");
+    run(&["deposit", "4", "--mint", &usdc]).await.ok();
+    run(&["topup", "1", "--mint", &Pubkey::new_unique().to_string()])
+        .await
+        .fails_with("this gateway does not take the token");
+    run(&["topup", "5", "--mint", &usdc])
+        .await
+        .fails_with("insufficient funds: the vault has 4 of the token");
+
+    let paid = run(&["topup", "2.5", "--mint", &usdc]).await.ok().json();
+    let worth = 5 * TOKENS_PER_USDC / 2;
+    assert_eq!(paid["paid"], "2.5");
+    assert_eq!(paid["vault"], "1.5");
+    assert_eq!(paid["tokens"], worth);
+    let balance = &paid["gateway"];
+    assert_eq!(balance["credited"], worth);
+    assert_eq!(
+        balance["paid_in"],
+        serde_json::json!([{
+            "asset": usdc,
+            "symbol": "USDC",
+            "decimals": 6,
+            "amount": 5 * USDC / 2,
+            "credited": worth,
+        }])
+    );
+    let treasury =
+        spl::associated_token_address(&stack.treasury, &stack.usdc, &spl::TOKEN_PROGRAM_ID);
+    assert_eq!(tokens_in(stack, &treasury).await, 5 * USDC / 2);
 
     fronted.stop().await;
     let _ = std::fs::remove_dir_all(&home);

@@ -10,7 +10,9 @@
 //!   [`chain::client::ProgramClient`] for the operator and wallet commands.
 //! - [`config`]: layered loading and shared checks; [`shutdown`]: the stop signals;
 //!   [`telemetry`]: logs, and OTLP traces when configured; [`solana_cli`]: `--url` and
-//!   `--keypair` read as `solana` reads them.
+//!   `--keypair` read as `solana` reads them; [`assets`]: the tokens taken beside SOL and
+//!   what each buys.
+pub mod assets;
 pub mod chain;
 pub mod config;
 pub mod events;

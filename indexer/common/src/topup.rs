@@ -5,11 +5,15 @@ use crate::{
     events::{sign_message, SignError},
     wire::{DsProxyMessage, DsProxyStatus, DsProxyStatusReason, RecoverInfoJson, RequestPayload},
 };
-use balance_payment::{authorization::AuthorizationTerms, sdk::authorization::sign_authorization};
+use balance_payment::{
+    authorization::{Asset, AuthorizationTerms},
+    sdk::authorization::sign_authorization,
+};
 use nostr_sdk::prelude::{Event, Keys, PublicKey};
 use solana_sdk::signature::Keypair;
 
-/// The request payload for `terms`, signed by `wallet` (whose key must be `terms.user`).
+/// The request payload for `terms` (SOL or a token), signed by `wallet` (whose key must be
+/// `terms.user`).
 pub fn authorization_payload(
     wallet: &Keypair,
     terms: &AuthorizationTerms,
@@ -23,6 +27,10 @@ pub fn authorization_payload(
             .map_err(|e| SignError(e.to_string()))?,
         amount: Some(terms.max_amount),
         namespace_id: Some(terms.namespace_id),
+        mint: match terms.asset {
+            Asset::Lamports => None,
+            Asset::Token(mint) => Some(mint.to_string()),
+        },
     })
 }
 

@@ -69,12 +69,17 @@ pub struct RequestPayload {
     pub nonce: u64,
     /// JSON of [`RecoverInfoJson`], as a string (DePHY nests it that way).
     pub recover_info: String,
-    /// Lamports to pay; at most the signed maximum. Absent: the signed maximum.
+    /// Lamports (or base units of `mint`) to pay: exactly the signed maximum. Absent: the
+    /// signed maximum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<u64>,
     /// The namespace the authorisation is for. Absent: the controller's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_id: Option<u64>,
+    /// The token the authorisation spends (its mint, base58), which the signed message names.
+    /// Absent: SOL. (Additive: DePHY's controllers never see it.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mint: Option<String>,
 }
 
 /// The signed authorisation inside a request, as a browser app builds it.

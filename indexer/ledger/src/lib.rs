@@ -37,7 +37,7 @@ pub use entries::{Applied, EntryKind, NewEntry};
 pub use keys::{KeyBudget, KeyLimit, KeyRevocation};
 pub use migrations::pending_migrations;
 pub use outbox::OutboxEvent;
-pub use payments::{tokens_for_lamports, Payment};
+pub use payments::{tokens_for_lamports, tokens_for_units, PaidIn, Payment};
 pub use rates::{RateLimit, RateWindow};
 pub use requests::{RequestRecord, RequestState};
 pub use reservations::{ExpiredCharge, Expiry};

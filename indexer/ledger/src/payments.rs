@@ -1,4 +1,4 @@
-//! On-chain `Paid` events, the proof behind every credit, and what each is worth.
+//! On-chain `Paid` and `TokenPaid` events, the proof behind every credit, and what each is worth.
 //!
 //! A credit and its payment usually arrive at the same moment from two sources (the
 //! controller's announcement on Nostr, the chain watcher). Both writers first lock the user's
@@ -26,8 +26,11 @@ pub struct Payment {
     pub user: String,
     pub namespace_id: u64,
     pub nonce: u64,
-    pub lamports: u64,
-    /// What the lamports are worth in ledger tokens at the deployment's rate: the only amount
+    /// What was paid: lamports, or base units of `mint`.
+    pub amount: u64,
+    /// The SPL token paid (`TokenPaid`), base58; `None` for SOL (`Paid`).
+    pub mint: Option<String>,
+    /// What the amount is worth in ledger tokens at the deployment's rate: the only amount
     /// a credit for this payment may announce.
     pub tokens: i64,
     pub slot: u64,
@@ -36,8 +39,15 @@ pub struct Payment {
 /// Ledger tokens for `lamports` at `tokens_per_sol`, multiplying before dividing; `None` when
 /// they overflow the ledger's integer type.
 pub fn tokens_for_lamports(lamports: u64, tokens_per_sol: u64) -> Option<i64> {
-    let tokens = lamports as u128 * tokens_per_sol as u128 / 1_000_000_000;
-    i64::try_from(tokens).ok()
+    tokens_for_units(lamports, tokens_per_sol, 9)
+}
+
+/// Ledger tokens for `amount` base units of an asset with `decimals` decimals, at
+/// `tokens_per_unit` per whole unit (one SOL, one USDC), multiplying before dividing and
+/// rounding down; `None` when they overflow the ledger's integer type.
+pub fn tokens_for_units(amount: u64, tokens_per_unit: u64, decimals: u8) -> Option<i64> {
+    let scale = 10u128.checked_pow(u32::from(decimals))?;
+    i64::try_from(u128::from(amount) * u128::from(tokens_per_unit) / scale).ok()
 }
 
 impl Ledger {
@@ -68,18 +78,19 @@ impl Ledger {
         let mut new = 0;
         for payment in payments {
             new += sqlx::query(
-                "INSERT INTO payments (id, signature, user_key, namespace_id, nonce, lamports, tokens, slot, seen_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO payments (id, signature, user_key, namespace_id, nonce, lamports, tokens, slot, seen_at, mint)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
             )
             .bind(format!("{}:{}", payment.signature, payment.index))
             .bind(&payment.signature)
             .bind(&payment.user)
             .bind(to_i64(payment.namespace_id)?)
             .bind(to_i64(payment.nonce)?)
-            .bind(to_i64(payment.lamports)?)
+            .bind(to_i64(payment.amount)?)
             .bind(payment.tokens)
             .bind(to_i64(payment.slot)?)
             .bind(now())
+            .bind(payment.mint.as_deref())
             .execute(&mut *tx)
             .await?
             .rows_affected() as usize;
@@ -133,7 +144,7 @@ impl Ledger {
         nonce: u64,
     ) -> Result<Option<Payment>> {
         let row = sqlx::query(
-            "SELECT id, signature, lamports, tokens, slot FROM payments
+            "SELECT id, signature, lamports, tokens, slot, mint FROM payments
              WHERE user_key = $1 AND namespace_id = $2 AND nonce = $3",
         )
         .bind(user)
@@ -154,19 +165,60 @@ impl Ledger {
             user: user.to_owned(),
             namespace_id,
             nonce,
-            lamports: row.try_get::<i64, _>("lamports")?.max(0) as u64,
+            amount: row.try_get::<i64, _>("lamports")?.max(0) as u64,
+            mint: row.try_get("mint")?,
             tokens: row.try_get("tokens")?,
             slot: row.try_get::<i64, _>("slot")?.max(0) as u64,
         }))
     }
 }
 
+/// What a wallet has paid in one asset, over all its payments, and what that bought.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaidIn {
+    /// The token's mint (base58); `None` for SOL.
+    pub mint: Option<String>,
+    /// Lamports, or base units of `mint`.
+    pub amount: u64,
+    /// Ledger tokens those payments are worth.
+    pub tokens: i64,
+}
+
+impl Ledger {
+    /// What `user` has paid per asset (SOL first, then mints in order): where their credit
+    /// came from, for `/v1/balance`.
+    pub async fn paid_in(&self, user: &str) -> Result<Vec<PaidIn>> {
+        let rows = sqlx::query(
+            "SELECT mint, CAST(SUM(lamports) AS BIGINT) AS amount,
+                    CAST(SUM(tokens) AS BIGINT) AS tokens
+             FROM payments WHERE user_key = $1 GROUP BY mint ORDER BY mint",
+        )
+        .bind(user)
+        .fetch_all(&self.reads)
+        .await?;
+        let mut paid = rows
+            .iter()
+            .map(|row| {
+                Ok(PaidIn {
+                    mint: row.try_get("mint")?,
+                    amount: row.try_get::<i64, _>("amount")?.max(0) as u64,
+                    tokens: row.try_get("tokens")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // NULL sorts first on SQLite and last on Postgres: SOL first on both.
+        paid.sort_by(|a, b| a.mint.cmp(&b.mint));
+        Ok(paid)
+    }
+}
+
 /// Inserts the payments (a payment seen before inserts nothing); returns the ids that are new.
 const INSERT_PAYMENTS: &str = "
-INSERT INTO payments (id, signature, user_key, namespace_id, nonce, lamports, tokens, slot, seen_at)
-SELECT p.*, $9::int8
+INSERT INTO payments (id, signature, user_key, namespace_id, nonce, lamports, tokens, slot, mint,
+                      seen_at)
+SELECT p.*, $10::int8
 FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],
-            $8::int8[]) AS p
+            $8::int8[], $9::text[]) AS p
 ON CONFLICT (id) DO NOTHING
 RETURNING id";
 
@@ -215,9 +267,15 @@ async fn record_together(conn: &mut PgConnection, payments: &[Payment], at: i64)
         .bind(payments.iter().map(|p| p.user.as_str()).collect::<Vec<_>>())
         .bind(numbers(|p| p.namespace_id)?)
         .bind(numbers(|p| p.nonce)?)
-        .bind(numbers(|p| p.lamports)?)
+        .bind(numbers(|p| p.amount)?)
         .bind(payments.iter().map(|p| p.tokens).collect::<Vec<_>>())
         .bind(numbers(|p| p.slot)?)
+        .bind(
+            payments
+                .iter()
+                .map(|p| p.mint.as_deref())
+                .collect::<Vec<_>>(),
+        )
         .bind(at)
         .fetch_all(&mut *conn)
         .await?

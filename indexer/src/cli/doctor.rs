@@ -1,6 +1,7 @@
 //! `indexer doctor`: checks that a config can run — the RPC answers, the program is deployed
 //! and initialised for this cluster, the namespace exists and names this bot and treasury, the
 //! keys load, the relays answer and the ledger is migrated — and says what to fix.
+use super::tokens::TokenCheck;
 use crate::{
     chain::client::ProgramClient, config::Config, ledger::pending_migrations,
     solana_cli::read_keypair,
@@ -138,6 +139,15 @@ async fn chain_checks(config: &Config) -> Vec<Check> {
         "namespace",
         Ok(format!("{id} ({:?}) exists", namespace.name)),
     ));
+    for token in super::tokens::check_tokens(config, &client).await {
+        checks.push(check(
+            "token",
+            match token {
+                TokenCheck::Ready(detail) => Ok(detail),
+                TokenCheck::NotReady(problem) | TokenCheck::Wrong(problem) => Err(problem),
+            },
+        ));
+    }
     let Some(controller) = &config.controller else {
         checks.push(check(
             "controller",

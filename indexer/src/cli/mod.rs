@@ -3,6 +3,7 @@
 //! `status`.
 mod doctor;
 pub mod operator;
+mod tokens;
 use crate::{
     chain::{cluster::cluster_tag, rpc::RpcChain, watcher::PaymentRule, Chain},
     config::Config,
@@ -162,6 +163,7 @@ fn pubkeys(keys: &[String]) -> anyhow::Result<Vec<PublicKey>> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let mut signals = crate::shutdown::StopSignals::install()?;
+    tokens::verify_tokens(&config).await?;
     let ledger = Ledger::connect(&config.database_url).await?;
     let health_listener = match &config.health_listen {
         Some(addr) => Some(
@@ -199,6 +201,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let publisher = connect(controller_keys.clone().unwrap_or_else(Keys::generate)).await?;
     let listener = connect(Keys::generate()).await?;
     let machine = PublicKey::parse(&config.nostr.machine)?;
+    let tokens: std::sync::Arc<[_]> = config.token_rates()?.into();
     let controller = match (&config.controller, controller_keys) {
         (Some(section), Some(nostr_keys)) => Some(Controller::new(
             ControllerConfig {
@@ -215,6 +218,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 machine,
                 tokens_per_sol: config.chain.tokens_per_sol,
                 max_lamports_per_request: section.max_lamports_per_request,
+                tokens: tokens.clone(),
             },
             ledger.clone(),
             chain.clone(),
@@ -237,6 +241,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         payments: PaymentRule {
             namespace_id: config.chain.namespace_id,
             tokens_per_sol: config.chain.tokens_per_sol,
+            tokens,
         },
         chain_poll: Duration::from_secs(config.chain.poll_seconds.max(1)),
         credit_grace: config.credit_grace_seconds.map(Duration::from_secs),

@@ -1,5 +1,6 @@
 //! The operator's commands on the program: `initialize` once per cluster, then one namespace
-//! per operator (`namespace create | update | show`). Every one works against any RPC URL and
+//! per operator (`namespace create | update | show`, and the tokens it takes:
+//! `accept-mint | delist-mint`, in [`super::tokens`]). Every one works against any RPC URL and
 //! signs with a keypair file, as `solana` does.
 use crate::{
     chain::client::{ClientError, ProgramClient},
@@ -51,6 +52,25 @@ pub enum NamespaceCommand {
     Show {
         #[arg(long)]
         id: Option<u64>,
+        #[command(flatten)]
+        solana: SolanaArgs,
+    },
+    /// Take an SPL token (USDC, …) beside SOL: users may escrow it and buy credit with it.
+    /// Also gives the treasury its account of the token. Signed by the authority.
+    AcceptMint {
+        #[arg(long)]
+        id: u64,
+        #[arg(long)]
+        mint: Pubkey,
+        #[command(flatten)]
+        solana: SolanaArgs,
+    },
+    /// Stop taking a token: no new vaults or payments in it; open locks still settle.
+    DelistMint {
+        #[arg(long)]
+        id: u64,
+        #[arg(long)]
+        mint: Pubkey,
         #[command(flatten)]
         solana: SolanaArgs,
     },
@@ -128,12 +148,7 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<()> {
             let client = connect(&solana).await?;
             let current = client.require_namespace(id).await?;
             let authority = solana.keypair()?;
-            anyhow::ensure!(
-                current.authority == authority.pubkey(),
-                "namespace {id}'s authority is {}, not {} (pass its keypair with --keypair)",
-                current.authority,
-                authority.pubkey()
-            );
+            ensure_authority(&current, id, &authority.pubkey())?;
             let parse = |value: Option<String>| value.as_deref().map(pubkey_or_keypair).transpose();
             let args = UpdateNamespaceArgs {
                 name,
@@ -179,7 +194,27 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<()> {
                 }
             }
         }
+        NamespaceCommand::AcceptMint { id, mint, solana } => {
+            super::tokens::accept_mint(id, mint, solana).await?
+        }
+        NamespaceCommand::DelistMint { id, mint, solana } => {
+            super::tokens::delist_mint(id, mint, solana).await?
+        }
     }
+    Ok(())
+}
+
+/// `signer` is namespace `id`'s authority, or the error says whose keypair to pass.
+pub(super) fn ensure_authority(
+    namespace: &Namespace,
+    id: u64,
+    signer: &Pubkey,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        namespace.authority == *signer,
+        "namespace {id}'s authority is {}, not {signer} (pass its keypair with --keypair)",
+        namespace.authority
+    );
     Ok(())
 }
 
@@ -195,13 +230,13 @@ fn namespace_json(namespace: &Namespace) -> serde_json::Value {
     })
 }
 
-fn with_transaction(mut value: serde_json::Value, signature: &str) -> serde_json::Value {
+pub(super) fn with_transaction(mut value: serde_json::Value, signature: &str) -> serde_json::Value {
     value["transaction"] = json!(signature);
     value
 }
 
 /// The cluster `--url` names, with the program deployed on it.
-async fn connect(solana: &SolanaArgs) -> anyhow::Result<ProgramClient> {
+pub(super) async fn connect(solana: &SolanaArgs) -> anyhow::Result<ProgramClient> {
     let client = ProgramClient::new(&solana.rpc_url(None)?);
     client.ensure_deployed().await?;
     Ok(client)
@@ -221,7 +256,7 @@ pub fn pubkey_or_keypair(value: &str) -> anyhow::Result<Pubkey> {
 }
 
 /// The signer can pay a transaction fee, or the error says whose SOL is missing.
-async fn ensure_fee_payer(client: &ProgramClient, payer: &Pubkey) -> anyhow::Result<()> {
+pub(super) async fn ensure_fee_payer(client: &ProgramClient, payer: &Pubkey) -> anyhow::Result<()> {
     let lamports = client.lamports(payer).await?;
     anyhow::ensure!(
         lamports > 0,

@@ -19,6 +19,9 @@ pub struct StackArgs {
     pub relay_dir: PathBuf,
     #[arg(long, default_value_t = 1_000_000)]
     pub tokens_per_sol: u64,
+    /// Ledger tokens one USDC (of the stand-in) buys.
+    #[arg(long, default_value_t = super::TOKENS_PER_USDC)]
+    pub tokens_per_usdc: u64,
 }
 
 impl StackArgs {
@@ -30,6 +33,7 @@ impl StackArgs {
             relay_port: self.relay_port,
             relay_dir: Some(self.relay_dir.clone()),
             tokens_per_sol: self.tokens_per_sol,
+            tokens_per_usdc: self.tokens_per_usdc,
             proxy_keys,
         }
     }
@@ -56,9 +60,11 @@ pub async fn run(args: StackArgs) -> anyhow::Result<()> {
         sandbox.treasury
     );
     println!(
-        "  usdc mint:    {}  (a USDC stand-in, {} decimals, accepted by the namespace)",
+        "  usdc mint:    {}  (a USDC stand-in, {} decimals, accepted by the namespace; {} \
+         ledger tokens per USDC)",
         sandbox.usdc,
-        super::USDC_DECIMALS
+        super::USDC_DECIMALS,
+        sandbox.tokens_per_usdc
     );
     println!("  machine (p):  {}", sandbox.machine.to_hex());
     println!(

@@ -19,6 +19,7 @@ use balance_payment::{
     state::UserAccount,
     CreateNamespaceArgs,
 };
+use common::assets::{parse_tokens, TokenAsset, TokenRate};
 use localnet::{EmbeddedRelay, Validator, ValidatorConfig};
 use nostr_sdk::prelude::{Client, Keys, PublicKey};
 use solana_commitment_config::CommitmentConfig;
@@ -38,6 +39,9 @@ pub const USDC_DECIMALS: u8 = 6;
 /// One USDC in base units.
 pub const USDC: u64 = 1_000_000;
 
+/// The sandbox's default rate for its USDC stand-in: ledger tokens per USDC.
+pub const TOKENS_PER_USDC: u64 = 10_000;
+
 /// The sandbox controller's `max_lamports_per_request`: larger top-ups are refused.
 pub const MAX_LAMPORTS_PER_REQUEST: u64 = 100 * SOL;
 
@@ -51,13 +55,15 @@ pub struct SandboxConfig {
     /// Where the relay keeps its events; `None` keeps them in memory (tests).
     pub relay_dir: Option<PathBuf>,
     pub tokens_per_sol: u64,
+    /// Ledger tokens one USDC (of the stand-in) buys.
+    pub tokens_per_usdc: u64,
     /// The proxy keys whose debits count (the sandbox makes one if empty).
     pub proxy_keys: Vec<Keys>,
 }
 
 impl SandboxConfig {
     /// A throwaway stack on `database_url`: free ports, events in memory, 1,000,000 tokens
-    /// per SOL, one proxy key.
+    /// per SOL and 10,000 per USDC, one proxy key.
     pub fn new(database_url: &str) -> Self {
         Self {
             database_url: database_url.to_owned(),
@@ -65,6 +71,7 @@ impl SandboxConfig {
             relay_port: 0,
             relay_dir: None,
             tokens_per_sol: 1_000_000,
+            tokens_per_usdc: TOKENS_PER_USDC,
             proxy_keys: vec![],
         }
     }
@@ -97,6 +104,9 @@ pub struct Sandbox {
     pub proxy_keys: Vec<Keys>,
     pub session: String,
     pub tokens_per_sol: u64,
+    pub tokens_per_usdc: u64,
+    /// [`Self::token_assets`], parsed as the indexer parses its config.
+    token_rates: Arc<[TokenRate]>,
     services: Option<(Services, [Client; 2])>,
 }
 
@@ -141,6 +151,7 @@ impl Sandbox {
             .await?;
 
         let usdc = usdc_mint(&chain, &rpc, &authority, &treasury).await?;
+        let token_rates = parse_tokens("tokens", &usdc_asset(&usdc, config.tokens_per_usdc))?;
 
         // Read back from the chain, as the indexer binary does.
         let cluster = cluster_tag(chain.as_ref()).await?;
@@ -173,10 +184,17 @@ impl Sandbox {
             proxy_keys,
             session: DEFAULT_SESSION.to_owned(),
             tokens_per_sol: config.tokens_per_sol,
+            tokens_per_usdc: config.tokens_per_usdc,
+            token_rates: token_rates.into(),
             services: None,
         };
         sandbox.services = Some(sandbox.spawn_services().await?);
         Ok(sandbox)
+    }
+
+    /// The `[[tokens]]` section an operator writes for this stack: the USDC stand-in.
+    pub fn token_assets(&self) -> Vec<TokenAsset> {
+        usdc_asset(&self.usdc, self.tokens_per_usdc)
     }
 
     /// A controller for this stack's namespace, as the services run it: tests drive it
@@ -193,6 +211,7 @@ impl Sandbox {
                 machine: self.machine,
                 tokens_per_sol: self.tokens_per_sol,
                 max_lamports_per_request: MAX_LAMPORTS_PER_REQUEST,
+                tokens: self.token_rates.clone(),
             },
             self.ledger.clone(),
             self.chain.clone(),
@@ -227,6 +246,7 @@ impl Sandbox {
             payments: PaymentRule {
                 namespace_id: self.namespace_id,
                 tokens_per_sol: self.tokens_per_sol,
+                tokens: self.token_rates.clone(),
             },
             chain_poll: Duration::from_secs(1),
             credit_grace: None,
@@ -314,6 +334,44 @@ impl Sandbox {
         Ok(crate::topup::authorization_payload(user, &terms)?)
     }
 
+    /// An authorisation like [`Self::authorization_payload`] to spend `units` of the USDC
+    /// stand-in from the wallet's token vault.
+    pub fn usdc_authorization_payload(
+        &self,
+        user: &Keypair,
+        nonce: u64,
+        units: u64,
+    ) -> anyhow::Result<RequestPayload> {
+        let terms = AuthorizationTerms {
+            program_id: balance_payment::ID,
+            cluster: self.cluster,
+            namespace_id: self.namespace_id,
+            user: user.pubkey(),
+            nonce,
+            max_amount: units,
+            asset: Asset::Token(self.usdc),
+            deadline: crate::ledger::now() + 600,
+            extra_data: [0; 32],
+        };
+        Ok(crate::topup::authorization_payload(user, &terms)?)
+    }
+
+    /// A new wallet like [`Self::user`] (with 1 SOL in its vault) whose USDC vault is open
+    /// and holds `units`.
+    pub async fn usdc_user(&self, units: u64) -> anyhow::Result<Keypair> {
+        let user = self.user(SOL).await?;
+        let owner = user.pubkey();
+        let program = spl::TOKEN_PROGRAM_ID;
+        self.fund_usdc(&owner, units).await?;
+        let source = spl::associated_token_address(&owner, &self.usdc, &program);
+        let instructions = [
+            tix::open_token_vault(owner, owner, self.usdc, self.namespace_id, program),
+            tix::deposit_token(owner, source, owner, self.usdc, program, units),
+        ];
+        self.chain.submit(&instructions, &[&user]).await?;
+        Ok(user)
+    }
+
     /// The `Request` event carrying `payload`, addressed to the gateway, from a fresh key.
     pub fn request_event(&self, payload: &RequestPayload) -> anyhow::Result<nostr_sdk::Event> {
         Ok(crate::topup::request_event(
@@ -359,6 +417,17 @@ impl Sandbox {
         self.relay.shutdown().await;
         self.validator.shutdown();
     }
+}
+
+/// The `[[tokens]]` section listing the USDC stand-in `mint` at `tokens_per_usdc`.
+fn usdc_asset(mint: &Pubkey, tokens_per_usdc: u64) -> Vec<TokenAsset> {
+    vec![TokenAsset {
+        mint: mint.to_string(),
+        symbol: "USDC".into(),
+        decimals: USDC_DECIMALS,
+        tokens_per_unit: tokens_per_usdc,
+        token_program: spl::TOKEN_PROGRAM_ID.to_string(),
+    }]
 }
 
 /// Creates the USDC stand-in, has namespace 0 accept it and gives the treasury an account of

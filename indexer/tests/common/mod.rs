@@ -193,6 +193,7 @@ impl Harness {
                     machine: self.machine,
                     tokens_per_sol: TOKENS_PER_SOL,
                     max_lamports_per_request: 100_000_000_000,
+                    tokens: Default::default(),
                 },
                 self.ledger.clone(),
                 std::sync::Arc::new(StuckChain),
@@ -212,6 +213,7 @@ impl Harness {
             payments: PaymentRule {
                 namespace_id: 0,
                 tokens_per_sol: TOKENS_PER_SOL,
+                tokens: Default::default(),
             },
             chain_poll: Duration::from_secs(1),
             credit_grace: None,
@@ -282,7 +284,8 @@ impl Harness {
                 user: user.clone(),
                 namespace_id: 0,
                 nonce: n,
-                lamports: *tokens as u64 * 1_000,
+                amount: *tokens as u64 * 1_000,
+                mint: None,
                 tokens: *tokens,
                 slot: 1,
             })

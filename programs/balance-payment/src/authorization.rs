@@ -32,11 +32,14 @@
 //!
 //! # How it is verified
 //! The instruction immediately before `pay`/`lock` must be an Ed25519 precompile instruction
-//! carrying one signature whose public key, signature and message all live in its own data
-//! (what `new_ed25519_instruction_with_signature` builds). The runtime verifies the signature;
-//! this module checks that what was verified is this user's signature over this message, and
-//! that the signature's `S` is canonical (`S < L`), so a malleated copy is refused even where
-//! the precompile would accept it.
+//! carrying one signature whose public key and message live in its own data, and whose
+//! signature lives either there too (what `new_ed25519_instruction_with_signature` builds) or
+//! in the redeeming instruction's own data — the `recover_info` it carries anyway. The second
+//! layout saves the 64-byte copy, which keeps a token redemption (more accounts, a longer
+//! message) under the 1,232-byte transaction limit. The runtime verifies the signature; this
+//! module checks that what was verified is this user's signature over this message, and that
+//! the signature's `S` is canonical (`S < L`), so a malleated copy is refused even where the
+//! precompile would accept it.
 use crate::errors::BalancePaymentError;
 use anchor_lang::prelude::*;
 use solana_instructions_sysvar::{load_current_index_checked, load_instruction_at_checked};
@@ -150,17 +153,22 @@ pub fn verify_authorization(
         ED25519_PROGRAM_ID,
         BalancePaymentError::MissingSignatureVerification
     );
-    let verified = VerifiedSignature::parse(&ix.data)
+    let verified = VerifiedSignature::parse(&ix.data, current)
         .ok_or(BalancePaymentError::MalformedSignatureVerification)?;
+    let signature_matches = match verified.signature {
+        SignatureAt::Here(signature) => signature == info.signature.as_slice(),
+        SignatureAt::InRedeemer { offset } => {
+            let own = load_instruction_at_checked(current as usize, instructions_sysvar)?;
+            let at = offset as usize;
+            own.data.get(at..at + 64) == Some(info.signature.as_slice())
+        }
+    };
 
     require!(
         verified.public_key == terms.user.as_ref(),
         BalancePaymentError::SignerMismatch
     );
-    require!(
-        verified.signature == info.signature.as_slice(),
-        BalancePaymentError::SignatureMismatch
-    );
+    require!(signature_matches, BalancePaymentError::SignatureMismatch);
     require!(
         is_canonical_signature(&info.signature),
         BalancePaymentError::NonCanonicalSignature
@@ -175,14 +183,24 @@ pub fn verify_authorization(
 /// The one signature an Ed25519 precompile instruction verified, borrowed from its data.
 struct VerifiedSignature<'a> {
     public_key: &'a [u8],
-    signature: &'a [u8],
+    signature: SignatureAt<'a>,
     message: &'a [u8],
 }
 
+/// Where the precompile read the signature it verified.
+enum SignatureAt<'a> {
+    /// In the precompile instruction's own data.
+    Here(&'a [u8]),
+    /// At `offset` in the data of the redeeming instruction (the one running now).
+    InRedeemer { offset: u16 },
+}
+
 impl<'a> VerifiedSignature<'a> {
-    /// Accepts only the self-contained single-signature layout; anything pointing into other
-    /// instructions is refused rather than followed.
-    fn parse(data: &'a [u8]) -> Option<Self> {
+    /// Accepts only a single signature whose key and message are in the precompile
+    /// instruction's own data, and whose signature is there or in the redeeming instruction
+    /// (`current`); anything pointing into any other instruction is refused rather than
+    /// followed.
+    fn parse(data: &'a [u8], current: u16) -> Option<Self> {
         const THIS_INSTRUCTION: u16 = u16::MAX;
         if data.first() != Some(&1) {
             return None;
@@ -194,16 +212,18 @@ impl<'a> VerifiedSignature<'a> {
         let (sig_offset, sig_ix) = (field(0)?, field(1)?);
         let (key_offset, key_ix) = (field(2)?, field(3)?);
         let (msg_offset, msg_size, msg_ix) = (field(4)?, field(5)?, field(6)?);
-        if [sig_ix, key_ix, msg_ix]
-            .iter()
-            .any(|&ix| ix != THIS_INSTRUCTION)
-        {
+        if key_ix != THIS_INSTRUCTION || msg_ix != THIS_INSTRUCTION {
             return None;
         }
         let slice = |offset: u16, len: usize| data.get(offset as usize..offset as usize + len);
+        let signature = match sig_ix {
+            THIS_INSTRUCTION => SignatureAt::Here(slice(sig_offset, 64)?),
+            ix if ix == current => SignatureAt::InRedeemer { offset: sig_offset },
+            _ => return None,
+        };
         Some(Self {
             public_key: slice(key_offset, 32)?,
-            signature: slice(sig_offset, 64)?,
+            signature,
             message: slice(msg_offset, msg_size as usize)?,
         })
     }
@@ -338,17 +358,28 @@ mod tests {
             signature,
             &terms.user.to_bytes(),
         );
-        let program = crate::ID;
+        verify_in(&check.data, &[], terms, info)
+    }
+
+    /// `verify_authorization` as instruction 1 (whose data is `redeemer_data`), after an Ed25519
+    /// check whose data is `check_data`.
+    fn verify_in(
+        check_data: &[u8],
+        redeemer_data: &[u8],
+        terms: &AuthorizationTerms,
+        info: &RecoverInfo,
+    ) -> Option<ProgramError> {
+        let (ed25519, program) = (ED25519_PROGRAM_ID, crate::ID);
         let instructions = [
             BorrowedInstruction {
-                program_id: &check.program_id,
+                program_id: &ed25519,
                 accounts: vec![],
-                data: &check.data,
+                data: check_data,
             },
             BorrowedInstruction {
                 program_id: &program,
                 accounts: vec![],
-                data: &[],
+                data: redeemer_data,
             },
         ];
         let mut data = construct_instructions_data(&instructions);
@@ -396,5 +427,59 @@ mod tests {
             verify_after_check(&terms, &info, &other),
             code(BalancePaymentError::SignatureMismatch)
         );
+    }
+
+    /// A check whose signature the precompile reads from instruction `sig_ix` at `sig_offset`.
+    fn compact_check(terms: &AuthorizationTerms, sig_ix: u16, sig_offset: u16) -> Vec<u8> {
+        let message = authorization_message(terms);
+        let mut data = vec![1, 0];
+        for field in [
+            sig_offset,
+            sig_ix,
+            16,
+            u16::MAX,
+            48,
+            message.len() as u16,
+            u16::MAX,
+        ] {
+            data.extend_from_slice(&field.to_le_bytes());
+        }
+        data.extend_from_slice(&terms.user.to_bytes());
+        data.extend_from_slice(&message);
+        data
+    }
+
+    #[test]
+    fn a_signature_read_from_the_redeeming_instruction_passes_only_there_and_only_if_it_is_the_users(
+    ) {
+        let (terms, info) = signed(&SigningKey::from_bytes(&[3; 32]));
+        let mut redeemer = vec![9; 10];
+        redeemer.extend_from_slice(&info.signature);
+        assert_eq!(
+            verify_in(&compact_check(&terms, 1, 10), &redeemer, &terms, &info),
+            None
+        );
+        assert_eq!(
+            verify_in(&compact_check(&terms, 1, 9), &redeemer, &terms, &info),
+            code(BalancePaymentError::SignatureMismatch),
+            "another 64 bytes of the redeeming instruction"
+        );
+        assert_eq!(
+            verify_in(&compact_check(&terms, 1, 11), &redeemer, &terms, &info),
+            code(BalancePaymentError::SignatureMismatch),
+            "past the end of the redeeming instruction"
+        );
+        for elsewhere in [0, 2] {
+            assert_eq!(
+                verify_in(
+                    &compact_check(&terms, elsewhere, 10),
+                    &redeemer,
+                    &terms,
+                    &info
+                ),
+                code(BalancePaymentError::MalformedSignatureVerification),
+                "a signature in instruction {elsewhere} is not followed"
+            );
+        }
     }
 }

@@ -55,7 +55,7 @@ impl SandboxArgs {
 }
 
 /// Points `config` at `stack` (its relay, Nostr address, controller key, RPC, namespace and
-/// token rate), so the gateway's `/.well-known/llm-gateway` tells clients the truth.
+/// token rates), so the gateway's `/.well-known/llm-gateway` tells clients the truth.
 fn describe(config: &mut Config, stack: &Sandbox) {
     config.nostr.relays = vec![stack.relay.url().to_owned()];
     config.nostr.machine = stack.machine.to_hex();
@@ -66,6 +66,7 @@ fn describe(config: &mut Config, stack: &Sandbox) {
     config.chain.rpc_url = Some(stack.validator.rpc_url().to_owned());
     config.chain.ws_url = Some(stack.validator.ws_url().to_owned());
     config.chain.namespace_id = stack.namespace_id;
+    config.tokens = stack.token_assets();
 }
 
 /// The gateway in front of `stack` on `listener`: `config` as [`describe`] completes it, on the
@@ -215,8 +216,10 @@ pub async fn run(options: SandboxArgs) -> anyhow::Result<()> {
     );
     println!("                paid {DEMO_TOP_UP} lamports on chain; credited {credited} tokens");
     println!(
-        "  usdc mint:    {}  (a USDC stand-in the namespace accepts; the demo wallet holds {})",
+        "  usdc mint:    {}  (a USDC stand-in the namespace accepts, {} ledger tokens per \
+         USDC; the demo wallet holds {})",
         stack.usdc,
+        stack.tokens_per_usdc,
         DEMO_USDC / USDC
     );
     println!();
@@ -237,6 +240,11 @@ pub async fn run(options: SandboxArgs) -> anyhow::Result<()> {
     );
     println!(
         "  cargo run -p proxy -- deposit 10 --mint {} --keypair {} --gateway {base}",
+        stack.usdc,
+        options.wallet_file.display()
+    );
+    println!(
+        "  cargo run -p proxy -- topup 2.5 --mint {} --keypair {} --gateway {base}",
         stack.usdc,
         options.wallet_file.display()
     );

@@ -62,11 +62,6 @@ pub fn parse_decimal(text: &str) -> Result<Decimal, String> {
     })
 }
 
-/// `0.5` SOL → lamports, exactly.
-pub fn parse_sol(text: &str) -> Result<u64, String> {
-    parse_decimal(text)?.units(SOL_DECIMALS)
-}
-
 /// SOL has 9 decimals: 1 lamport = 0.000000001 SOL.
 pub const SOL_DECIMALS: u8 = 9;
 
@@ -90,6 +85,11 @@ pub fn sol(lamports: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `0.5` SOL → lamports, exactly.
+    fn parse_sol(text: &str) -> Result<u64, String> {
+        parse_decimal(text)?.units(SOL_DECIMALS)
+    }
 
     #[test]
     fn sol_amounts_convert_exactly_both_ways() {

@@ -10,7 +10,7 @@ mod tokens;
 mod topup;
 
 use crate::discovery::GatewayInfo;
-use amount::{parse_decimal, parse_sol, sol, Decimal};
+use amount::{parse_decimal, sol, Decimal};
 use clap::{Args, Subcommand};
 use common::{chain::client::ProgramClient, solana_cli::SolanaArgs};
 use solana_sdk::{pubkey::Pubkey, signature::Keypair};
@@ -55,12 +55,16 @@ pub enum WalletCommand {
     },
     /// Show your vault (held, locked, free for top-ups) and your balance at the gateway.
     Balance(WalletArgs),
-    /// Buy gateway credit: sign an authorisation for AMOUNT SOL from your vault, publish it to
-    /// the gateway's relays, wait for the controller's answer and the credit, print both.
+    /// Buy gateway credit: sign an authorisation for AMOUNT SOL (or, with `--mint`, of that
+    /// token) from your vault, publish it to the gateway's relays, wait for the controller's
+    /// answer and the credit, print both.
     Topup {
-        /// SOL, e.g. `0.01`.
-        #[arg(value_parser = parse_sol)]
-        amount: u64,
+        /// SOL, e.g. `0.01`; with `--mint`, units of that token, e.g. `2.5`.
+        #[arg(value_parser = parse_decimal)]
+        amount: Decimal,
+        /// A token the gateway takes (its mint; see `/.well-known/llm-gateway`).
+        #[arg(long)]
+        mint: Option<Pubkey>,
         /// How long the authorisation stays redeemable, in seconds.
         #[arg(long, default_value_t = 600)]
         valid_for: i64,
@@ -114,13 +118,22 @@ pub async fn run(command: WalletCommand) -> anyhow::Result<()> {
         WalletCommand::Balance(wallet) => account::balance(&wallet).await,
         WalletCommand::Topup {
             amount,
+            mint,
             valid_for,
             timeout,
             wallet,
         } => {
+            let spend = match mint {
+                None => topup::Spend::Sol(
+                    amount
+                        .units(amount::SOL_DECIMALS)
+                        .map_err(anyhow::Error::msg)?,
+                ),
+                Some(mint) => topup::Spend::Token { mint, amount },
+            };
             topup::run(
                 &wallet,
-                amount,
+                spend,
                 valid_for,
                 std::time::Duration::from_secs(timeout),
             )

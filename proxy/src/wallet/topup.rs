@@ -1,10 +1,16 @@
-//! `proxy topup`: buy gateway credit with SOL from the vault. The wallet signs an
-//! authorisation for exactly AMOUNT (its next nonce, a deadline), publishes it as a `Request`
-//! to the gateway's relays, waits for the controller's `Status`, checks on chain that the
-//! nonce was used, and waits until the gateway's ledger shows the credit.
-use super::{account::Vault, login, sol, Session, WalletArgs};
+//! `proxy topup`: buy gateway credit with SOL (or, with `--mint`, a token such as USDC) from
+//! the vault. The wallet signs an authorisation for exactly AMOUNT of that asset (its next
+//! nonce, a deadline), publishes it as a `Request` to the gateway's relays, waits for the
+//! controller's `Status`, checks on chain that the nonce was used, and waits until the
+//! gateway's ledger shows the credit.
+use super::{
+    account::Vault,
+    amount::{show, Decimal},
+    login, sol, Session, WalletArgs,
+};
 use anyhow::Context;
 use balance_payment::authorization::{Asset, AuthorizationTerms};
+use balance_payment::sdk::pda;
 use common::{
     chain::client::ClientError,
     events::session_filter,
@@ -14,7 +20,7 @@ use common::{
 use ledger::now;
 use nostr_sdk::prelude::{Client, Event, Keys, PublicKey, RelayPoolNotification};
 use serde_json::json;
-use solana_sdk::signature::Signer;
+use solana_sdk::{pubkey::Pubkey, signature::Signer};
 use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
 
@@ -24,37 +30,106 @@ const RELAY_CONNECT: Duration = Duration::from_secs(10);
 /// How often the gateway's balance is read while waiting for the credit.
 const BALANCE_POLL: Duration = Duration::from_millis(250);
 
+/// What a top-up spends from the vault.
+pub enum Spend {
+    /// Lamports from the SOL vault.
+    Sol(u64),
+    /// An amount of a token the gateway takes, from the wallet's vault of it.
+    Token { mint: Pubkey, amount: Decimal },
+}
+
+/// The asset, base units and decimals a top-up spends, checked against what the vault holds.
+struct Checked {
+    asset: Asset,
+    units: u64,
+    decimals: u8,
+}
+
+/// Checks `spend` against the gateway's terms and the vault, before anything is signed.
+async fn check(session: &Session, spend: &Spend) -> anyhow::Result<Checked> {
+    let info = session.info()?;
+    let vault = Vault::read(session).await?;
+    match spend {
+        Spend::Sol(lamports) => {
+            if let Some(max) = info.max_topup_lamports {
+                anyhow::ensure!(
+                    *lamports <= max,
+                    "this gateway takes at most {} SOL per top-up: top up in parts",
+                    sol(max)
+                );
+            }
+            anyhow::ensure!(
+                *lamports <= vault.free(),
+                "insufficient funds: the vault has {} SOL free for top-ups (held {}, locked {}, \
+                 rent-exempt minimum {}); add some with `proxy deposit`",
+                sol(vault.free()),
+                sol(vault.held),
+                sol(vault.locked),
+                sol(vault.rent_exempt)
+            );
+            Ok(Checked {
+                asset: Asset::Lamports,
+                units: *lamports,
+                decimals: 9,
+            })
+        }
+        Spend::Token { mint, amount } => {
+            let taken: Vec<&str> = info.tokens.iter().map(|t| t.symbol.as_str()).collect();
+            anyhow::ensure!(
+                info.tokens.iter().any(|t| t.mint == mint.to_string()),
+                "this gateway does not take the token {mint} (it takes SOL{})",
+                taken.iter().map(|s| format!(", {s}")).collect::<String>()
+            );
+            let user = session.keypair.pubkey();
+            let token = session.client.mint(mint).await?;
+            let units = amount.units(token.decimals).map_err(anyhow::Error::msg)?;
+            let balance = session
+                .client
+                .token_balance(&user, mint)
+                .await?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "you have no vault of the token {mint}: `proxy deposit --mint` first"
+                    )
+                })?;
+            let held = session
+                .client
+                .token_amount(&pda::token_vault(&user, mint))
+                .await?;
+            let free = held.saturating_sub(balance.locked_amount);
+            anyhow::ensure!(
+                units > 0 && units <= free,
+                "insufficient funds: the vault has {} of the token {mint} free for top-ups \
+                 (held {}, locked {}); add some with `proxy deposit --mint`",
+                show(free, token.decimals),
+                show(held, token.decimals),
+                show(balance.locked_amount, token.decimals)
+            );
+            Ok(Checked {
+                asset: Asset::Token(*mint),
+                units,
+                decimals: token.decimals,
+            })
+        }
+    }
+}
+
 pub async fn run(
     args: &WalletArgs,
-    lamports: u64,
+    spend: Spend,
     valid_for: i64,
     wait: Duration,
 ) -> anyhow::Result<()> {
     let session = Session::open(args, true).await?;
     let info = session.info()?.clone();
-    if let Some(max) = info.max_topup_lamports {
-        anyhow::ensure!(
-            lamports <= max,
-            "this gateway takes at most {} SOL per top-up: top up in parts",
-            sol(max)
-        );
-    }
     let user = session.keypair.pubkey();
     let global = session
         .client
         .global()
         .await?
         .ok_or(ClientError::NotInitialized)?;
+    let spend = check(&session, &spend).await?;
     let vault = Vault::read(&session).await?;
-    anyhow::ensure!(
-        lamports <= vault.free(),
-        "insufficient funds: the vault has {} SOL free for top-ups (held {}, locked {}, \
-         rent-exempt minimum {}); add some with `proxy deposit`",
-        sol(vault.free()),
-        sol(vault.held),
-        sol(vault.locked),
-        sol(vault.rent_exempt)
-    );
     anyhow::ensure!(valid_for > 0, "--valid-for must be positive");
     let machine = PublicKey::parse(&info.nostr.machine)
         .with_context(|| format!("the gateway's Nostr address {:?}", info.nostr.machine))?;
@@ -85,8 +160,8 @@ pub async fn run(
         namespace_id: info.solana.namespace_id,
         user,
         nonce: vault.nonce,
-        max_amount: lamports,
-        asset: Asset::Lamports,
+        max_amount: spend.units,
+        asset: spend.asset,
         deadline: now() + valid_for,
         extra_data: [0; 32],
     };
@@ -159,18 +234,29 @@ pub async fn run(
                  yet: it does once the payment is final; see `proxy balance` shortly"
         )
     })?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json!({
-            "paid_sol": sol(lamports),
-            "nonce": terms.nonce,
-            "request": request.id.to_hex(),
-            "transaction": signature,
-            "tokens": tokens,
-            "vault_sol": sol(after.held),
-            "gateway": balance,
-        }))?
-    );
+    let mut report = json!({
+        "nonce": terms.nonce,
+        "request": request.id.to_hex(),
+        "transaction": signature,
+        "tokens": tokens,
+        "gateway": balance,
+    });
+    match spend.asset {
+        Asset::Lamports => {
+            report["paid_sol"] = json!(sol(spend.units));
+            report["vault_sol"] = json!(sol(after.held));
+        }
+        Asset::Token(mint) => {
+            let vault = session
+                .client
+                .token_amount(&pda::token_vault(&user, &mint))
+                .await?;
+            report["mint"] = json!(mint.to_string());
+            report["paid"] = json!(show(spend.units, spend.decimals));
+            report["vault"] = json!(show(vault, spend.decimals));
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 

@@ -247,7 +247,8 @@ pub async fn fund(ledger: &Ledger, user: &str, tokens: i64) {
             user: user.into(),
             namespace_id: 0,
             nonce: 0,
-            lamports: 1,
+            amount: 1,
+            mint: None,
             tokens,
             slot: 1,
         })

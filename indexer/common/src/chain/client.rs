@@ -149,6 +149,16 @@ impl ProgramClient {
             .map_err(|e| self.unreachable(e))
     }
 
+    /// Whether an account exists at `address` (with data).
+    pub async fn account_exists(&self, address: &Pubkey) -> Result<bool, ClientError> {
+        Ok(self
+            .chain
+            .account_data(address)
+            .await
+            .map_err(|e| self.unreachable(e))?
+            .is_some())
+    }
+
     /// What an account of `len` data bytes must hold to stay (a vault has none).
     pub async fn rent_exempt_minimum(&self, len: usize) -> Result<u64, ClientError> {
         self.rpc

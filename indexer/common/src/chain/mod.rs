@@ -98,9 +98,17 @@ impl ChainError {
 }
 
 impl ChainEvent {
-    /// Whether this is the `Paid` event of `user`'s authorisation `nonce` in `namespace_id`.
+    /// Whether this is the `Paid` or `TokenPaid` event of `user`'s authorisation `nonce` in
+    /// `namespace_id` (SOL and token authorisations share the user's nonce).
     pub fn pays(&self, user: &Pubkey, namespace_id: u64, nonce: u64) -> bool {
-        matches!(&self.event, ProgramEvent::Paid(paid)
-            if paid.user == *user && paid.namespace_id == namespace_id && paid.nonce == nonce)
+        match &self.event {
+            ProgramEvent::Paid(paid) => {
+                paid.user == *user && paid.namespace_id == namespace_id && paid.nonce == nonce
+            }
+            ProgramEvent::TokenPaid(paid) => {
+                paid.user == *user && paid.namespace_id == namespace_id && paid.nonce == nonce
+            }
+            _ => false,
+        }
     }
 }

@@ -176,6 +176,8 @@ pub fn pay_token(
 }
 
 /// The Ed25519 check followed by `pay_token`; `cluster` is the deployment's `Global::cluster`.
+/// They must be the transaction's first two instructions: the check reads the signature from
+/// `pay_token`'s data, at index 1, which keeps the transaction under the size limit.
 pub fn pay_token_authorized(
     cluster: [u8; 32],
     redeemer: &TokenRedeemer,
@@ -183,10 +185,8 @@ pub fn pay_token_authorized(
     recover_info: RecoverInfo,
     amount: u64,
 ) -> [Instruction; 2] {
-    [
-        check(cluster, redeemer, user, &recover_info),
-        pay_token(redeemer, user, recover_info, amount),
-    ]
+    let pay = pay_token(redeemer, user, recover_info, amount);
+    [check(cluster, redeemer, user, &recover_info, &pay), pay]
 }
 
 /// The `lock_token` instruction alone; it must follow the Ed25519 check (see
@@ -228,7 +228,8 @@ pub fn lock_token(
     )
 }
 
-/// The Ed25519 check followed by `lock_token`.
+/// The Ed25519 check followed by `lock_token`, as the transaction's first two instructions
+/// (see [`pay_token_authorized`]).
 pub fn lock_token_authorized(
     cluster: [u8; 32],
     redeemer: &TokenRedeemer,
@@ -236,21 +237,23 @@ pub fn lock_token_authorized(
     recover_info: RecoverInfo,
     amount: u64,
 ) -> [Instruction; 2] {
-    [
-        check(cluster, redeemer, user, &recover_info),
-        lock_token(redeemer, user, recover_info, amount),
-    ]
+    let lock = lock_token(redeemer, user, recover_info, amount);
+    [check(cluster, redeemer, user, &recover_info, &lock), lock]
 }
 
+/// The Ed25519 check of a token authorisation, reading the signature from `redeeming` (at
+/// index 1).
 fn check(
     cluster: [u8; 32],
     redeemer: &TokenRedeemer,
     user: Pubkey,
     info: &RecoverInfo,
+    redeeming: &Instruction,
 ) -> Instruction {
     let asset = Asset::Token(redeemer.mint);
     let terms = authorization::terms_in(cluster, redeemer.namespace_id, user, asset, info);
-    authorization::verify_instruction(&terms, info)
+    authorization::verify_instruction_in_redeemer(&terms, info, redeeming, 1)
+        .unwrap_or_else(|| authorization::verify_instruction(&terms, info))
 }
 
 /// Settles `user`'s token lock number `nonce`: `amount` to the treasury's token account, the
