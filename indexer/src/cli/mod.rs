@@ -2,6 +2,7 @@
 //! (`initialize`, `namespace`, [`operator`]), `doctor` ([`doctor`]), `keygen`, `audit` and
 //! `status`.
 mod doctor;
+mod onchain;
 pub mod operator;
 mod tokens;
 use crate::{

@@ -2,8 +2,9 @@
 //! per operator (`namespace create | update | show`, and the tokens it takes:
 //! `accept-mint | delist-mint`, in [`super::tokens`]). Every one works against any RPC URL and
 //! signs with a keypair file, as `solana` does.
+use super::onchain::{connect, ensure_authority, ensure_fee_payer, with_transaction};
 use crate::{
-    chain::client::{ClientError, ProgramClient},
+    chain::client::ClientError,
     solana_cli::{read_keypair, SolanaArgs},
 };
 use balance_payment::{
@@ -204,20 +205,6 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `signer` is namespace `id`'s authority, or the error says whose keypair to pass.
-pub(super) fn ensure_authority(
-    namespace: &Namespace,
-    id: u64,
-    signer: &Pubkey,
-) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        namespace.authority == *signer,
-        "namespace {id}'s authority is {}, not {signer} (pass its keypair with --keypair)",
-        namespace.authority
-    );
-    Ok(())
-}
-
 fn namespace_json(namespace: &Namespace) -> serde_json::Value {
     json!({
         "id": namespace.id,
@@ -228,18 +215,6 @@ fn namespace_json(namespace: &Namespace) -> serde_json::Value {
         "created_at": namespace.created_at,
         "updated_at": namespace.updated_at,
     })
-}
-
-pub(super) fn with_transaction(mut value: serde_json::Value, signature: &str) -> serde_json::Value {
-    value["transaction"] = json!(signature);
-    value
-}
-
-/// The cluster `--url` names, with the program deployed on it.
-pub(super) async fn connect(solana: &SolanaArgs) -> anyhow::Result<ProgramClient> {
-    let client = ProgramClient::new(&solana.rpc_url(None)?);
-    client.ensure_deployed().await?;
-    Ok(client)
 }
 
 /// A base58 public key, or the public key of a keypair file.
@@ -253,16 +228,4 @@ pub fn pubkey_or_keypair(value: &str) -> anyhow::Result<Pubkey> {
         "{value:?} is neither a public key (base58) nor a keypair file"
     );
     Ok(read_keypair(path)?.pubkey())
-}
-
-/// The signer can pay a transaction fee, or the error says whose SOL is missing.
-pub(super) async fn ensure_fee_payer(client: &ProgramClient, payer: &Pubkey) -> anyhow::Result<()> {
-    let lamports = client.lamports(payer).await?;
-    anyhow::ensure!(
-        lamports > 0,
-        "insufficient funds: {payer} holds no SOL to pay the transaction fee on {} \
-         (fund it: `solana transfer` or `solana airdrop`)",
-        client.url()
-    );
-    Ok(())
 }

@@ -2,7 +2,7 @@
 //! chain), and the checks that the config's `[[tokens]]` agree with the chain — run by
 //! `doctor`, and by `run` before it starts. A `[[tokens]]` entry with the wrong decimals would
 //! credit every payment a power of ten off, so `run` refuses it rather than warn.
-use super::operator::{connect, ensure_authority, ensure_fee_payer, with_transaction};
+use super::onchain::{connect, ensure_authority, ensure_fee_payer, with_transaction};
 use crate::{
     assets::TokenRate,
     chain::client::{ClientError, ProgramClient},
