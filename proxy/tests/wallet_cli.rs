@@ -471,6 +471,19 @@ async fn a_wallet_buys_credit_with_usdc_and_the_gateway_shows_what_it_paid_in() 
     let treasury =
         spl::associated_token_address(&stack.treasury, &stack.usdc, &spl::TOKEN_PROGRAM_ID);
     assert_eq!(tokens_in(stack, &treasury).await, 5 * USDC / 2);
+    let shown = run(&["balance"]).await.ok().json();
+    assert_eq!(
+        shown["tokens"],
+        serde_json::json!([{
+            "symbol": "USDC",
+            "mint": usdc,
+            "wallet": "6",
+            "held": "1.5",
+            "locked": "0",
+            "free": "1.5",
+        }]),
+        "`proxy balance` shows the token vault beside the SOL one"
+    );
 
     fronted.stop().await;
     let _ = std::fs::remove_dir_all(&home);

@@ -3,15 +3,18 @@
 // wallet with a fixed keypair (test-wallet.js) connects, registers, deposits, logs in, tops up
 // and sees the credit, is refused a top-up its vault cannot cover, declines a signature, makes
 // a delegated key that the official `openai` client then uses, sees the spending and the
-// usage, revokes the key (and the client is refused), and withdraws. A screenshot of each step
-// goes to $SCREENSHOTS. Exits 0 with "1 passed, 0 failed", non-zero with the failing step.
+// usage, revokes the key (and the client is refused), and withdraws; and the same with USDC
+// (the test wallet holds 5 of the stack's stand-in): deposit, a refused and a credited top-up,
+// withdrawal. A screenshot of each step goes to $SCREENSHOTS. Exits 0 with "1 passed, 0
+// failed", non-zero with the failing step.
 //
 // The operator's refusal is staged: the wallet's signature is made invalid (so the real
 // controller ignores the request, as it does every request failing its cheap checks), and the
 // test answers on the relay, first with a forged refusal from another key (which the page must
 // ignore), then with one signed by the controller's key (which it must show, with the reason).
 //
-// Env: GATEWAY_URL (the page's origin), RPC_URL (for the airdrop), TOKENS_PER_SOL, RELAY_URL,
+// Env: GATEWAY_URL (the page's origin), RPC_URL (for the airdrop), TOKENS_PER_SOL, USDC_MINT,
+// TOKENS_PER_USDC, RELAY_URL,
 // MACHINE and SESSION (the gateway's Nostr address and s tag), CONTROLLER_SECRET (hex, the
 // controller's Nostr key), optional CHROMIUM (default /usr/bin/chromium), SCREENSHOTS (default
 // ./screenshots).
@@ -30,11 +33,13 @@ const require = createRequire(import.meta.url);
 const GATEWAY_URL = process.env.GATEWAY_URL?.replace(/\/+$/, "");
 const RPC_URL = process.env.RPC_URL;
 const TOKENS_PER_SOL = BigInt(process.env.TOKENS_PER_SOL ?? "1000000");
+const TOKENS_PER_USDC = BigInt(process.env.TOKENS_PER_USDC ?? "10000");
+const { USDC_MINT } = process.env;
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const SCREENSHOTS = process.env.SCREENSHOTS ?? join(here, "screenshots");
 const { RELAY_URL, MACHINE, SESSION, CONTROLLER_SECRET } = process.env;
-if (!GATEWAY_URL || !RPC_URL || !RELAY_URL || !MACHINE || !SESSION || !CONTROLLER_SECRET) {
-  console.error("web check FAILED: GATEWAY_URL, RPC_URL, RELAY_URL, MACHINE, SESSION and CONTROLLER_SECRET are required");
+if (!GATEWAY_URL || !RPC_URL || !RELAY_URL || !MACHINE || !SESSION || !CONTROLLER_SECRET || !USDC_MINT) {
+  console.error("web check FAILED: GATEWAY_URL, RPC_URL, RELAY_URL, MACHINE, SESSION, CONTROLLER_SECRET and USDC_MINT are required");
   process.exit(2);
 }
 /** The test wallet's fixed keypair seed. */
@@ -138,6 +143,9 @@ async function main() {
     await page.goto(`${GATEWAY_URL}/`);
     await page.locator("#model-table tbody tr").first().waitFor();
     assert.match(await text("#model-table"), /echo/, "the catalog lists the echo model");
+    // 1,000,000 ledger tokens per 1M at 10,000 per USDC: 100 USDC per 1M, prompt and completion.
+    assert.match(await text("#model-table"), /USDC \/ 1M/, "prices are quoted in USDC too");
+    assert.match(await text("#model-table"), /echo\t1,000,000\t1,000,000\t100\t100 \/ 100/);
     const connectButton = page.getByRole("button", { name: "Connect Test Wallet" });
     await connectButton.waitFor();
     await snap("connect");
@@ -210,6 +218,39 @@ async function main() {
     const expected = (TOKENS_PER_SOL / 100n).toLocaleString("en-US");
     assert.equal(await text("#credited"), expected);
     await snap("credited");
+
+    step("USDC: the wallet's and the vault's are shown; deposit 2 (not 20), top up 1 (not 3), credited at the USDC rate");
+    assert.match(await text("#rate"), new RegExp(`1 USDC buys ${Number(TOKENS_PER_USDC).toLocaleString("en-US")}`));
+    await statusIs("#token-0-wallet", /^5 USDC$/);
+    await page.locator("#deposit-asset").selectOption({ label: "USDC" });
+    await page.locator("#deposit-amount").fill("20");
+    await page.locator("#deposit-form button").click();
+    await statusIs("#vault-status", /Not enough USDC: your wallet holds 5 USDC/);
+    await page.locator("#deposit-amount").fill("2");
+    await page.locator("#deposit-form button").click();
+    await statusIs("#vault-status", /Deposited 2 USDC/);
+    await statusIs("#token-0-held", /^2 USDC$/);
+    await page.locator("#topup-asset").selectOption({ label: "USDC" });
+    await page.locator("#topup-amount").fill("3");
+    await page.locator("#topup-form button").click();
+    await statusIs("#topup-status", /Refused: your vault has 2 USDC free for top-ups and this needs 3 USDC/);
+    await page.locator("#topup-amount").fill("1");
+    await page.locator("#topup-form button").click();
+    const usdcCredit = TOKENS_PER_USDC.toLocaleString("en-US");
+    await statusIs("#topup-status", new RegExp(`Credited ${usdcCredit} tokens`), 150_000);
+    const signedUsdc = await page.evaluate(() => window.__testWalletSigned.at(-1));
+    assert.match(signedUsdc, new RegExp(`\nmax amount: 1000000 of mint ${USDC_MINT}\n`), "the text names the mint");
+    assert.equal(await text("#credited"), (TOKENS_PER_SOL / 100n + TOKENS_PER_USDC).toLocaleString("en-US"));
+    await statusIs("#token-0-held", /^1 USDC$/);
+    await page.locator("#withdraw-asset").selectOption({ label: "USDC" });
+    await page.locator("#withdraw-amount").fill("");
+    await page.locator("#withdraw-form button").click();
+    await statusIs("#vault-status", /Withdrew 1 USDC to your wallet/);
+    await statusIs("#token-0-wallet", /^4 USDC$/);
+    await snap("usdc");
+    // Back to SOL for what follows.
+    for (const id of ["#deposit-asset", "#withdraw-asset", "#topup-asset"]) await page.locator(id).selectOption({ label: "SOL" });
+    await page.locator("#topup-amount").fill("0.01");
 
     step("a top-up the operator refuses shows the reason; a stranger's answer is ignored");
     const { listening, answered } = answerNextRequestWithRefusals(Buffer.from(CONTROLLER_SECRET, "hex"), "vault holds 0 free lamports, 10000000 needed");

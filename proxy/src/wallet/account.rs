@@ -1,8 +1,11 @@
 //! `register`, `deposit`, `withdraw` and `balance`: the wallet's account with the program.
-use super::{amount::SOL_DECIMALS, login, sol, Session, WalletArgs, Withdrawal};
-use balance_payment::sdk::{instructions as ix, pda};
+use super::{
+    amount::{show, SOL_DECIMALS},
+    login, sol, Session, WalletArgs, Withdrawal,
+};
+use balance_payment::sdk::{instructions as ix, pda, spl};
 use serde_json::json;
-use solana_sdk::signature::Signer;
+use solana_sdk::{pubkey::Pubkey, signature::Signer};
 
 /// Lamports kept in the wallet for the transaction fee when checking a deposit.
 const FEE_RESERVE: u64 = 10_000;
@@ -109,6 +112,10 @@ pub async fn balance(args: &WalletArgs) -> anyhow::Result<()> {
     )
     .await?;
     let ledger = login::ledger_balance(&session.http, &args.gateway, &token).await?;
+    let mut tokens = Vec::with_capacity(info.tokens.len());
+    for listed in &info.tokens {
+        tokens.push(token_vault(&session, listed).await?);
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&json!({
@@ -122,10 +129,43 @@ pub async fn balance(args: &WalletArgs) -> anyhow::Result<()> {
                 "withdrawable_sol": sol(vault.withdrawable()),
                 "next_nonce": vault.nonce,
             },
+            "tokens": tokens,
             "gateway": ledger,
         }))?
     );
     Ok(())
+}
+
+/// The wallet's and its vault's holdings of a token the gateway lists, as a person reads them.
+async fn token_vault(
+    session: &Session,
+    listed: &common::assets::TokenAsset,
+) -> anyhow::Result<serde_json::Value> {
+    let user = session.keypair.pubkey();
+    let mint: Pubkey = listed.mint.parse()?;
+    let program: Pubkey = listed.token_program.parse()?;
+    let wallet = session
+        .client
+        .token_amount(&spl::associated_token_address(&user, &mint, &program))
+        .await?;
+    let held = session
+        .client
+        .token_amount(&pda::token_vault(&user, &mint))
+        .await?;
+    let locked = session
+        .client
+        .token_balance(&user, &mint)
+        .await?
+        .map_or(0, |balance| balance.locked_amount);
+    let shown = |units| show(units, listed.decimals);
+    Ok(json!({
+        "symbol": listed.symbol,
+        "mint": listed.mint,
+        "wallet": shown(wallet),
+        "held": shown(held),
+        "locked": shown(locked),
+        "free": shown(held.saturating_sub(locked)),
+    }))
 }
 
 /// The wallet must hold `lamports` for `what`.

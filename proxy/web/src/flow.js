@@ -2,6 +2,7 @@
 // the operator, paid on chain, credited in the ledger — or refused, with the reason.
 import * as chain from "./chain.js";
 import * as topup from "./topup.js";
+import * as tokens from "./tokens.js";
 import { signText } from "./wallets.js";
 import { $, show, status } from "./view.js";
 
@@ -22,25 +23,33 @@ function progress(index, { failed = false, note = "" } = {}) {
   );
 }
 
-export async function topupFlow({ state, lamports, refreshVault, refreshLedger, waits }) {
-  show("topup-text", false);
-  show("topup-steps", false);
-  const max = state.info.max_topup_lamports;
-  if (max !== undefined && lamports > BigInt(max)) {
-    return status("topup-status", `Refused: this gateway takes at most ${chain.sol(BigInt(max))} SOL per top-up. Top up in parts.`, "error");
+/** Why the vault cannot pay `amount` now (SOL, or `token` when given), or null. */
+async function refusal(state, amount, token, refreshVault) {
+  if (!token) {
+    const max = state.info.max_topup_lamports;
+    if (max !== undefined && amount > BigInt(max)) {
+      return `Refused: this gateway takes at most ${chain.sol(BigInt(max))} SOL per top-up. Top up in parts.`;
+    }
   }
   await refreshVault();
-  const vault = state.vault;
-  if (lamports > vault.free) {
-    return status(
-      "topup-status",
-      `Refused: your vault has ${chain.sol(vault.free)} SOL free for top-ups and this needs ${chain.sol(lamports)} SOL. Deposit more first.`,
-      "error",
-    );
+  const free = token ? state.tokenVaults.get(token.mint).free : state.vault.free;
+  const show = (value) => (token ? `${tokens.show(value, token.decimals)} ${token.symbol}` : `${chain.sol(value)} SOL`);
+  if (amount > free) {
+    return `Refused: your vault has ${show(free)} free for top-ups and this needs ${show(amount)}. Deposit more first.`;
   }
+  return null;
+}
+
+/** Tops up `amount` lamports, or with `token` (`{mint, symbol, decimals}`) base units of it. */
+export async function topupFlow({ state, amount, token = null, refreshVault, refreshLedger, waits }) {
+  show("topup-text", false);
+  show("topup-steps", false);
+  const refused = await refusal(state, amount, token, refreshVault);
+  if (refused) return status("topup-status", refused, "error");
+  const vault = state.vault;
   const user = state.adapter.publicKey.toBase58();
   const cluster = await chain.clusterTag(state.program);
-  const authorization = topup.authorization(state.info, cluster, user, vault.nonce, lamports);
+  const authorization = topup.authorization(state.info, cluster, user, vault.nonce, amount, token?.mint);
   $("topup-text").textContent = authorization.text;
   show("topup-text");
   progress(0);

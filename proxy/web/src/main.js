@@ -1,9 +1,10 @@
 // The wallet page: connect a wallet, see the vault and the ledger, deposit, top up, log in,
-// make and revoke API keys, see usage. Everything is signed by the wallet; no secret of the
-// wallet ever reaches this page.
+// make and revoke API keys, see usage — in SOL, or in any token the gateway takes (USDC…).
+// Everything is signed by the wallet; no secret of the wallet ever reaches this page.
 import * as anchor from "@coral-xyz/anchor";
 import * as api from "./gateway.js";
 import * as chain from "./chain.js";
+import * as tokens from "./tokens.js";
 import { watchWallets, connect, signText } from "./wallets.js";
 import { topupFlow } from "./flow.js";
 import { renderKeys, createKey } from "./keyview.js";
@@ -14,7 +15,10 @@ const bs58 = anchor.utils.bytes.bs58;
 const OPERATOR_WAIT_SECONDS = 90;
 const CREDIT_WAIT_SECONDS = 120;
 
-const state = { info: null, models: [], adapter: null, program: null, token: null, vault: null };
+const state = { info: null, models: [], adapter: null, program: null, token: null, vault: null, tokenVaults: new Map() };
+const ASSET_SELECTS = ["deposit-asset", "withdraw-asset", "topup-asset"];
+/** The token the form's asset select names, or null for SOL. */
+const chosenToken = (selectId) => state.info.tokens?.find((t) => t.mint === $(selectId).value) ?? null;
 const user = () => state.adapter.publicKey.toBase58();
 
 function notice(text) {
@@ -47,8 +51,19 @@ async function start() {
     return;
   }
   $("api-base").textContent = `${location.origin}/v1`;
-  $("rate").textContent = `1 SOL buys ${number(state.info.tokens_per_sol)} ledger tokens.`;
-  fillTable("model-table", state.models.map((m) => [m.id, number(m.pricing.prompt), number(m.pricing.completion), number(m.max_output_tokens)]));
+  const accepted = state.info.tokens ?? [];
+  $("rate").textContent = [`1 SOL buys ${number(state.info.tokens_per_sol)} ledger tokens.`, ...accepted.map((t) => `1 ${t.symbol} buys ${number(t.tokens_per_unit)}.`)].join(" ");
+  for (const id of ASSET_SELECTS) {
+    $(id).append(...accepted.map((t) => Object.assign(document.createElement("option"), { value: t.mint, textContent: t.symbol })));
+    show(id, accepted.length > 0);
+  }
+  // Each accepted token's price (prompt / completion per 1M), as the gateway quotes it.
+  const inToken = (m, t) => {
+    const price = m.prices?.assets?.find((a) => a.asset === t.mint);
+    return price ? `${tokens.show(BigInt(price.prompt), t.decimals)} / ${tokens.show(BigInt(price.completion), t.decimals)}` : "–";
+  };
+  $("model-head").append(...accepted.map((t) => Object.assign(document.createElement("th"), { textContent: `${t.symbol} / 1M` })));
+  fillTable("model-table", state.models.map((m) => [m.id, number(m.pricing.prompt), number(m.pricing.completion), number(m.max_output_tokens), ...accepted.map((t) => inToken(m, t))]));
   $("key-models").append(
     ...state.models.map((m) => {
       const label = document.createElement("label");
@@ -96,8 +111,28 @@ async function refreshVault() {
   $("vault-free").textContent = `${chain.sol(vault.free)} SOL`;
   show("unregistered", !vault.registered);
   show("deposit-form", vault.registered);
-  show("withdraw-form", vault.registered && vault.held > 0n);
+  const accepted = state.info.tokens ?? [];
+  const held = await Promise.all(accepted.map((t) => tokens.readTokenVault(state.program, t)));
+  accepted.forEach((t, i) => state.tokenVaults.set(t.mint, held[i]));
+  $("token-figures").replaceChildren(
+    ...accepted.flatMap((t, i) => [
+      figure(`${t.symbol} in your wallet`, `token-${i}-wallet`, held[i].wallet, t),
+      figure(`${t.symbol} deposited`, `token-${i}-held`, held[i].held, t),
+      figure(`${t.symbol} free for top-ups`, `token-${i}-free`, held[i].free, t),
+    ]),
+  );
+  show("token-figures", vault.registered && accepted.length > 0);
+  show("withdraw-form", vault.registered && (vault.held > 0n || held.some((h) => h.held > 0n)));
   show("topup-form", vault.registered && state.token !== null);
+}
+
+/** One figure of the token part of the vault: `amount` base units of `token`. */
+function figure(label, id, amount, token) {
+  const item = document.createElement("div");
+  const term = Object.assign(document.createElement("dt"), { textContent: label });
+  const value = Object.assign(document.createElement("dd"), { id, textContent: `${tokens.show(amount, token.decimals)} ${token.symbol}` });
+  item.append(term, value);
+  return item;
 }
 
 async function refreshLedger() {
@@ -119,7 +154,38 @@ const register = action(null, "vault-status", async () => {
   await refreshVault();
 });
 
+const depositToken = async (token) => {
+  const amount = tokens.units($("deposit-amount").value, token.decimals);
+  if (!amount) return status("vault-status", `Enter an amount of ${token.symbol}, like 2.5.`, "error");
+  await refreshVault();
+  const vault = state.tokenVaults.get(token.mint);
+  if (vault.wallet < amount) {
+    return status("vault-status", `Not enough ${token.symbol}: your wallet holds ${tokens.show(vault.wallet, token.decimals)} ${token.symbol}.`, "error");
+  }
+  status("vault-status", "Approve the deposit in your wallet…");
+  await tokens.depositToken(state.program, state.info, token, amount, vault.opened);
+  status("vault-status", `Deposited ${tokens.show(amount, token.decimals)} ${token.symbol}.`, "ok");
+  await refreshVault();
+};
+
+const withdrawToken = async (token) => {
+  await refreshVault();
+  const vault = state.tokenVaults.get(token.mint);
+  const text = $("withdraw-amount").value.trim();
+  const amount = text === "" || text === "all" ? vault.free : tokens.units(text, token.decimals);
+  if (!amount) return status("vault-status", `Enter an amount of ${token.symbol}, or leave it empty to withdraw everything you can.`, "error");
+  if (amount > vault.free) {
+    return status("vault-status", `Only ${tokens.show(vault.free, token.decimals)} ${token.symbol} can be withdrawn now (${tokens.show(vault.locked, token.decimals)} ${token.symbol} is locked).`, "error");
+  }
+  status("vault-status", "Approve the withdrawal in your wallet…");
+  await tokens.withdrawToken(state.program, token, amount);
+  status("vault-status", `Withdrew ${tokens.show(amount, token.decimals)} ${token.symbol} to your wallet.`, "ok");
+  await refreshVault();
+};
+
 const deposit = action($("deposit-form"), "vault-status", async () => {
+  const token = chosenToken("deposit-asset");
+  if (token) return depositToken(token);
   const lamports = chain.lamportsOf($("deposit-amount").value);
   if (!lamports) return status("vault-status", "Enter an amount of SOL, like 0.5.", "error");
   await refreshVault();
@@ -133,6 +199,8 @@ const deposit = action($("deposit-form"), "vault-status", async () => {
 });
 
 const withdraw = action($("withdraw-form"), "vault-status", async () => {
+  const token = chosenToken("withdraw-asset");
+  if (token) return withdrawToken(token);
   await refreshVault();
   const text = $("withdraw-amount").value.trim();
   const lamports = text === "" || text === "all" ? state.vault.withdrawable : chain.lamportsOf(text);
@@ -162,9 +230,11 @@ const login = action(null, "topup-status", async () => {
 });
 
 const startTopup = action($("topup-form"), "topup-status", async () => {
-  const lamports = chain.lamportsOf($("topup-amount").value);
-  if (!lamports) return status("topup-status", "Enter an amount of SOL, like 0.01.", "error");
-  await topupFlow({ state, lamports, refreshVault, refreshLedger, waits: { operator: OPERATOR_WAIT_SECONDS, credit: CREDIT_WAIT_SECONDS } });
+  const token = chosenToken("topup-asset");
+  const typed = $("topup-amount").value;
+  const amount = token ? tokens.units(typed, token.decimals) : chain.lamportsOf(typed);
+  if (!amount) return status("topup-status", `Enter an amount of ${token?.symbol ?? "SOL"}, like ${token ? "2.5" : "0.01"}.`, "error");
+  await topupFlow({ state, amount, token, refreshVault, refreshLedger, waits: { operator: OPERATOR_WAIT_SECONDS, credit: CREDIT_WAIT_SECONDS } });
   await refreshUsage();
 });
 

@@ -10,15 +10,19 @@ import { authorizationMessage } from "../../../tests/idl/authorization.mjs";
 export const VALID_FOR_SECONDS = 600;
 const now = () => Math.floor(Date.now() / 1000);
 
-/** The exact text the wallet signs for paying `lamports` from its vault. */
-export function authorization(info, cluster, user, nonce, lamports) {
+/**
+ * The exact text the wallet signs for paying `amount` from its vault: lamports, or with `mint`
+ * base units of that token (the text then names the mint).
+ */
+export function authorization(info, cluster, user, nonce, amount, mint = undefined) {
   const terms = {
     programId: info.solana.program_id,
     cluster,
     namespaceId: BigInt(info.solana.namespace_id),
     user,
     nonce,
-    maxAmount: lamports,
+    maxAmount: amount,
+    mint,
     deadline: now() + VALID_FOR_SECONDS,
     extraData: new Uint8Array(32),
   };
@@ -39,6 +43,7 @@ export function requestEvent(info, { terms }, signature) {
     recover_info: recoverInfo,
     amount: Number(terms.maxAmount),
     namespace_id: Number(terms.namespaceId),
+    ...(terms.mint ? { mint: terms.mint } : {}),
   });
   return finalizeEvent(
     {
