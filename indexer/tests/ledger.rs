@@ -2,7 +2,7 @@
 //! dropped per test on the local server).
 use indexer::ledger::{
     testing::TempDatabase, Applied, Charge, Clock, Hold, KeyLimit, KeyRevocation, Ledger,
-    LedgerError, NewEntry, Payment, UsageRecord,
+    LedgerError, NewEntry, PaidIn, Payment, UsageRecord,
 };
 use std::{
     future::Future,
@@ -94,6 +94,56 @@ fn payment(user: &str, signature: &str, tokens: i64) -> Payment {
         slot: 1,
     }
 }
+
+// Invariant 7 for tokens: a `TokenPaid` is kept with its mint, and its credit is its worth.
+on_both_backends!(
+    token_payments_keep_their_mint_and_credits_are_their_worth,
+    |ledger, url| {
+        const USDC: &str = "UsdcMint11111111111111111111111111111111111";
+        let token = |signature: &str, index, nonce, units, tokens| Payment {
+            index,
+            nonce,
+            amount: units,
+            mint: Some(USDC.into()),
+            ..payment(USER, signature, tokens)
+        };
+        fund(&ledger, USER, 100, "sig-sol").await;
+        // Two token payments in one chain transaction, recorded together (Postgres: one batch).
+        let together = [
+            token("sig-usdc", 0, 1, 2_500_000, 25_000),
+            token("sig-usdc", 1, 2, 1_000_000, 10_000),
+        ];
+        assert_eq!(ledger.record_payments(&together).await.unwrap(), 2);
+        let credit =
+            |tokens, id: &str| NewEntry::credit(USER, tokens, Some("sig-usdc"), id, "controller");
+        assert_eq!(
+            ledger.apply(&credit(35_000, "event-usdc")).await.unwrap(),
+            Applied::Applied
+        );
+        assert_eq!(ledger.balance(USER).await.unwrap().credited, 35_100);
+        assert_eq!(
+            ledger.paid_in(USER).await.unwrap(),
+            vec![
+                PaidIn {
+                    mint: None,
+                    amount: 1_000,
+                    tokens: 100
+                },
+                PaidIn {
+                    mint: Some(USDC.into()),
+                    amount: 3_500_000,
+                    tokens: 35_000
+                },
+            ]
+        );
+        let found = ledger.payment_for(USER, 0, 2).await.unwrap().unwrap();
+        assert_eq!(
+            (found.mint.as_deref(), found.amount),
+            (Some(USDC), 1_000_000)
+        );
+        assert!(ledger.audit().await.unwrap().is_clean());
+    }
+);
 
 // Invariant 1: available = credited − debited − reserved ≥ 0, always, under any concurrency.
 on_both_backends!(
