@@ -320,18 +320,7 @@ impl Sandbox {
         nonce: u64,
         lamports: u64,
     ) -> anyhow::Result<RequestPayload> {
-        let terms = AuthorizationTerms {
-            program_id: balance_payment::ID,
-            cluster: self.cluster,
-            namespace_id: self.namespace_id,
-            user: user.pubkey(),
-            nonce,
-            max_amount: lamports,
-            asset: Asset::Lamports,
-            deadline: crate::ledger::now() + 600,
-            extra_data: [0; 32],
-        };
-        Ok(crate::topup::authorization_payload(user, &terms)?)
+        self.signed_payload(user, nonce, lamports, Asset::Lamports)
     }
 
     /// An authorisation like [`Self::authorization_payload`] to spend `units` of the USDC
@@ -342,14 +331,25 @@ impl Sandbox {
         nonce: u64,
         units: u64,
     ) -> anyhow::Result<RequestPayload> {
+        self.signed_payload(user, nonce, units, Asset::Token(self.usdc))
+    }
+
+    /// The wallet's signed authorisation to spend `amount` of `asset` in this namespace.
+    fn signed_payload(
+        &self,
+        user: &Keypair,
+        nonce: u64,
+        amount: u64,
+        asset: Asset,
+    ) -> anyhow::Result<RequestPayload> {
         let terms = AuthorizationTerms {
             program_id: balance_payment::ID,
             cluster: self.cluster,
             namespace_id: self.namespace_id,
             user: user.pubkey(),
             nonce,
-            max_amount: units,
-            asset: Asset::Token(self.usdc),
+            max_amount: amount,
+            asset,
             deadline: crate::ledger::now() + 600,
             extra_data: [0; 32],
         };
