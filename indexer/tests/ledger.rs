@@ -2,7 +2,7 @@
 //! dropped per test on the local server).
 use indexer::ledger::{
     testing::TempDatabase, Applied, Charge, Clock, Hold, KeyLimit, KeyRevocation, Ledger,
-    LedgerError, NewEntry, PaidIn, Payment, UsageRecord,
+    LedgerError, NewEntry, PaidIn, Payment, UsageRecord, X402Payment, X402State,
 };
 use std::{
     future::Future,
@@ -142,6 +142,60 @@ on_both_backends!(
             (Some(USDC), 1_000_000)
         );
         assert!(ledger.audit().await.unwrap().is_clean());
+    }
+);
+
+on_both_backends!(
+    an_x402_payment_is_claimed_once_and_credited_once_across_replicas,
+    |ledger, url| {
+        const USDC: &str = "UsdcMint11111111111111111111111111111111111";
+        let payment = |signature: &str| X402Payment {
+            signature: signature.into(),
+            payer: USER.into(),
+            mint: USDC.into(),
+            amount: 2_000_000,
+            tokens: 20_000,
+            blockhash: "blockhash".into(),
+        };
+        // Another replica on the same database.
+        let other = Ledger::connect(&url).await.unwrap();
+        // Claimed by one; the copy (a replay, or a concurrent retry) sees it taken.
+        assert_eq!(ledger.x402_claim(&payment("tx-a")).await.unwrap(), None);
+        assert_eq!(
+            other.x402_claim(&payment("tx-a")).await.unwrap(),
+            Some(X402State::Submitted)
+        );
+        // Both replicas see it land and race to credit it: exactly one wins, and only the
+        // winner may serve a request for it.
+        let (a, b) = tokio::join!(
+            ledger.x402_credit("tx-a", 7, 0, Some("req-1")),
+            other.x402_credit("tx-a", 7, 0, Some("req-2")),
+        );
+        assert!(a.unwrap() ^ b.unwrap(), "credited exactly once");
+        assert_eq!(ledger.balance(USER).await.unwrap().credited, 20_000);
+        assert_eq!(
+            other.x402_claim(&payment("tx-a")).await.unwrap(),
+            Some(X402State::Credited)
+        );
+        assert_eq!(
+            ledger.paid_in(USER).await.unwrap(),
+            vec![PaidIn {
+                mint: Some(USDC.into()),
+                amount: 2_000_000,
+                tokens: 20_000
+            }]
+        );
+        // A payment the chain refused is never credited, by anyone.
+        assert_eq!(ledger.x402_claim(&payment("tx-b")).await.unwrap(), None);
+        assert!(ledger.x402_unsettled(i64::MAX).await.unwrap().len() == 1);
+        assert!(other.x402_fail("tx-b").await.unwrap());
+        assert!(!ledger.x402_credit("tx-b", 8, 0, None).await.unwrap());
+        assert!(!ledger.x402_fail("tx-b").await.unwrap());
+        assert_eq!(ledger.balance(USER).await.unwrap().credited, 20_000);
+        assert!(ledger.x402_unsettled(i64::MAX).await.unwrap().is_empty());
+        let audit = ledger.audit().await.unwrap();
+        assert!(audit.is_clean(), "{audit:?}");
+        other.close().await;
     }
 );
 

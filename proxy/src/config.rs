@@ -28,6 +28,36 @@ pub struct Config {
     /// at `/.well-known/llm-gateway`, and every price is quoted in each.
     #[serde(default)]
     pub tokens: Vec<common::assets::TokenAsset>,
+    /// x402 v2: requests paid in one of `[[tokens]]` without an account (off unless `asset`).
+    #[serde(default)]
+    pub x402: X402Config,
+}
+
+/// x402 v2 on `/v1/chat/completions`: a request without credentials (or whose balance is
+/// short) is answered 402 with a `PAYMENT-REQUIRED` offer in a token; the client pays with a
+/// transfer to the treasury that the gateway co-signs as fee payer, submits, and credits to
+/// the payer's balance (what the request does not use stays there, usable by login).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct X402Config {
+    /// The mint (base58) offers are made in: one of `[[tokens]]`. Unset: no x402.
+    pub asset: Option<String>,
+    /// Keypair file (as `solana-keygen` writes) of the fee payer the gateway co-signs with:
+    /// it pays each payment's transaction fee, so keep it funded with a little SOL.
+    pub fee_payer_keypair_file: Option<PathBuf>,
+    /// The RPC the gateway submits payments through. Default: `chain.rpc_url`.
+    pub rpc_url: Option<String>,
+    /// The CAIP-2 network offers name. Default: `solana:` and the first 32 characters of the
+    /// RPC's genesis hash, read at start.
+    pub network: Option<String>,
+    /// Who is paid (the owner of the receiving token account). Default: the namespace's
+    /// treasury, read from the chain at start.
+    pub pay_to: Option<String>,
+    /// Seconds a client has to pay an offer, and the gateway waits for a payment to land
+    /// before it answers that the outcome is not known yet. Default 60.
+    pub max_timeout_seconds: Option<u64>,
+    /// `confirmed` (default) or `finalized`: when a payment counts as landed.
+    pub commitment: Option<String>,
 }
 
 /// Ecash the gateway takes: per request (`X-Cashu`) or as a top-up of a wallet's balance.
@@ -236,6 +266,7 @@ impl Default for Config {
                 callbacks: false,
                 callback_allow: vec![],
             },
+            x402: X402Config::default(),
             limits: LimitsConfig {
                 max_body_bytes: 1 << 20,
                 first_byte_timeout_seconds: 60,

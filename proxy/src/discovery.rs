@@ -32,6 +32,9 @@ pub struct GatewayInfo {
     /// --mint`), with what one whole token buys.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<common::assets::TokenAsset>,
+    /// x402, when the gateway takes it: agents pay per request with the standard clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x402: Option<crate::x402::wire::X402Info>,
 }
 
 /// How to pay with ecash: the accepted mints (sat) and the rate.
@@ -112,6 +115,7 @@ impl GatewayInfo {
                 tokens_per_sat: config.cashu.tokens_per_sat,
             }),
             tokens: config.tokens.clone(),
+            x402: None,
         }
     }
 
@@ -137,5 +141,7 @@ impl GatewayInfo {
 
 /// The handler: built per request from the config (cheap, and never stale).
 pub async fn well_known(State(state): State<Arc<AppState>>) -> Json<GatewayInfo> {
-    Json(GatewayInfo::of(&state.config))
+    let mut info = GatewayInfo::of(&state.config);
+    info.x402 = state.x402.as_deref().map(crate::x402::X402::describe);
+    Json(info)
 }

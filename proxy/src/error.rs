@@ -57,6 +57,17 @@ pub enum ApiError {
         /// Seconds after which the same request may succeed (nothing was lost).
         retry_after: Option<u64>,
     },
+    /// x402's answers: a 402 carries the offer (`PAYMENT-REQUIRED`), with the reason a
+    /// payment was refused in its `error` and in `code`.
+    #[error("{message}")]
+    X402 {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        /// Boxed, as `Ecash`'s request.
+        required: Option<Box<crate::x402::wire::PaymentRequired>>,
+        retry_after: Option<u64>,
+    },
 }
 
 /// What to pay with ecash (NUT-24): the amount, unit and accepted mints, and the same as a
@@ -86,7 +97,7 @@ impl ApiError {
             ApiError::UpstreamRefused { status, .. } => *status,
             ApiError::Unavailable | ApiError::LedgerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Ecash { status, .. } => *status,
+            ApiError::Ecash { status, .. } | ApiError::X402 { status, .. } => *status,
         }
     }
 
@@ -109,11 +120,13 @@ impl ApiError {
             ApiError::Unavailable => ("api_error", "unavailable"),
             ApiError::LedgerUnavailable => ("api_error", "ledger_unavailable"),
             ApiError::Internal(_) => ("server_error", "internal_error"),
-            ApiError::Ecash { status, code, .. } => match *status {
-                StatusCode::PAYMENT_REQUIRED => ("insufficient_quota", code),
-                StatusCode::SERVICE_UNAVAILABLE => ("api_error", code),
-                _ => ("invalid_request_error", code),
-            },
+            ApiError::Ecash { status, code, .. } | ApiError::X402 { status, code, .. } => {
+                match *status {
+                    StatusCode::PAYMENT_REQUIRED => ("insufficient_quota", code),
+                    StatusCode::SERVICE_UNAVAILABLE => ("api_error", code),
+                    _ => ("invalid_request_error", code),
+                }
+            }
         }
     }
 
@@ -150,6 +163,13 @@ impl ApiError {
                 "payment_request": request.encoded,
             });
         }
+        if let ApiError::X402 {
+            required: Some(required),
+            ..
+        } = self
+        {
+            body["x402"] = json!(required);
+        }
         body
     }
 }
@@ -182,7 +202,9 @@ impl ApiError {
         let mut response = (status, Json(self.body())).into_response();
         let retry_after = match &self {
             ApiError::RateLimited { retry_after, .. } => Some(*retry_after),
-            ApiError::Ecash { retry_after, .. } => *retry_after,
+            ApiError::Ecash { retry_after, .. } | ApiError::X402 { retry_after, .. } => {
+                *retry_after
+            }
             ApiError::LedgerUnavailable => Some(1),
             _ => None,
         };
@@ -198,6 +220,18 @@ impl ApiError {
         {
             if let Ok(value) = HeaderValue::from_str(&request.encoded) {
                 response.headers_mut().insert("x-cashu", value);
+            }
+        }
+        if let ApiError::X402 {
+            required: Some(required),
+            ..
+        } = &self
+        {
+            let encoded = crate::x402::wire::encode(required.as_ref());
+            if let Ok(value) = HeaderValue::from_str(&encoded) {
+                response
+                    .headers_mut()
+                    .insert(crate::x402::wire::PAYMENT_REQUIRED, value);
             }
         }
         response

@@ -12,11 +12,23 @@
 //! keyed hash of the name), and a caller entering the map starts from its bucket's counts. A
 //! caller is therefore never counted below what it used, however many others flood the map.
 use crate::error::ApiError;
+use axum::{extract::ConnectInfo, http::request::Parts};
 use std::{
     collections::HashMap,
     hash::{BuildHasher, RandomState},
+    net::SocketAddr,
     sync::Mutex,
 };
+
+/// The name an anonymous caller (paying per request: ecash, x402) is rate limited under: its
+/// address, so a flood of payments from one client is refused before any of them reaches a
+/// mint or the chain.
+pub fn client_key(parts: &Parts) -> String {
+    match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(peer)) => format!("ecash:{}", peer.ip()),
+        None => "ecash".into(),
+    }
+}
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Window {

@@ -4,6 +4,7 @@
 //! waits until every reservation is settled or released.
 use crate::{
     config::Config, meter, pricing, routes, state::AppState, state::NostrIdentity, tokens,
+    x402::X402,
 };
 use axum::serve::ListenerExt;
 use common::publisher;
@@ -48,13 +49,15 @@ impl Gateway {
             tokens::warm_up();
         }
         let addr = listener.local_addr()?;
-        let state = Arc::new(AppState::new(
+        let mut state = AppState::new(
             parts.config,
             parts.ledger,
             parts.nostr,
             parts.token_secret,
             parts.relay.clone(),
-        )?);
+        )?;
+        state.x402 = X402::connect(&state.config).await?.map(Arc::new);
+        let state = Arc::new(state);
         announce_catalog(&state).await?;
 
         let (stop_background, stopped) = watch::channel(false);
@@ -147,7 +150,7 @@ async fn announce_catalog(state: &AppState) -> anyhow::Result<()> {
 /// Sweeps expired reservations (see [`sweep_expired`]) every quarter of their lifetime, at
 /// most every 30 s, so a dead replica's hold outlives its TTL by a quarter at most; and
 /// finishes ecash swaps a crash or an unanswering mint left pending (at once on start, then
-/// on every tick).
+/// on every tick), and x402 payments whose request was lost.
 async fn housekeeping(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let quarter = (state.config.reservation_ttl_seconds / 4).clamp(1, 30);
     let mut tick = tokio::time::interval(Duration::from_secs(quarter.unsigned_abs()));
@@ -164,6 +167,11 @@ async fn housekeeping(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                 Ok(0) => {}
                 Ok(settled) => tracing::info!(settled, "pending ecash swaps finished"),
                 Err(error) => tracing::warn!(%error, "finishing pending ecash swaps failed"),
+            }
+        }
+        if let Some(x402) = &state.x402 {
+            if let Err(error) = x402.sweep(&state.ledger, state.ledger.now()).await {
+                tracing::warn!(%error, "settling lost x402 payments failed");
             }
         }
     }

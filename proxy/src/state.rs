@@ -71,6 +71,9 @@ pub struct AppState {
     pub callbacks: CallbackPolicy,
     /// The Cashu rail, when mints are listed.
     pub cashu: Option<Arc<crate::cashu::Cashu>>,
+    /// x402, when `[x402]` names an asset (set by [`crate::server::Gateway::start`], which
+    /// reads the chain for it).
+    pub x402: Option<Arc<crate::x402::X402>>,
 }
 
 impl AppState {
@@ -131,6 +134,7 @@ impl AppState {
             .map(Arc::new);
         Ok(Self {
             cashu,
+            x402: None,
             callbacks: CallbackPolicy::new(config.auth.callbacks, &config.auth.callback_allow)?,
             auth: Authenticator::new(token_secret, config.audience(), config.auth.cache_entries),
             limiter: RateLimiter::new(config.limits.rpm, config.limits.tpm),

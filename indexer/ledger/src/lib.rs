@@ -26,6 +26,7 @@ mod sql;
 pub mod testing;
 mod usage;
 mod writer;
+mod x402;
 
 pub use audit::{AuditReport, CashuTotals, UserTotals};
 pub use cashu::{
@@ -43,6 +44,7 @@ pub use requests::{RequestRecord, RequestState};
 pub use reservations::{ExpiredCharge, Expiry};
 pub use spend::{Charge, Hold, Reservation, Settlement};
 pub use usage::{UsageRecord, UsageRow};
+pub use x402::{X402Payment, X402State};
 
 use sqlx::{
     any::{install_default_drivers, AnyPoolOptions},

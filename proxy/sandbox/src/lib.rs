@@ -10,12 +10,15 @@ use nostr_sdk::prelude::{Client, Keys};
 use proxy::{
     auth::delegated::{self, Claims},
     cli::random_secret,
-    config::{Config, ModelConfig, UpstreamConfig},
+    config::{Config, ModelConfig, UpstreamConfig, X402Config},
     server::{Gateway, Parts},
     state::NostrIdentity,
 };
-use solana_sdk::signature::{write_keypair_file, Signer};
-use std::{path::PathBuf, time::Duration};
+use solana_sdk::signature::{write_keypair_file, Keypair, Signer};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 /// `cargo run -p sandbox` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -27,6 +30,9 @@ pub struct SandboxArgs {
     /// Where the demo wallet's keypair is written.
     #[arg(long, default_value = "sandbox-wallet.json")]
     pub wallet_file: PathBuf,
+    /// Where the keypair of the fee payer that co-signs x402 payments is written.
+    #[arg(long, default_value = "sandbox-x402-fee-payer.json")]
+    pub x402_fee_payer_file: PathBuf,
     /// Also offer a real OpenAI-compatible upstream (e.g. http://127.0.0.1:11434/v1).
     #[arg(long, env = "GATEWAY_UPSTREAM_URL")]
     pub upstream_url: Option<String>,
@@ -56,7 +62,7 @@ impl SandboxArgs {
 
 /// Points `config` at `stack` (its relay, Nostr address, controller key, RPC, namespace and
 /// token rates), so the gateway's `/.well-known/llm-gateway` tells clients the truth.
-fn describe(config: &mut Config, stack: &Sandbox) {
+pub fn describe(config: &mut Config, stack: &Sandbox) {
     config.nostr.relays = vec![stack.relay.url().to_owned()];
     config.nostr.machine = stack.machine.to_hex();
     config.nostr.session = stack.session.clone();
@@ -99,6 +105,26 @@ pub async fn front(
     )
     .await?;
     Ok((gateway, relay))
+}
+
+/// The CAIP-2 id the sandbox's gateway makes x402 offers on: devnet's. The official x402
+/// clients know only the three public clusters by id; pointed at the local validator's RPC,
+/// they pay there all the same.
+pub const X402_NETWORK: &str = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1";
+
+/// x402 on a gateway in front of `stack`: offers in the USDC stand-in, paid to the treasury,
+/// co-signed by a fee payer made and funded now, whose keypair is written to `fee_payer_file`.
+pub async fn x402(stack: &Sandbox, fee_payer_file: &Path) -> anyhow::Result<X402Config> {
+    let fee_payer = Keypair::new();
+    stack.airdrop(&fee_payer.pubkey(), SOL).await?;
+    write_keypair_file(&fee_payer, fee_payer_file)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", fee_payer_file.display()))?;
+    Ok(X402Config {
+        asset: Some(stack.usdc.to_string()),
+        fee_payer_keypair_file: Some(fee_payer_file.to_owned()),
+        network: Some(X402_NETWORK.into()),
+        ..X402Config::default()
+    })
 }
 
 /// Lamports the demo wallet redeems: 0.1 SOL.
@@ -144,6 +170,7 @@ pub async fn run(options: SandboxArgs) -> anyhow::Result<()> {
         ..Config::default()
     };
     config.nostr.publish = false; // the indexer's publisher drains the shared outbox
+    config.x402 = x402(&stack, &options.x402_fee_payer_file).await?;
     config.auth.audience = Some(format!("http://{}", options.listen));
     let config_audience = config.audience().to_owned();
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
@@ -247,6 +274,20 @@ pub async fn run(options: SandboxArgs) -> anyhow::Result<()> {
         "  cargo run -p proxy -- topup 2.5 --mint {} --keypair {} --gateway {base}",
         stack.usdc,
         options.wallet_file.display()
+    );
+    println!();
+    println!(
+        "An agent pays per request with x402 (USDC stand-in, network {X402_NETWORK} = this \
+         validator; the demo wallet pays, with @x402/fetch + @x402/svm from tests/x402):"
+    );
+    println!(
+        "  (cd tests/x402 && npm ci && GATEWAY_URL={base} RPC_URL={} NETWORK={X402_NETWORK} \
+         ASSET={} PAYER_KEYPAIR={} node pay.mjs)",
+        stack.validator.rpc_url(),
+        stack.usdc,
+        std::path::absolute(&options.wallet_file)
+            .unwrap_or_else(|_| options.wallet_file.clone())
+            .display()
     );
     println!("Ctrl-C stops everything (in-flight requests are settled first).");
 

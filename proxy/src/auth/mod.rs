@@ -51,6 +51,18 @@ impl Caller {
         }
     }
 
+    /// The payer of a request paid with x402: the wallet whose balance the payment credited,
+    /// limited as that wallet.
+    pub fn wallet(user: &str) -> Self {
+        Self {
+            user: user.to_owned(),
+            key: None,
+            expires_at: i64::MAX,
+            anonymous: None,
+            session: None,
+        }
+    }
+
     /// The name rate limits count under: the key, the wallet's sessions together, or an
     /// ecash payer's address.
     pub fn limit_key(&self) -> &str {

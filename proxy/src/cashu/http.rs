@@ -1,14 +1,14 @@
-//! The rail over HTTP: who pays a request (a bearer credential or an `X-Cashu` token), the
-//! NUT-24 402 that says what to pay, the change endpoint (a token's change, issued again from
-//! the token that paid), and the top-up of a wallet's balance with ecash.
+//! The rail over HTTP: the NUT-24 402 that says what to pay, the change endpoint (a token's
+//! change, issued again from the token that paid), and the top-up of a wallet's balance with
+//! ecash.
 use super::{Cashu, CashuError, Received};
 use crate::{
-    auth::{extract::Auth, Caller},
     error::{ApiError, ApiJson, EcashRequest},
+    ratelimit::client_key,
     state::AppState,
 };
 use axum::{
-    extract::{ConnectInfo, FromRequestParts, State},
+    extract::{FromRequestParts, State},
     http::{request::Parts, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -16,30 +16,13 @@ use axum::{
 use cdk::{mint_url::MintUrl, nuts::nut18::PaymentRequest, nuts::CurrencyUnit, Amount};
 use serde::Deserialize;
 use serde_json::json;
-use std::{net::SocketAddr, str::FromStr, sync::Arc};
+use std::{str::FromStr, sync::Arc};
 
 /// The header that carries ecash both ways.
 pub const HEADER: &str = "x-cashu";
 
 /// The `Retry-After` of an answer that asks for the same token again.
 const RETRY_AFTER_SECONDS: u64 = 1;
-
-/// Who pays a request: a wallet's balance (bearer credential) or the ecash sent with it. A
-/// request that carries `X-Cashu` is paid by it, whatever else it sends (OpenAI clients
-/// always send some API key).
-pub enum Payer {
-    Account(Arc<Caller>),
-    Ecash { token: String, client: String },
-}
-
-/// The name an anonymous (ecash-paying) caller is rate limited under: its address, so a flood
-/// of tokens from one client is refused before any of them reaches a mint.
-pub fn client_key(parts: &Parts) -> String {
-    match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-        Some(ConnectInfo(peer)) => format!("ecash:{}", peer.ip()),
-        None => "ecash".into(),
-    }
-}
 
 /// The rail's anonymous endpoints' caller, by [`client_key`].
 pub struct EcashClient(String);
@@ -49,34 +32,6 @@ impl<S: Send + Sync> FromRequestParts<S> for EcashClient {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Self(client_key(parts)))
-    }
-}
-
-impl FromRequestParts<Arc<AppState>> for Payer {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<AppState>,
-    ) -> Result<Self, Self::Rejection> {
-        if let Some(value) = parts.headers.get(HEADER) {
-            let token = value
-                .to_str()
-                .map_err(|_| ApiError::BadRequest("X-Cashu must be a Cashu token".into()))?;
-            return Ok(Payer::Ecash {
-                token: token.to_owned(),
-                client: client_key(parts),
-            });
-        }
-        match Auth::from_request_parts(parts, state).await {
-            Ok(Auth(caller)) => Ok(Payer::Account(caller)),
-            Err(ApiError::Unauthorized(message)) if state.cashu.is_some() => {
-                Err(ApiError::Unauthorized(format!(
-                    "{message}; or pay with ecash in an X-Cashu header"
-                )))
-            }
-            Err(error) => Err(error),
-        }
     }
 }
 

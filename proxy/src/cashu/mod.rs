@@ -10,9 +10,7 @@ mod swap;
 
 pub use swap::Received;
 
-pub use http::{
-    api_error, attach_change, change, issue_change, payment_required, topup, Payer, HEADER,
-};
+pub use http::{api_error, attach_change, change, issue_change, payment_required, topup, HEADER};
 
 use cdk::{
     amount::{FeeAndAmounts, SplitTarget},

@@ -1,8 +1,8 @@
 //! Finds, or installs, each thing the tests need from outside Rust: Node.js with the test
-//! folders' packages, Debian's Chromium, two Python virtualenvs (the `openai` package; Nutshell's
-//! `cashu` wallet), the `cdk-mintd` Cashu mint, and Postgres. Everything but the Debian packages
-//! goes into the tools directory. Every step runs even after one fails, so one run names
-//! everything that is missing.
+//! folders' packages, Debian's Chromium, three Python virtualenvs (the `openai` package;
+//! Nutshell's `cashu` wallet; the `x402` client), the `cdk-mintd` Cashu mint, and Postgres.
+//! Everything but the Debian packages goes into the tools directory. Every step runs even
+//! after one fails, so one run names everything that is missing.
 use crate::{
     postgres::{self, PrivatePostgres},
     shell::{apt, on_path, run},
@@ -16,7 +16,7 @@ use std::{
 const CDK_MINTD: &str = "cdk-mintd@0.18.3";
 
 /// The Node folders whose packages the tests use.
-const NODE_FOLDERS: &[&str] = &["tests/wallet", "tests/web", "tests/idl"];
+const NODE_FOLDERS: &[&str] = &["tests/wallet", "tests/web", "tests/idl", "tests/x402"];
 
 /// Debian's Chromium, which the wallet page's test drives.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -53,6 +53,11 @@ pub fn everything(root: &Path, tools: &Path) -> Result<Installed, String> {
         "Nutshell (the `cashu` Python wallet)",
         virtualenv(&cashu, &root.join("tests/cashu/requirements.txt")),
     );
+    let x402 = tools.join("x402-venv");
+    step(
+        "the `x402` Python package",
+        virtualenv(&x402, &root.join("tests/x402/requirements.txt")),
+    );
     let mintd = tools.join("bin/cdk-mintd");
     step("cdk-mintd", cdk_mintd(tools, &mintd));
     let postgres = match postgres::ensure() {
@@ -74,6 +79,7 @@ pub fn everything(root: &Path, tools: &Path) -> Result<Installed, String> {
                     "CASHU_PYTHON",
                     cashu.join("bin/python").display().to_string(),
                 ),
+                ("X402_PYTHON", x402.join("bin/python").display().to_string()),
                 ("TEST_POSTGRES_URL", url),
             ],
             postgres: private,

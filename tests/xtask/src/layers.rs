@@ -224,7 +224,9 @@ fn expand(tree: &str, out: &mut Vec<String>) {
         return;
     };
     let prefix: String = tree[..open].split_whitespace().collect();
-    let inner = &tree[open + 1..tree.rfind('}').unwrap_or(tree.len())];
+    // A `use` read out of a string literal may have no closing brace after its opening one.
+    let close = tree.rfind('}').filter(|close| *close > open);
+    let inner = &tree[open + 1..close.unwrap_or(tree.len())];
     let (mut depth, mut start) = (0, 0);
     for (i, c) in inner.char_indices().chain([(inner.len(), ',')]) {
         match c {

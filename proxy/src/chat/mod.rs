@@ -2,13 +2,18 @@
 //! it, call the upstreams, relay the answer, and leave the settlement to the meter. A
 //! non-streamed call runs as a task of its own, so a client leaving does not cancel its charge.
 //! A request paid with ecash receives its token first (a ledger user of its own), and gets its
-//! change once settled: in the `X-Cashu` header, or for a stream in a last chunk.
+//! change once settled: in the `X-Cashu` header, or for a stream in a last chunk. A request
+//! paid with x402 has its payment landed and credited to its payer first, and is then served
+//! from the payer's balance; one that comes with nothing is answered with an x402 offer.
+mod plan;
+
 use crate::{
     auth::Caller,
-    cashu::{pay::Paid, Payer},
+    cashu::pay::Paid,
     error::{ApiError, ApiJson},
     meter::{Meter, Prompt},
     metrics::{ModelLabel, RequestLabels},
+    payer::Payer,
     request::ChatRequest,
     state::{AppState, Model},
     stream::{relay, response_text, usage_of, RelayOptions},
@@ -22,7 +27,7 @@ use axum::{
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
-use ledger::{Hold, KeyLimit, RateLimit};
+use plan::{plan, reserve};
 use serde_json::{Map, Value};
 use std::{sync::Arc, time::Duration};
 use tokio::time::Instant;
@@ -46,9 +51,11 @@ pub async fn completions(
     let user = match &payer {
         Payer::Account(caller) => caller.user.as_str(),
         Payer::Ecash { .. } => "ecash",
+        Payer::X402 { .. } => "x402",
+        Payer::Nobody { .. } => "anonymous",
     };
     let span = tracing::info_span!("chat", %request_id, %user, model = %model_name);
-    let mut paid = None;
+    let mut paid = PerRequest::default();
     let result = serve(
         state.clone(),
         payer,
@@ -59,9 +66,28 @@ pub async fn completions(
     )
     .instrument(span.clone())
     .await;
-    let mut response = result.unwrap_or_else(IntoResponse::into_response);
-    if let Some(paid) = paid {
-        paid.give_change(&state, &mut response)
+    let mut response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            // A balance that falls short can be topped up by paying this request with x402.
+            let short = matches!(error, ApiError::Insufficient { .. });
+            let mut response = error.into_response();
+            if let (true, Some(x402), Some(tokens)) = (short, &state.x402, paid.worst_case) {
+                x402.attach_offer(&mut response, tokens);
+            }
+            response
+        }
+    };
+    if let Some(receipt) = paid.x402.take() {
+        if let Ok(value) = HeaderValue::from_str(&receipt) {
+            response
+                .headers_mut()
+                .insert(crate::x402::wire::PAYMENT_RESPONSE, value);
+        }
+    }
+    if let Some(ecash) = paid.ecash {
+        ecash
+            .give_change(&state, &mut response)
             .instrument(span)
             .await;
     }
@@ -86,13 +112,24 @@ pub async fn completions(
     response
 }
 
+/// What paying per request leaves for the answer.
+#[derive(Default)]
+struct PerRequest {
+    /// The ecash that paid: its change goes back with the answer.
+    ecash: Option<Paid>,
+    /// The `PAYMENT-RESPONSE` of the x402 payment that paid.
+    x402: Option<String>,
+    /// The request's worst case (a caller's, with x402 on): what a 402 offers to pay.
+    worst_case: Option<i64>,
+}
+
 async fn serve(
     state: Arc<AppState>,
     payer: Payer,
     body: Map<String, Value>,
     request_id: String,
     started: Instant,
-    paid: &mut Option<Paid>,
+    paid: &mut PerRequest,
 ) -> Result<Response, ApiError> {
     let request = ChatRequest::parse(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let model = state
@@ -112,8 +149,11 @@ async fn serve(
             }
             // Its rate limits are counted by the ledger with its hold, over every replica.
         }
-        // Before its token is touched: a flood of tokens never becomes a flood of swaps.
-        Payer::Ecash { client, .. } => state.limiter.admit(client)?,
+        // Before its token is touched: a flood of tokens never becomes a flood of swaps (or
+        // of transactions sent).
+        Payer::Ecash { client, .. } | Payer::X402 { client, .. } | Payer::Nobody { client } => {
+            state.limiter.admit(client)?
+        }
     }
 
     let (request, prompt) = request
@@ -122,14 +162,40 @@ async fn serve(
         .map_err(|e| ApiError::Internal(format!("counting the prompt failed: {e}")))?;
     let request = Arc::new(request);
     let caller = match payer {
-        Payer::Account(caller) => caller,
+        Payer::Account(caller) => {
+            if state.x402.is_some() {
+                paid.worst_case = Some(plan(&caller, &model, &request, prompt)?.amount);
+            }
+            caller
+        }
         // The token is received only once the request is known to be valid and covered.
         Payer::Ecash { token, client } => {
             let plan = plan(&Caller::paid_by("", &client), &model, &request, prompt)?;
             let receipt = Paid::receive(&state, &token, plan.least(), &request_id).await?;
             let caller = Arc::new(Caller::paid_by(receipt.receipt_id(), &client));
-            *paid = Some(receipt);
+            paid.ecash = Some(receipt);
             caller
+        }
+        // Only once the request is known to be valid: the offer is its worst case.
+        Payer::Nobody { client } => {
+            let plan = plan(&Caller::paid_by("", &client), &model, &request, prompt)?;
+            let x402 = state.x402.as_deref().ok_or(ApiError::Unavailable)?;
+            return Err(x402.payment_required(
+                plan.amount,
+                "pay for this request with x402 (the PAYMENT-REQUIRED header says how), or \
+                 send Authorization: Bearer <a login token or delegated key>",
+            ));
+        }
+        // Paid for its worst case, landed and credited before anything is held: the request
+        // is then the payer's, served from their balance like a logged-in one.
+        Payer::X402 { payment, client } => {
+            let plan = plan(&Caller::paid_by("", &client), &model, &request, prompt)?;
+            let x402 = state.x402.clone().ok_or(ApiError::Unavailable)?;
+            let settled = x402
+                .pay(&state.ledger, &payment, plan.amount, &request_id)
+                .await?;
+            paid.x402 = Some(settled.response);
+            Arc::new(Caller::wallet(&settled.payer))
         }
     };
     // The meter exists before the hold: if the client goes away while the hold is being
@@ -146,6 +212,7 @@ async fn serve(
         },
     );
     let epilogue = paid
+        .ecash
         .as_mut()
         .and_then(|paid| paid.follow(&state, &mut meter, request.stream, &model.id));
     let bound = match reserve(&state, &caller, &model, &request, prompt, &request_id).await {
@@ -265,129 +332,6 @@ impl Call {
             Err(_) => meter.delivered(&String::from_utf8_lossy(&bytes)),
         }
         Ok((bytes, answer.waited))
-    }
-}
-
-/// The worst case of a request, before anything is held: what to hold, the least that serves
-/// it (without a client bound), and the output cap.
-struct Plan {
-    amount: i64,
-    minimum: Option<i64>,
-    cap: u64,
-    sequences: u64,
-}
-
-impl Plan {
-    /// The least this request can be served for.
-    fn least(&self) -> i64 {
-        self.minimum.unwrap_or(self.amount)
-    }
-}
-
-fn plan(
-    caller: &Caller,
-    model: &Model,
-    request: &ChatRequest,
-    prompt: u64,
-) -> Result<Plan, ApiError> {
-    let cap = caller
-        .key
-        .as_ref()
-        .and_then(|key| key.claims.max_tokens)
-        .map_or(model.max_output_tokens, |key_cap| {
-            key_cap.min(model.max_output_tokens)
-        });
-    if let Some(tokens) = request.max_output.filter(|tokens| *tokens > cap) {
-        return Err(ApiError::BadRequest(format!(
-            "max_tokens {tokens} exceeds this {} limit of {cap}",
-            if caller.key.is_some() {
-                "key's"
-            } else {
-                "model's"
-            }
-        )));
-    }
-    let sequences = request.sequences();
-    let tokens = request.max_output.unwrap_or(cap);
-    let amount = model
-        .price
-        .cost(prompt, tokens.saturating_mul(sequences))
-        .max(1);
-    let minimum = match request.max_output {
-        Some(_) => None,
-        None => Some(model.price.cost(prompt, sequences).clamp(1, amount)),
-    };
-    Ok(Plan {
-        amount,
-        minimum,
-        cap,
-        sequences,
-    })
-}
-
-/// Reserves the worst case and returns the one completion-token bound per sequence it pays
-/// for: the only bound sent upstream. A client's own bound (the smallest of every field it
-/// used) must fit the key's and the model's caps, else 400, and is then held in full (402 if
-/// the balance does not cover it); without one, the hold takes what the balance and the key's
-/// budget afford, up to the caps (at least one token per sequence), and the bound follows.
-async fn reserve(
-    state: &AppState,
-    caller: &Caller,
-    model: &Model,
-    request: &ChatRequest,
-    prompt: u64,
-    request_id: &str,
-) -> Result<u64, ApiError> {
-    let Plan {
-        amount,
-        minimum,
-        cap,
-        sequences,
-    } = plan(caller, model, request, prompt)?;
-    let key = caller.key.as_ref().map(|key| KeyLimit {
-        key_id: &key.key_id,
-        budget: i64::try_from(key.claims.budget).unwrap_or(i64::MAX),
-        max_uses: key.claims.single_use.then_some(1),
-    });
-    let limits = &state.config.limits;
-    let own = caller.key.as_ref().map(|key| &key.claims);
-    let rate = caller.shared_limit_key().map(|caller| RateLimit {
-        caller,
-        minute: state.ledger.now().div_euclid(60),
-        rpm: i64::from(
-            own.and_then(|claims| claims.rpm)
-                .map_or(limits.rpm, |rpm| rpm.min(limits.rpm)),
-        ),
-        tpm: i64::try_from(
-            own.and_then(|claims| claims.tpm)
-                .map_or(limits.tpm, |tpm| tpm.min(limits.tpm)),
-        )
-        .unwrap_or(i64::MAX),
-    });
-    let hold = Hold {
-        id: request_id,
-        user: &caller.user,
-        amount,
-        minimum,
-        ttl_seconds: state.config.reservation_ttl_seconds,
-        key,
-        rate,
-        session: caller.session.as_deref(),
-    };
-    match state.ledger.hold(&hold).await {
-        Ok(held) => {
-            state.metrics.reservation("held");
-            Ok(match request.max_output {
-                Some(tokens) => tokens,
-                None => {
-                    (model.price.affordable_completion(held.amount, prompt) / sequences).min(cap)
-                }
-            })
-        }
-        Err(error) => {
-            state.metrics.reservation("refused");
-            Err(error.into())
-        }
     }
 }
 

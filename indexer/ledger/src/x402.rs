@@ -1,0 +1,189 @@
+//! x402 `exact` payments: a token transfer to the treasury that the gateway co-signs, submits
+//! and credits to its payer. The row is claimed before the transaction is sent, keyed by the
+//! transaction's id, so every replica sharing the ledger agrees on one outcome: sent once,
+//! credited once, and paying for one request — the one that moved it to `credited`. A replay
+//! or a concurrent copy of the same payment finds the row taken and is refused.
+//!
+//! The credit is a payment row plus an applied credit entry referencing it, as for a chain
+//! payment, so `audit` checks it like any other: its worth is fixed when it is claimed, at the
+//! operator's rate for the token.
+use super::{credits::credit, ensure_user, to_i64, Ledger, LedgerError, Result};
+use sqlx::Row;
+
+/// One x402 payment as the gateway verified it, before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct X402Payment {
+    /// The transaction's id (the fee payer's signature, base58).
+    pub signature: String,
+    /// The token owner that signed the transfer: whose balance the payment credits.
+    pub payer: String,
+    pub mint: String,
+    /// Base units of `mint` transferred.
+    pub amount: u64,
+    /// What the amount is worth in ledger tokens at the operator's rate.
+    pub tokens: i64,
+    /// The transaction's recent blockhash: once it expires, a transaction never seen on chain
+    /// never will be.
+    pub blockhash: String,
+}
+
+/// Where an x402 payment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum X402State {
+    /// Claimed and sent (or about to be): the chain decides.
+    Submitted,
+    /// Landed and credited to its payer.
+    Credited,
+    /// Refused by the chain, or expired without landing: nothing was paid.
+    Failed,
+}
+
+impl X402State {
+    fn parse(text: &str) -> Result<Self> {
+        match text {
+            "submitted" => Ok(Self::Submitted),
+            "credited" => Ok(Self::Credited),
+            "failed" => Ok(Self::Failed),
+            other => Err(LedgerError::Amount(format!("unknown x402 state {other}"))),
+        }
+    }
+}
+
+impl Ledger {
+    /// Claims `payment` before it is sent. `None` when this call claimed it; otherwise the
+    /// state another call (a replay, a concurrent copy, an earlier try) left it in.
+    pub async fn x402_claim(&self, payment: &X402Payment) -> Result<Option<X402State>> {
+        let at = self.now();
+        let inserted = sqlx::query(
+            "INSERT INTO x402_payments (signature, payer, mint, amount, tokens, blockhash, state, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'submitted', $7, $7) ON CONFLICT (signature) DO NOTHING",
+        )
+        .bind(&payment.signature)
+        .bind(&payment.payer)
+        .bind(&payment.mint)
+        .bind(to_i64(payment.amount)?)
+        .bind(payment.tokens)
+        .bind(&payment.blockhash)
+        .bind(at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(None);
+        }
+        self.x402_state(&payment.signature).await
+    }
+
+    /// The state of the payment with transaction id `signature`, if it was ever claimed.
+    pub async fn x402_state(&self, signature: &str) -> Result<Option<X402State>> {
+        let row = sqlx::query("SELECT state FROM x402_payments WHERE signature = $1")
+            .bind(signature)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| X402State::parse(&row.try_get::<String, _>("state")?))
+            .transpose()
+    }
+
+    /// The payment landed (at `slot`): credits its payer, in one transaction with the payment
+    /// row and the credit entry, and gives it to `request_id` (`None`: the sweep, for a
+    /// request that was lost). False when another call already credited it (or it failed):
+    /// the caller must then not serve anything for it.
+    pub async fn x402_credit(
+        &self,
+        signature: &str,
+        slot: u64,
+        namespace_id: u64,
+        request_id: Option<&str>,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let at = self.now();
+        let Some(row) = sqlx::query(
+            "UPDATE x402_payments SET state = 'credited', request_id = $1, updated_at = $2
+             WHERE signature = $3 AND state = 'submitted'
+             RETURNING payer, mint, amount, tokens",
+        )
+        .bind(request_id)
+        .bind(at)
+        .bind(signature)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(false);
+        };
+        let payer: String = row.try_get("payer")?;
+        let mint: String = row.try_get("mint")?;
+        let amount: i64 = row.try_get("amount")?;
+        let tokens: i64 = row.try_get("tokens")?;
+        sqlx::query(
+            "INSERT INTO payments (id, signature, user_key, namespace_id, nonce, lamports, tokens, slot, seen_at, mint)
+             VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8, $9)",
+        )
+        .bind(format!("{signature}:0"))
+        .bind(signature)
+        .bind(&payer)
+        .bind(to_i64(namespace_id)?)
+        .bind(amount)
+        .bind(tokens)
+        .bind(to_i64(slot)?)
+        .bind(at)
+        .bind(&mint)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO entries (id, user_key, tokens, kind, status, reference, created_at, applied_at)
+             VALUES ($1, $2, $3, 'credit', 'applied', $4, $5, $5)",
+        )
+        .bind(format!("x402:{signature}"))
+        .bind(&payer)
+        .bind(tokens)
+        .bind(signature)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        ensure_user(&mut *tx, &payer).await?;
+        credit(&mut tx, &payer, tokens).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The chain refused the payment, or it expired without landing: nothing was paid, and
+    /// nothing will be credited. False when it was not `submitted` any more.
+    pub async fn x402_fail(&self, signature: &str) -> Result<bool> {
+        let failed = sqlx::query(
+            "UPDATE x402_payments SET state = 'failed', updated_at = $1
+             WHERE signature = $2 AND state = 'submitted'",
+        )
+        .bind(self.now())
+        .bind(signature)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(failed == 1)
+    }
+
+    /// Payments still `submitted` that were claimed before `claimed_before` (unix seconds):
+    /// those whose request is gone, for the sweep to settle from the chain's answer.
+    pub async fn x402_unsettled(&self, claimed_before: i64) -> Result<Vec<X402Payment>> {
+        let rows = sqlx::query(
+            "SELECT signature, payer, mint, amount, tokens, blockhash FROM x402_payments
+             WHERE state = 'submitted' AND created_at < $1 ORDER BY created_at",
+        )
+        .bind(claimed_before)
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let amount: i64 = row.try_get("amount")?;
+                Ok(X402Payment {
+                    signature: row.try_get("signature")?,
+                    payer: row.try_get("payer")?,
+                    mint: row.try_get("mint")?,
+                    amount: u64::try_from(amount)
+                        .map_err(|_| LedgerError::Column(3, "negative"))?,
+                    tokens: row.try_get("tokens")?,
+                    blockhash: row.try_get("blockhash")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,268 @@
+//! x402 v2: agents pay per request in a token, with the standard clients (`@x402/fetch` with
+//! `@x402/svm`, Python `x402`) unchanged.
+//!
+//! A chat request without credentials, or whose balance is short, is answered 402 with a
+//! `PAYMENT-REQUIRED` offer: scheme `exact`, the request's worst-case price in the configured
+//! token, to the namespace treasury, with the gateway as fee payer. The client retries with
+//! `PAYMENT-SIGNATURE`: a transfer it signed. The gateway is its own facilitator: it checks
+//! the transaction ([`verify`]), claims it in the ledger (so replicas send it once and credit
+//! it once), co-signs, submits, waits for it to land ([`chain`]), credits the payer's balance
+//! with what it is worth, and serves the request from that balance. What the request does not
+//! use stays in the balance, usable later with a login or a delegated key; `PAYMENT-RESPONSE`
+//! says so. A payment pays for one request: a replay, or a copy sent concurrently, is refused.
+pub mod chain;
+mod pay;
+pub mod verify;
+pub mod wire;
+
+use crate::config::{Config, ConfigError};
+use chain::{Chain, Landing};
+use common::assets::{parse_tokens, price_in_units, TokenRate};
+use ledger::Ledger;
+use serde_json::json;
+use solana_commitment_config::CommitmentConfig;
+use solana_sdk::{
+    hash::Hash,
+    pubkey::Pubkey,
+    signature::{read_keypair_file, Keypair, Signature},
+    signer::Signer,
+};
+use std::{str::FromStr, time::Duration};
+use wire::{PaymentRequired, Requirements, Resource, X402Info, X402Offer};
+
+pub use pay::Settled;
+
+/// The one scheme the official clients pay on Solana.
+pub const SCHEME: &str = "exact";
+
+/// The x402 front end, as configured and checked against the chain at start.
+pub struct X402 {
+    /// CAIP-2 id offers name.
+    pub network: String,
+    pub asset: TokenRate,
+    pub pay_to: Pubkey,
+    /// `pay_to`'s token account of the asset: where payments must go.
+    pub destination: Pubkey,
+    fee_payer: Keypair,
+    pub max_timeout: Duration,
+    chain: Chain,
+    namespace_id: u64,
+    resource: String,
+}
+
+impl X402 {
+    /// Reads `[x402]` (off unless `asset` is set), the fee payer's key, and what the chain
+    /// says (the network's genesis hash, the namespace's treasury) unless configured.
+    pub async fn connect(config: &Config) -> Result<Option<Self>, ConfigError> {
+        let section = &config.x402;
+        let Some(asset) = &section.asset else {
+            return Ok(None);
+        };
+        let invalid = |message: String| ConfigError::Invalid(format!("x402: {message}"));
+        let rates = parse_tokens("tokens", &config.tokens)?;
+        let asset = rates
+            .into_iter()
+            .find(|rate| rate.mint.to_string() == *asset)
+            .ok_or_else(|| invalid(format!("asset {asset} is not one of [[tokens]]")))?;
+        let rpc_url = section
+            .rpc_url
+            .as_ref()
+            .or(config.chain.rpc_url.as_ref())
+            .ok_or_else(|| invalid("needs x402.rpc_url or chain.rpc_url".into()))?;
+        let keypair_file = section
+            .fee_payer_keypair_file
+            .as_ref()
+            .ok_or_else(|| invalid("needs fee_payer_keypair_file (it co-signs payments)".into()))?;
+        let fee_payer = read_keypair_file(keypair_file).map_err(|e| {
+            invalid(format!(
+                "fee_payer_keypair_file {}: {e}",
+                keypair_file.display()
+            ))
+        })?;
+        let commitment = match section.commitment.as_deref() {
+            None | Some("confirmed") => CommitmentConfig::confirmed(),
+            Some("finalized") => CommitmentConfig::finalized(),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "commitment must be confirmed or finalized, not {other}"
+                )))
+            }
+        };
+        let chain = Chain::new(rpc_url, commitment);
+        let unreachable = |e: &dyn std::fmt::Display| {
+            invalid(format!("the RPC at {rpc_url} did not answer: {e}"))
+        };
+        let network = match &section.network {
+            Some(network) if network.starts_with("solana:") && network.len() > 7 => network.clone(),
+            Some(other) => {
+                return Err(invalid(format!("network must be solana:<id>, not {other}")))
+            }
+            None => {
+                let genesis = chain
+                    .rpc()
+                    .get_genesis_hash()
+                    .await
+                    .map_err(|e| unreachable(&e))?;
+                caip2(&genesis)
+            }
+        };
+        let pay_to = match &section.pay_to {
+            Some(pay_to) => Pubkey::from_str(pay_to)
+                .map_err(|_| invalid(format!("pay_to is not an address: {pay_to}")))?,
+            None => {
+                common::chain::client::ProgramClient::new(rpc_url)
+                    .require_namespace(config.chain.namespace_id)
+                    .await
+                    .map_err(|e| unreachable(&e))?
+                    .treasury
+            }
+        };
+        let destination = balance_payment::sdk::spl::associated_token_address(
+            &pay_to,
+            &asset.mint,
+            &asset.token_program,
+        );
+        let audience = config.audience();
+        let resource = match audience.starts_with("http") {
+            true => format!("{}/v1/chat/completions", audience.trim_end_matches('/')),
+            false => "/v1/chat/completions".to_owned(),
+        };
+        Ok(Some(Self {
+            network,
+            asset,
+            pay_to,
+            destination,
+            fee_payer,
+            max_timeout: Duration::from_secs(section.max_timeout_seconds.unwrap_or(60).max(1)),
+            chain,
+            namespace_id: config.chain.namespace_id,
+            resource,
+        }))
+    }
+
+    /// The fee payer the gateway co-signs with.
+    pub fn fee_payer(&self) -> Pubkey {
+        self.fee_payer.pubkey()
+    }
+
+    /// Base units of the asset that buy `tokens` ledger tokens, rounded up.
+    pub fn units_for(&self, tokens: i64) -> u64 {
+        price_in_units(
+            u64::try_from(tokens.max(1)).unwrap_or(u64::MAX),
+            self.asset.tokens_per_unit,
+            self.asset.decimals,
+        )
+    }
+
+    /// The `exact` offer for a request whose worst case is `tokens`.
+    pub fn offer(&self, tokens: i64) -> Requirements {
+        Requirements {
+            scheme: SCHEME.into(),
+            network: self.network.clone(),
+            amount: self.units_for(tokens).to_string(),
+            asset: self.asset.mint.to_string(),
+            pay_to: self.pay_to.to_string(),
+            max_timeout_seconds: self.max_timeout.as_secs(),
+            extra: json!({ "feePayer": self.fee_payer().to_string() }),
+        }
+    }
+
+    /// The `PAYMENT-REQUIRED` answer for a request whose worst case is `tokens`, with why the
+    /// last payment was refused, if one was.
+    pub fn required(&self, tokens: i64, error: Option<&str>) -> PaymentRequired {
+        PaymentRequired {
+            x402_version: wire::VERSION,
+            error: error.map(str::to_owned),
+            resource: Resource {
+                url: self.resource.clone(),
+                description: "LLM gateway: one chat completion; the rest of the payment stays in \
+                              the balance of the wallet that paid"
+                    .into(),
+                mime_type: "application/json".into(),
+            },
+            accepts: vec![self.offer(tokens)],
+        }
+    }
+
+    /// Adds the offer for a request whose worst case is `tokens` to a 402 answered otherwise
+    /// (a balance that falls short): paying it tops the balance up and serves the request.
+    pub fn attach_offer(&self, response: &mut axum::response::Response, tokens: i64) {
+        let encoded = wire::encode(&self.required(tokens, None));
+        if let Ok(value) = axum::http::HeaderValue::from_str(&encoded) {
+            response.headers_mut().insert(wire::PAYMENT_REQUIRED, value);
+        }
+    }
+
+    /// What `/.well-known/llm-gateway` says about paying with x402.
+    pub fn describe(&self) -> X402Info {
+        X402Info {
+            version: wire::VERSION,
+            network: self.network.clone(),
+            endpoints: vec!["/v1/chat/completions".into()],
+            accepts: vec![X402Offer {
+                scheme: SCHEME.into(),
+                asset: self.asset.mint.to_string(),
+                decimals: self.asset.decimals,
+                pay_to: self.pay_to.to_string(),
+                fee_payer: self.fee_payer().to_string(),
+                max_timeout_seconds: self.max_timeout.as_secs(),
+            }],
+        }
+    }
+
+    /// Settles payments whose request was lost (a crash, a client gone while it waited) from
+    /// the chain's answer: one that landed is credited to its payer's balance, one that can no
+    /// longer land is marked failed; the rest wait for the next pass. Returns how many settled.
+    pub async fn sweep(&self, ledger: &Ledger, now: i64) -> Result<usize, ledger::LedgerError> {
+        // Well after a request gives up waiting: a live request settles its own payment.
+        let grace = i64::try_from(self.max_timeout.as_secs()).unwrap_or(i64::MAX) + 30;
+        let mut settled = 0;
+        for payment in ledger.x402_unsettled(now.saturating_sub(grace)).await? {
+            let (Ok(signature), Ok(blockhash)) = (
+                Signature::from_str(&payment.signature),
+                Hash::from_str(&payment.blockhash),
+            ) else {
+                continue;
+            };
+            match self.chain.status(&signature, &blockhash, true).await {
+                Landing::Landed { slot } => {
+                    if ledger
+                        .x402_credit(&payment.signature, slot, self.namespace_id, None)
+                        .await?
+                    {
+                        tracing::info!(transaction = %payment.signature, payer = %payment.payer,
+                            "an x402 payment whose request was lost is credited to its payer");
+                        settled += 1;
+                    }
+                }
+                Landing::Refused(reason) => {
+                    if ledger.x402_fail(&payment.signature).await? {
+                        tracing::info!(transaction = %payment.signature, %reason,
+                            "an x402 payment whose request was lost never landed");
+                        settled += 1;
+                    }
+                }
+                Landing::Unknown(_) => {}
+            }
+        }
+        Ok(settled)
+    }
+}
+
+/// The CAIP-2 id of the cluster with `genesis`: `solana:` and its first 32 characters.
+pub fn caip2(genesis: &Hash) -> String {
+    let text = genesis.to_string();
+    format!("solana:{}", &text[..text.len().min(32)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_is_named_by_its_genesis_hash_prefix() {
+        // Devnet's genesis hash, and its id as the x402 clients know it.
+        let devnet = Hash::from_str("EtWTRABZaYq6iMfeYKouRu166VU2xqa1wcaWoxPkrZBG").unwrap();
+        assert_eq!(caip2(&devnet), "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1");
+    }
+}

@@ -1,0 +1,182 @@
+//! x402 v2's messages as they travel: JSON, base64-encoded in the `PAYMENT-REQUIRED`,
+//! `PAYMENT-SIGNATURE` and `PAYMENT-RESPONSE` headers. Field names are the specification's
+//! (camelCase), so the official clients read and write them unchanged.
+use base64::{engine::general_purpose::STANDARD, Engine};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::Value;
+
+/// The protocol version spoken here.
+pub const VERSION: u8 = 2;
+/// The server's offer (402).
+pub const PAYMENT_REQUIRED: &str = "payment-required";
+/// The client's payment (the retried request).
+pub const PAYMENT_SIGNATURE: &str = "payment-signature";
+/// The settlement (the paid answer).
+pub const PAYMENT_RESPONSE: &str = "payment-response";
+/// The longest `PAYMENT-SIGNATURE` read: a Solana transaction is at most 1,232 bytes, which
+/// base64 and the JSON around it keep well under this.
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+
+/// One way to pay (an entry of `accepts`, and the `accepted` a payment names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Requirements {
+    pub scheme: String,
+    /// CAIP-2 (`solana:<genesis hash prefix>`).
+    pub network: String,
+    /// Base units of `asset`, as a decimal string.
+    pub amount: String,
+    /// The mint.
+    pub asset: String,
+    /// The owner of the receiving token account.
+    pub pay_to: String,
+    pub max_timeout_seconds: u64,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub extra: Value,
+}
+
+/// What is being paid for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resource {
+    pub url: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub mime_type: String,
+}
+
+/// The `PAYMENT-REQUIRED` header: the offers, and why the last payment (if any) was refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRequired {
+    pub x402_version: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub resource: Resource,
+    pub accepts: Vec<Requirements>,
+}
+
+/// The `PAYMENT-SIGNATURE` header: the offer the client took, and its payment.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentPayload {
+    pub x402_version: u8,
+    pub accepted: Requirements,
+    pub payload: ExactPayload,
+}
+
+/// The `exact` scheme's payment on Solana: a transaction signed by the payer, waiting for the
+/// fee payer's signature (base64 of its wire bytes).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ExactPayload {
+    pub transaction: String,
+}
+
+/// The `PAYMENT-RESPONSE` header: how the payment settled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettleResponse {
+    pub success: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_reason: Option<String>,
+    pub payer: String,
+    /// The transaction's id.
+    pub transaction: String,
+    pub network: String,
+    /// Ledger tokens the payment credited to the payer's balance: what this request does not
+    /// use stays there, for later requests with a login or a delegated key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credited: Option<i64>,
+}
+
+/// How to pay with x402 v2: the network, the endpoints that answer 402, and the offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct X402Info {
+    pub version: u8,
+    /// CAIP-2 (`solana:<genesis hash prefix>`).
+    pub network: String,
+    pub endpoints: Vec<String>,
+    pub accepts: Vec<X402Offer>,
+}
+
+/// One offer, as the 402s make it (the amount is each request's worst case).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct X402Offer {
+    pub scheme: String,
+    /// The mint.
+    pub asset: String,
+    pub decimals: u8,
+    pub pay_to: String,
+    /// Co-signs each payment and pays its fee.
+    pub fee_payer: String,
+    pub max_timeout_seconds: u64,
+}
+
+/// A header's value: base64 of the JSON.
+pub fn encode(value: &impl Serialize) -> String {
+    STANDARD.encode(serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// Reads a header's value; `None` when it is not base64 of the expected JSON.
+pub fn decode<T: DeserializeOwned>(header: &str) -> Option<T> {
+    let bytes = STANDARD.decode(header.trim()).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payment_in_the_official_clients_shape_is_read() {
+        // As @x402/fetch sends it: the offer taken, resource and extensions beside it.
+        let json = serde_json::json!({
+            "x402Version": 2,
+            "resource": {"url": "http://gw/v1/chat/completions"},
+            "accepted": {
+                "scheme": "exact", "network": "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1",
+                "amount": "1500", "asset": "Mint", "payTo": "Treasury",
+                "maxTimeoutSeconds": 60, "extra": {"feePayer": "Payer"}
+            },
+            "payload": {"transaction": "AQID"},
+            "extensions": {}
+        });
+        let header = STANDARD.encode(json.to_string());
+        let payment: PaymentPayload = decode(&header).unwrap();
+        assert_eq!(payment.accepted.amount, "1500");
+        assert_eq!(payment.accepted.pay_to, "Treasury");
+        assert_eq!(payment.payload.transaction, "AQID");
+        assert!(decode::<PaymentPayload>("not base64!").is_none());
+        assert!(decode::<PaymentPayload>(&STANDARD.encode("{}")).is_none());
+    }
+
+    #[test]
+    fn an_offer_is_written_in_camel_case() {
+        let offer = PaymentRequired {
+            x402_version: VERSION,
+            error: None,
+            resource: Resource {
+                url: "u".into(),
+                description: String::new(),
+                mime_type: "application/json".into(),
+            },
+            accepts: vec![Requirements {
+                scheme: "exact".into(),
+                network: "solana:x".into(),
+                amount: "1".into(),
+                asset: "a".into(),
+                pay_to: "p".into(),
+                max_timeout_seconds: 60,
+                extra: serde_json::json!({"feePayer": "f"}),
+            }],
+        };
+        let json: Value =
+            serde_json::from_slice(&STANDARD.decode(encode(&offer)).unwrap()).unwrap();
+        assert_eq!(json["x402Version"], 2);
+        assert_eq!(json["accepts"][0]["payTo"], "p");
+        assert_eq!(json["accepts"][0]["maxTimeoutSeconds"], 60);
+        assert_eq!(json["resource"]["mimeType"], "application/json");
+        assert!(json.get("error").is_none());
+    }
+}

@@ -1,0 +1,577 @@
+//! x402 v2 on the chat API, against the whole local stack (validator, program, treasury, the
+//! USDC stand-in) with two gateway replicas sharing one Postgres ledger: the official clients
+//! (`@x402/fetch` + `@x402/svm` on npm, Python `x402`) pay chat completions unchanged, streamed
+//! and not; every payment lands on chain and is credited once to its payer, who keeps what the
+//! requests did not use; and every bad payment (wrong amount, asset, recipient or network,
+//! expired, replayed, sent to both replicas at once) is refused with the x402 error, serving
+//! and crediting nothing.
+mod common;
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use common::{ask, eventually};
+use indexer::{
+    ledger::{testing::TempDatabase, Ledger, X402State},
+    sandbox::{Sandbox, SandboxConfig, USDC},
+};
+use localnet::MockUpstream;
+use nostr_sdk::Keys;
+use proxy::{
+    server::Gateway,
+    x402::wire::{self, PaymentRequired, Requirements},
+};
+use serde_json::{json, Value};
+use solana_sdk::{
+    hash::Hash,
+    instruction::Instruction,
+    message::{v0, VersionedMessage},
+    pubkey::Pubkey,
+    signature::{write_keypair_file, Keypair, Signature},
+    signer::Signer,
+    transaction::VersionedTransaction,
+};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    str::FromStr,
+};
+
+const X402_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/x402");
+
+/// The Python with the `x402` package: `X402_PYTHON`, else the virtualenv `cargo xtask test`
+/// makes.
+fn python() -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("X402_PYTHON") {
+        return Some(PathBuf::from(path));
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let venv = PathBuf::from(home).join(".cache/llm-gateway-tools/x402-venv/bin/python");
+    venv.exists().then_some(venv)
+}
+
+/// The stack, and two gateway replicas on its ledger taking x402.
+struct Deployment {
+    db: TempDatabase,
+    stack: Sandbox,
+    _mock: MockUpstream,
+    gateways: Vec<Gateway>,
+    dir: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Deployment {
+    async fn start() -> Self {
+        common::init_tracing();
+        let db = TempDatabase::postgres()
+            .await
+            .expect("create Postgres test database");
+        let keys = Keys::generate();
+        let stack = Sandbox::start(SandboxConfig {
+            proxy_keys: vec![keys.clone()],
+            ..SandboxConfig::new(&db.url)
+        })
+        .await
+        .expect("the local stack starts");
+        let mock = MockUpstream::start(0).await.unwrap();
+        let dir = std::env::temp_dir().join(format!("x402-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = common::config(&mock, &db.url);
+        sandbox::describe(&mut config, &stack);
+        config.x402 = sandbox::x402(&stack, &dir.join("fee-payer.json"))
+            .await
+            .unwrap();
+        let mut gateways = Vec::new();
+        for _ in 0..2 {
+            let ledger = Ledger::connect(&db.url).await.unwrap();
+            gateways.push(common::gateway(config.clone(), ledger, &keys).await);
+        }
+        Self {
+            db,
+            stack,
+            _mock: mock,
+            gateways,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn url(&self, replica: usize) -> String {
+        format!("http://{}", self.gateways[replica].addr)
+    }
+
+    /// A wallet holding `units` of the USDC stand-in and no SOL (the gateway pays the fees),
+    /// with its keypair written to a file.
+    async fn payer(&self, units: u64) -> (Keypair, PathBuf) {
+        let payer = Keypair::new();
+        self.stack.fund_usdc(&payer.pubkey(), units).await.unwrap();
+        let file = self.dir.join(format!("{}.json", payer.pubkey()));
+        write_keypair_file(&payer, &file).unwrap();
+        (payer, file)
+    }
+
+    async fn usdc(&self, owner: &Pubkey) -> u64 {
+        let account = balance_payment::sdk::spl::associated_token_address(
+            owner,
+            &self.stack.usdc,
+            &balance_payment::sdk::spl::TOKEN_PROGRAM_ID,
+        );
+        let balance = self.stack.rpc.get_token_account_balance(&account).await;
+        balance.map_or(0, |balance| balance.amount.parse().unwrap())
+    }
+
+    async fn chat(&self, replica: usize, body: &Value, payment: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/chat/completions", self.url(replica)))
+            .json(body);
+        if let Some(payment) = payment {
+            request = request.header("PAYMENT-SIGNATURE", payment);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// The offer a request without credentials is answered with.
+    async fn offer(&self, body: &Value) -> Requirements {
+        let response = self.chat(0, body, None).await;
+        assert_eq!(response.status(), 402);
+        let required = offer_of(&response);
+        assert_eq!(required.x402_version, 2);
+        required.accepts.into_iter().next().unwrap()
+    }
+
+    async fn stop(mut self) {
+        let audit = self.stack.ledger.audit().await.unwrap();
+        assert!(audit.is_clean(), "{audit:?}");
+        for gateway in self.gateways.drain(..) {
+            gateway.shutdown().await;
+        }
+        self.stack.stop().await;
+        self.db.remove().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn offer_of(response: &reqwest::Response) -> PaymentRequired {
+    let header = response
+        .headers()
+        .get("payment-required")
+        .expect("a PAYMENT-REQUIRED header")
+        .to_str()
+        .unwrap();
+    wire::decode(header).expect("PAYMENT-REQUIRED is base64 JSON of an offer")
+}
+
+fn body(text: &str) -> Value {
+    let mut body = ask("echo", text);
+    body["max_tokens"] = json!(32);
+    body
+}
+
+/// A payment of `offer` as the official clients build it, in a `PAYMENT-SIGNATURE`.
+fn payment(offer: &Requirements, payer: &Keypair, blockhash: Hash, amount: u64) -> String {
+    header(offer, &transaction(offer, payer, blockhash, amount))
+}
+
+/// The `PAYMENT-SIGNATURE` of `tx` paying `offer`.
+fn header(offer: &Requirements, tx: &VersionedTransaction) -> String {
+    let payload = json!({
+        "x402Version": 2,
+        "accepted": offer,
+        "payload": {"transaction": STANDARD.encode(bincode::serialize(tx).unwrap())},
+    });
+    STANDARD.encode(payload.to_string())
+}
+
+/// The transaction the official clients build for `offer` (compute budget, `TransferChecked`
+/// of `amount` to `pay_to`'s account, a memo), signed by `payer`, the fee payer's signature
+/// left empty.
+fn transaction(
+    offer: &Requirements,
+    payer: &Keypair,
+    blockhash: Hash,
+    amount: u64,
+) -> VersionedTransaction {
+    let mint = Pubkey::from_str(&offer.asset).unwrap();
+    let program = balance_payment::sdk::spl::TOKEN_PROGRAM_ID;
+    let account = |owner: &Pubkey| {
+        balance_payment::sdk::spl::associated_token_address(owner, &mint, &program)
+    };
+    let budget = Pubkey::from_str("ComputeBudget111111111111111111111111111111").unwrap();
+    let memo = Pubkey::from_str("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr").unwrap();
+    let instructions = [
+        Instruction::new_with_bytes(
+            budget,
+            &[&[2u8][..], &20_000u32.to_le_bytes()].concat(),
+            vec![],
+        ),
+        Instruction::new_with_bytes(budget, &[&[3u8][..], &1u64.to_le_bytes()].concat(), vec![]),
+        balance_payment::sdk::spl::spl_token::instruction::transfer_checked(
+            &program,
+            &account(&payer.pubkey()),
+            &mint,
+            &account(&Pubkey::from_str(&offer.pay_to).unwrap()),
+            &payer.pubkey(),
+            &[],
+            amount,
+            6,
+        )
+        .unwrap(),
+        Instruction::new_with_bytes(
+            memo,
+            uuid::Uuid::new_v4().simple().to_string().as_bytes(),
+            vec![],
+        ),
+    ];
+    let fee_payer = Pubkey::from_str(offer.extra["feePayer"].as_str().unwrap()).unwrap();
+    let message = VersionedMessage::V0(
+        v0::Message::try_compile(&fee_payer, &instructions, &[], blockhash).unwrap(),
+    );
+    VersionedTransaction {
+        signatures: vec![
+            Signature::default(),
+            payer.sign_message(&message.serialize()),
+        ],
+        message,
+    }
+}
+
+/// The x402 error of a refused payment: 402, its code, and the offer again naming it.
+async fn refused(response: reqwest::Response, code: &str) {
+    assert_eq!(response.status(), 402, "expected a 402 {code}");
+    assert_eq!(offer_of(&response).error.as_deref(), Some(code));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], code, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agents_pay_with_the_official_node_and_python_clients_and_keep_what_they_did_not_use() {
+    let node_ready = std::path::Path::new(X402_DIR).join("node_modules").exists();
+    let python = python();
+    if !node_ready || python.is_none() {
+        return localnet::prerequisite::missing(
+            "tests/x402's Node packages and the `x402` Python package",
+            "(cd tests/x402 && npm ci) && python3 -m venv ~/.cache/llm-gateway-tools/x402-venv && \
+             ~/.cache/llm-gateway-tools/x402-venv/bin/pip install -r tests/x402/requirements.txt",
+        );
+    }
+    let deployment = Deployment::start().await;
+    let treasury_before = deployment.usdc(&deployment.stack.treasury).await;
+    let mut paid = Vec::new();
+    let clients: [(&str, Command); 2] = [
+        ("pay.mjs", {
+            let mut node = Command::new("node");
+            node.arg("pay.mjs");
+            node
+        }),
+        ("pay.py", {
+            let mut python = Command::new(python.as_deref().unwrap_or(Path::new("python3")));
+            python.arg("pay.py");
+            python
+        }),
+    ];
+    for (replica, (script, mut command)) in clients.into_iter().enumerate() {
+        let (payer, file) = deployment.payer(10 * USDC).await;
+        command
+            .current_dir(X402_DIR)
+            .env("GATEWAY_URL", deployment.url(replica))
+            .env("RPC_URL", deployment.stack.validator.rpc_url())
+            .env("NETWORK", sandbox::X402_NETWORK)
+            .env("ASSET", deployment.stack.usdc.to_string())
+            .env("PAYER_KEYPAIR", &file);
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .unwrap()
+            .expect("the client runs");
+        assert!(
+            output.status.success(),
+            "{script} failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let payments: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(payments.len(), 2, "{script}: one streamed, one not");
+        let user = payer.pubkey().to_string();
+        let ledger = &deployment.stack.ledger;
+        let mut credited = 0;
+        for payment in &payments {
+            let transaction = payment["transaction"].as_str().unwrap();
+            assert_eq!(
+                ledger.x402_state(transaction).await.unwrap(),
+                Some(X402State::Credited),
+                "{script}: {transaction} is credited"
+            );
+            credited += payment["credited"].as_i64().unwrap();
+        }
+        // Both requests settled: what they cost is debited, the rest stays the payer's.
+        let balance = common::settled(ledger, &user).await;
+        assert_eq!(
+            balance.credited, credited,
+            "{script}: credited what was paid"
+        );
+        assert!(
+            balance.debited > 0 && balance.debited < credited,
+            "{balance:?}"
+        );
+        assert_eq!(balance.available, credited - balance.debited);
+        let spent = 10 * USDC - deployment.usdc(&payer.pubkey()).await;
+        paid.push(spent);
+
+        // What the requests did not use pays a later request, with a key the wallet signed.
+        let key = proxy::auth::delegated::sign(
+            &common::key_claims(&user, common::AUDIENCE, 1_000),
+            &ed25519_dalek::SigningKey::from_bytes(payer.secret_bytes()),
+        )
+        .unwrap();
+        let later = deployment
+            .http
+            .post(format!(
+                "{}/v1/chat/completions",
+                deployment.url(1 - replica)
+            ))
+            .bearer_auth(&key)
+            .json(&body("paid from what was left"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(later.status(), 200, "{}", later.text().await.unwrap());
+    }
+    // The treasury received exactly what the payers spent; no payer paid any fee.
+    let treasury_after = deployment.usdc(&deployment.stack.treasury).await;
+    assert_eq!(treasury_after - treasury_before, paid.iter().sum::<u64>());
+    deployment.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_payments_are_refused_with_the_x402_error_and_serve_and_credit_nothing() {
+    let deployment = Deployment::start().await;
+    let (payer, _) = deployment.payer(10 * USDC).await;
+    let user = payer.pubkey().to_string();
+    let request = body("refusals");
+
+    // Without credentials: the offer for this request's worst case, in the stand-in USDC, to
+    // the treasury, with the gateway as fee payer.
+    let response = deployment.chat(0, &request, None).await;
+    assert_eq!(response.status(), 402);
+    let required = offer_of(&response);
+    let offer = required.accepts[0].clone();
+    assert_eq!(
+        (
+            offer.scheme.as_str(),
+            offer.network.as_str(),
+            offer.asset.as_str()
+        ),
+        (
+            "exact",
+            sandbox::X402_NETWORK,
+            deployment.stack.usdc.to_string().as_str()
+        )
+    );
+    assert_eq!(offer.pay_to, deployment.stack.treasury.to_string());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "payment_required");
+    let worst: u64 = offer.amount.parse().unwrap();
+    assert!(worst > 0);
+
+    // A balance that falls short is offered the same.
+    let key = proxy::auth::delegated::sign(
+        &common::key_claims(&user, common::AUDIENCE, 1_000),
+        &ed25519_dalek::SigningKey::from_bytes(payer.secret_bytes()),
+    )
+    .unwrap();
+    let short = deployment
+        .http
+        .post(format!("{}/v1/chat/completions", deployment.url(1)))
+        .bearer_auth(&key)
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(short.status(), 402);
+    assert_eq!(offer_of(&short).accepts[0], offer);
+
+    let blockhash = deployment.stack.rpc.get_latest_blockhash().await.unwrap();
+    let treasury_before = deployment.usdc(&deployment.stack.treasury).await;
+    let with = |tweak: fn(&mut Requirements)| {
+        let mut accepted = offer.clone();
+        tweak(&mut accepted);
+        accepted
+    };
+    let cases: Vec<(&str, String)> = vec![
+        ("invalid_payload", "not a payment".into()),
+        (
+            "invalid_exact_svm_payload_amount_mismatch",
+            payment(&offer, &payer, blockhash, worst - 1),
+        ),
+        (
+            "invalid_exact_svm_payload_amount_mismatch",
+            payment(&with(|o| o.amount = "1".into()), &payer, blockhash, 1),
+        ),
+        (
+            "invalid_exact_svm_payload_recipient_mismatch",
+            payment(
+                &with(|o| o.pay_to = Pubkey::new_unique().to_string()),
+                &payer,
+                blockhash,
+                worst,
+            ),
+        ),
+        (
+            "invalid_exact_svm_payload_mint_mismatch",
+            payment(
+                &with(|o| o.asset = Pubkey::new_unique().to_string()),
+                &payer,
+                blockhash,
+                worst,
+            ),
+        ),
+        (
+            "invalid_exact_svm_network_mismatch",
+            payment(
+                &with(|o| o.network = "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp".into()),
+                &payer,
+                blockhash,
+                worst,
+            ),
+        ),
+        // Expired: its blockhash is not one the chain knows (any more).
+        (
+            "invalid_exact_svm_transaction_failed",
+            payment(&offer, &payer, Hash::new_unique(), worst),
+        ),
+    ];
+    for (code, header) in &cases {
+        refused(deployment.chat(0, &request, Some(header)).await, code).await;
+    }
+    assert_eq!(
+        deployment
+            .stack
+            .ledger
+            .balance(&user)
+            .await
+            .unwrap()
+            .credited,
+        0
+    );
+    assert_eq!(
+        deployment.usdc(&deployment.stack.treasury).await,
+        treasury_before
+    );
+
+    // A good payment serves one request; replayed, it serves nothing more.
+    let good = payment(&offer, &payer, blockhash, worst);
+    let served = deployment.chat(0, &request, Some(&good)).await;
+    assert_eq!(served.status(), 200);
+    let settled: Value = serde_json::from_slice(
+        &STANDARD
+            .decode(served.headers()["payment-response"].to_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(settled["success"], true);
+    assert_eq!(settled["payer"], user);
+    let credited = settled["credited"].as_i64().unwrap();
+    for replica in [0, 1] {
+        refused(
+            deployment.chat(replica, &request, Some(&good)).await,
+            "duplicate_settlement",
+        )
+        .await;
+    }
+
+    // One payment sent to both replicas at once: one request served, one refused, one credit.
+    let blockhash = deployment.stack.rpc.get_latest_blockhash().await.unwrap();
+    let twice = payment(&offer, &payer, blockhash, worst);
+    let (a, b) = tokio::join!(
+        deployment.chat(0, &request, Some(&twice)),
+        deployment.chat(1, &request, Some(&twice)),
+    );
+    let statuses = [a.status().as_u16(), b.status().as_u16()];
+    assert!(
+        statuses.contains(&200) && statuses.contains(&402),
+        "{statuses:?}"
+    );
+    let loser = if a.status() == 402 { a } else { b };
+    refused(loser, "duplicate_settlement").await;
+
+    let ledger = &deployment.stack.ledger;
+    let balance = common::settled(ledger, &user).await;
+    assert_eq!(
+        balance.credited,
+        2 * credited,
+        "two payments, each credited once"
+    );
+    assert_eq!(
+        deployment.usdc(&deployment.stack.treasury).await,
+        treasury_before + 2 * worst
+    );
+    let usage = ledger.usage(&user, None, 100).await.unwrap();
+    assert_eq!(usage.len(), 2, "two requests served: {usage:?}");
+    eventually("the failed payment is marked failed", || async {
+        let failed = ledger.x402_unsettled(i64::MAX).await.unwrap();
+        failed.is_empty()
+    })
+    .await;
+    deployment.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payment_whose_request_was_lost_is_settled_from_the_chain_by_housekeeping() {
+    let deployment = Deployment::start().await;
+    let (payer, _) = deployment.payer(10 * USDC).await;
+    let offer = deployment.offer(&body("lost")).await;
+    let amount: u64 = offer.amount.parse().unwrap();
+    let x402 = deployment.gateways[0].state.x402.clone().unwrap();
+    let worth = x402.asset.tokens_for(amount).unwrap();
+    let ledger = &deployment.stack.ledger;
+    let claim = |tx: &VersionedTransaction| indexer::ledger::X402Payment {
+        signature: tx.signatures[0].to_string(),
+        payer: payer.pubkey().to_string(),
+        mint: deployment.stack.usdc.to_string(),
+        amount,
+        tokens: worth,
+        blockhash: tx.message.recent_blockhash().to_string(),
+    };
+    // A replica claimed this payment, sent it and died before it landed: it lands anyway.
+    let fee_payer =
+        solana_sdk::signature::read_keypair_file(deployment.dir.join("fee-payer.json")).unwrap();
+    let blockhash = deployment.stack.rpc.get_latest_blockhash().await.unwrap();
+    let mut landed = transaction(&offer, &payer, blockhash, amount);
+    landed.signatures[0] = fee_payer.sign_message(&landed.message.serialize());
+    assert_eq!(ledger.x402_claim(&claim(&landed)).await.unwrap(), None);
+    deployment
+        .stack
+        .rpc
+        .send_and_confirm_transaction(&landed)
+        .await
+        .unwrap();
+    // Another claimed one and died before sending it: it can never land (its blockhash is
+    // not the chain's).
+    let mut lost = transaction(&offer, &payer, Hash::new_unique(), amount);
+    lost.signatures[0] = fee_payer.sign_message(&lost.message.serialize());
+    assert_eq!(ledger.x402_claim(&claim(&lost)).await.unwrap(), None);
+
+    // While their requests could still be waiting, housekeeping leaves them alone.
+    assert_eq!(x402.sweep(ledger, ledger.now()).await.unwrap(), 0);
+    // Later, it settles both from the chain's answer: the one that landed is the payer's.
+    let later = ledger.now() + i64::try_from(x402.max_timeout.as_secs()).unwrap() + 31;
+    assert_eq!(x402.sweep(ledger, later).await.unwrap(), 2);
+    let signature = |tx: &VersionedTransaction| tx.signatures[0].to_string();
+    assert_eq!(
+        ledger.x402_state(&signature(&landed)).await.unwrap(),
+        Some(X402State::Credited)
+    );
+    assert_eq!(
+        ledger.x402_state(&signature(&lost)).await.unwrap(),
+        Some(X402State::Failed)
+    );
+    let balance = ledger.balance(&payer.pubkey().to_string()).await.unwrap();
+    assert_eq!(balance.credited, worth);
+    // Its payment, sent again by the client, is not served a second time.
+    refused(
+        deployment
+            .chat(1, &body("lost"), Some(&header(&offer, &landed)))
+            .await,
+        "duplicate_settlement",
+    )
+    .await;
+    deployment.stop().await;
+}
