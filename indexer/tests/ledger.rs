@@ -185,6 +185,8 @@ on_both_backends!(
                 tokens: 20_000
             }]
         );
+        // It redeems no authorisation: the wallet's first top-up (nonce 0) is still unpaid.
+        assert!(ledger.payment_for(USER, 0, 0).await.unwrap().is_none());
         // A payment the chain refused is never credited, by anyone.
         assert_eq!(ledger.x402_claim(&payment("tx-b")).await.unwrap(), None);
         assert!(ledger.x402_unsettled(i64::MAX).await.unwrap().len() == 1);

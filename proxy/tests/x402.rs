@@ -288,6 +288,8 @@ async fn agents_pay_with_the_official_node_and_python_clients_and_keep_what_they
             String::from_utf8_lossy(&output.stderr)
         );
         let payments: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+        // What paying costs in time, from the 402 to the answer (`--nocapture` shows it).
+        eprintln!("{script}: {payments:?}");
         assert_eq!(payments.len(), 2, "{script}: one streamed, one not");
         let user = payer.pubkey().to_string();
         let ledger = &deployment.stack.ledger;

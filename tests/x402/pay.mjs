@@ -29,6 +29,7 @@ const fetchWithPayment = wrapFetchWithPayment(fetch, client);
 const results = [];
 for (const stream of [false, true]) {
   const text = `paid with x402 (stream: ${stream})`;
+  const started = performance.now();
   const response = await fetchWithPayment(`${GATEWAY_URL}/v1/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -40,6 +41,7 @@ for (const stream of [false, true]) {
     }),
   });
   const body = await response.text();
+  const milliseconds = Math.round(performance.now() - started);
   assert.equal(response.status, 200, `stream ${stream}: ${response.status} ${body}`);
   const settled = decodePaymentResponseHeader(response.headers.get("PAYMENT-RESPONSE"));
   assert.equal(settled.success, true, JSON.stringify(settled));
@@ -58,6 +60,6 @@ for (const stream of [false, true]) {
     assert.ok(answer.choices[0].message.content.includes(text), body);
   }
   console.error(`stream ${stream}: paid by ${settled.transaction}, credited ${settled.credited}`);
-  results.push({ stream, transaction: settled.transaction, credited: settled.credited });
+  results.push({ stream, transaction: settled.transaction, credited: settled.credited, milliseconds });
 }
 console.log(JSON.stringify(results));

@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import sys
+import time
 
 from solders.keypair import Keypair
 from x402 import x402Client
@@ -43,6 +44,7 @@ async def main() -> None:
     async with x402HttpxClient(client, timeout=120) as http:
         for stream in (False, True):
             text = f"paid with x402 from Python (stream: {stream})"
+            started = time.monotonic()
             response = await http.post(
                 f"{gateway}/v1/chat/completions",
                 json={
@@ -53,6 +55,7 @@ async def main() -> None:
                 },
             )
             body = response.text
+            milliseconds = round((time.monotonic() - started) * 1000)
             assert response.status_code == 200, f"stream {stream}: {response.status_code} {body}"
             settled = decode_payment_response_header(response.headers["PAYMENT-RESPONSE"])
             assert settled.success, settled
@@ -72,7 +75,12 @@ async def main() -> None:
             credited = json.loads(base64.b64decode(response.headers["PAYMENT-RESPONSE"]))["credited"]
             print(f"stream {stream}: paid by {settled.transaction}", file=sys.stderr)
             results.append(
-                {"stream": stream, "transaction": settled.transaction, "credited": credited}
+                {
+                    "stream": stream,
+                    "transaction": settled.transaction,
+                    "credited": credited,
+                    "milliseconds": milliseconds,
+                }
             )
     print(json.dumps(results))
 

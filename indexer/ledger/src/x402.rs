@@ -6,7 +6,9 @@
 //!
 //! The credit is a payment row plus an applied credit entry referencing it, as for a chain
 //! payment, so `audit` checks it like any other: its worth is fixed when it is claimed, at the
-//! operator's rate for the token.
+//! operator's rate for the token. Its nonce is -1: it redeems no authorisation, so the
+//! controller (which asks whether a wallet's authorisation `nonce` was paid) never mistakes it
+//! for one.
 use super::{credits::credit, ensure_user, to_i64, Ledger, LedgerError, Result};
 use sqlx::Row;
 
@@ -116,7 +118,7 @@ impl Ledger {
         let tokens: i64 = row.try_get("tokens")?;
         sqlx::query(
             "INSERT INTO payments (id, signature, user_key, namespace_id, nonce, lamports, tokens, slot, seen_at, mint)
-             VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8, $9)",
+             VALUES ($1, $2, $3, $4, -1, $5, $6, $7, $8, $9)",
         )
         .bind(format!("{signature}:0"))
         .bind(signature)

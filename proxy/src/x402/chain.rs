@@ -35,6 +35,7 @@ pub struct Chain {
 }
 
 impl Chain {
+    /// Talks to `url`; a payment counts once it reaches `commitment`.
     pub fn new(url: &str, commitment: CommitmentConfig) -> Self {
         Self {
             rpc: RpcClient::new_with_commitment(url.to_owned(), commitment),
@@ -42,6 +43,7 @@ impl Chain {
         }
     }
 
+    /// The node, for what is read once at start (the genesis hash).
     pub fn rpc(&self) -> &RpcClient {
         &self.rpc
     }

@@ -39,11 +39,14 @@ pub const SCHEME: &str = "exact";
 pub struct X402 {
     /// CAIP-2 id offers name.
     pub network: String,
+    /// The token offers are in, and what a base unit of it buys.
     pub asset: TokenRate,
+    /// The owner of the account payments go to (the namespace treasury by default).
     pub pay_to: Pubkey,
     /// `pay_to`'s token account of the asset: where payments must go.
     pub destination: Pubkey,
     fee_payer: Keypair,
+    /// How long a client has to pay an offer, and a payment to land before "pending".
     pub max_timeout: Duration,
     chain: Chain,
     namespace_id: u64,

@@ -5,7 +5,12 @@ use super::{decode::events_in_transaction, Chain, ChainError, ChainEvent, EventB
 use async_trait::async_trait;
 use solana_commitment_config::CommitmentConfig;
 use solana_rpc_client::{
-    nonblocking::rpc_client::RpcClient, rpc_client::GetConfirmedSignaturesForAddress2Config,
+    api::{
+        client_error::{Error as ClientError, ErrorKind as ClientErrorKind},
+        request::RpcError,
+    },
+    nonblocking::rpc_client::RpcClient,
+    rpc_client::GetConfirmedSignaturesForAddress2Config,
 };
 use solana_rpc_client_types::{
     config::{RpcTransactionConfig, RpcTransactionLogsConfig, RpcTransactionLogsFilter},
@@ -51,6 +56,32 @@ impl From<crate::config::Commitment> for CommitmentConfig {
     }
 }
 
+/// What a failed `sendTransaction` means. Refused: by its simulation (the program's error),
+/// or by the node as a transaction it can never take (malformed, too large, badly signed, an
+/// unsupported version) — nothing reached the chain, and sending the same again is pointless.
+/// Anything else (no answer, a node behind or unhealthy) leaves the outcome unknown.
+fn send_error(error: &ClientError) -> ChainError {
+    if let Some(refused) = error.get_transaction_error() {
+        return ChainError::rejected(&refused);
+    }
+    match error.kind() {
+        ClientErrorKind::RpcError(RpcError::RpcResponseError { code, message, .. })
+            if NEVER_TAKEN.contains(code) =>
+        {
+            ChainError::Rejected {
+                code: None,
+                message: message.clone(),
+            }
+        }
+        _ => ChainError::unavailable(error),
+    }
+}
+
+/// JSON-RPC error codes of a `sendTransaction` the node will never take: invalid request,
+/// invalid params (a transaction too large or undecodable), a signature that does not verify,
+/// a signature count that does not match, an unsupported transaction version.
+const NEVER_TAKEN: [i64; 5] = [-32600, -32602, -32003, -32013, -32015];
+
 impl RpcChain {
     /// Sends `tx` (preflight at the client's commitment) and asks for its status every
     /// [`CONFIRM_POLL`] until it is confirmed or fails; `None` once `blockhash` has expired
@@ -59,17 +90,27 @@ impl RpcChain {
         &self,
         tx: &Transaction,
         blockhash: &solana_sdk::hash::Hash,
-    ) -> Result<Option<Signature>, solana_rpc_client::api::client_error::Error> {
-        let signature = self.client.send_transaction(tx).await?;
+    ) -> Result<Option<Signature>, ChainError> {
+        let signature = self
+            .client
+            .send_transaction(tx)
+            .await
+            .map_err(|error| send_error(&error))?;
         loop {
-            match self.client.get_signature_status(&signature).await? {
+            let status = self
+                .client
+                .get_signature_status(&signature)
+                .await
+                .map_err(ChainError::unavailable)?;
+            match status {
                 Some(Ok(())) => return Ok(Some(signature)),
-                Some(Err(error)) => return Err(error.into()),
+                Some(Err(error)) => return Err(ChainError::rejected(&error)),
                 None => {
                     let valid = self
                         .client
                         .is_blockhash_valid(blockhash, CommitmentConfig::processed())
-                        .await?;
+                        .await
+                        .map_err(ChainError::unavailable)?;
                     if !valid {
                         return Ok(None);
                     }
@@ -198,16 +239,11 @@ impl Chain for RpcChain {
             signers,
             blockhash,
         );
-        let outcome = self.send_and_confirm(&tx, &blockhash).await;
-        match outcome {
-            Ok(Some(signature)) => Ok(signature.to_string()),
-            Ok(None) => Err(ChainError::unavailable(
+        match self.send_and_confirm(&tx, &blockhash).await? {
+            Some(signature) => Ok(signature.to_string()),
+            None => Err(ChainError::unavailable(
                 "the transaction was not confirmed before its blockhash expired",
             )),
-            Err(error) => match error.get_transaction_error() {
-                Some(tx_error) => Err(ChainError::rejected(&tx_error)),
-                None => Err(ChainError::unavailable(error)),
-            },
         }
     }
 
@@ -362,5 +398,43 @@ async fn subscribe_logs(ws_url: String, program_id: Pubkey, activity: Arc<Notify
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use solana_rpc_client::api::request::RpcResponseErrorData;
+
+    fn node_answer(code: i64) -> ClientError {
+        ClientError::from(ClientErrorKind::RpcError(RpcError::RpcResponseError {
+            code,
+            message: format!("answer {code}"),
+            data: RpcResponseErrorData::Empty,
+        }))
+    }
+
+    #[test]
+    fn a_transaction_the_node_can_never_take_is_refused_and_no_answer_is_unknown() {
+        // Too large or undecodable (-32602): the controller used to retry such a payment
+        // forever as "chain unavailable".
+        for code in NEVER_TAKEN {
+            assert!(
+                matches!(
+                    send_error(&node_answer(code)),
+                    ChainError::Rejected { code: None, .. }
+                ),
+                "{code}"
+            );
+        }
+        // A node unhealthy or behind (-32005), and no answer at all, leave it unknown.
+        assert!(matches!(
+            send_error(&node_answer(-32005)),
+            ChainError::Unavailable(_)
+        ));
+        let cut = ClientError::from(ClientErrorKind::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert!(matches!(send_error(&cut), ChainError::Unavailable(_)));
     }
 }
