@@ -6,20 +6,11 @@ mod common;
 
 use common::{mint::TestMint, Harness};
 use indexer::ledger::testing::TempDatabase;
-use std::{path::PathBuf, process::Command};
-
-fn python() -> Option<PathBuf> {
-    if let Ok(path) = std::env::var("CASHU_PYTHON") {
-        return Some(PathBuf::from(path));
-    }
-    let home = std::env::var("HOME").unwrap_or_default();
-    let venv = PathBuf::from(home).join(".cache/llm-gateway-tools/cashu-venv/bin/python");
-    venv.exists().then_some(venv)
-}
+use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nutshells_wallet_and_the_openai_client_pay_and_get_their_change() {
-    let Some(python) = python() else {
+    let Some(python) = common::tools_python("CASHU_PYTHON", "cashu-venv") else {
         localnet::prerequisite::missing(
             "the Nutshell virtualenv",
             "python3 -m venv ~/.cache/llm-gateway-tools/cashu-venv && \

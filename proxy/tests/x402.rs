@@ -37,17 +37,6 @@ use std::{
 
 const X402_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/x402");
 
-/// The Python with the `x402` package: `X402_PYTHON`, else the virtualenv `cargo xtask test`
-/// makes.
-fn python() -> Option<PathBuf> {
-    if let Ok(path) = std::env::var("X402_PYTHON") {
-        return Some(PathBuf::from(path));
-    }
-    let home = std::env::var("HOME").unwrap_or_default();
-    let venv = PathBuf::from(home).join(".cache/llm-gateway-tools/x402-venv/bin/python");
-    venv.exists().then_some(venv)
-}
-
 /// The stack, and two gateway replicas on its ledger taking x402.
 struct Deployment {
     db: TempDatabase,
@@ -245,7 +234,7 @@ async fn refused(response: reqwest::Response, code: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn agents_pay_with_the_official_node_and_python_clients_and_keep_what_they_did_not_use() {
     let node_ready = std::path::Path::new(X402_DIR).join("node_modules").exists();
-    let python = python();
+    let python = common::tools_python("X402_PYTHON", "x402-venv");
     if !node_ready || python.is_none() {
         return localnet::prerequisite::missing(
             "tests/x402's Node packages and the `x402` Python package",
@@ -277,17 +266,8 @@ async fn agents_pay_with_the_official_node_and_python_clients_and_keep_what_they
             .env("NETWORK", sandbox::X402_NETWORK)
             .env("ASSET", deployment.stack.usdc.to_string())
             .env("PAYER_KEYPAIR", &file);
-        let output = tokio::task::spawn_blocking(move || command.output())
-            .await
-            .unwrap()
-            .expect("the client runs");
-        assert!(
-            output.status.success(),
-            "{script} failed:\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let payments: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+        let printed = common::node_succeeds(command, script).await;
+        let payments: Vec<Value> = serde_json::from_slice(&printed).unwrap();
         // What paying costs in time, from the 402 to the answer (`--nocapture` shows it).
         eprintln!("{script}: {payments:?}");
         assert_eq!(payments.len(), 2, "{script}: one streamed, one not");

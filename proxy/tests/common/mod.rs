@@ -372,17 +372,32 @@ impl FrontedStack {
     }
 }
 
-/// Runs a prepared `node` command off the async workers and fails the test with its output
-/// (the Node checks print each step) unless it succeeds.
-pub async fn node_succeeds(mut node: std::process::Command, script: &str) {
+/// Runs a prepared `node` (or Python) command off the async workers and fails the test with
+/// its output (the checks print each step) unless it succeeds; returns what it printed.
+pub async fn node_succeeds(mut node: std::process::Command, script: &str) -> Vec<u8> {
     let output = tokio::task::spawn_blocking(move || node.output())
         .await
         .unwrap()
-        .expect("node runs");
+        .expect("the command runs");
     assert!(
         output.status.success(),
         "{script} failed:\n{}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    output.stdout
+}
+
+/// The Python of a test's virtualenv: the one named by `env`, else `venv` in the tools folder
+/// that `cargo xtask test` fills.
+pub fn tools_python(env: &str, venv: &str) -> Option<std::path::PathBuf> {
+    if let Ok(path) = std::env::var(env) {
+        return Some(path.into());
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let python = std::path::PathBuf::from(home)
+        .join(".cache/llm-gateway-tools")
+        .join(venv)
+        .join("bin/python");
+    python.exists().then_some(python)
 }
