@@ -168,8 +168,8 @@ on_both_backends!(
         // Both replicas see it land and race to credit it: exactly one wins, and only the
         // winner may serve a request for it.
         let (a, b) = tokio::join!(
-            ledger.x402_credit("tx-a", 7, 0, Some("req-1")),
-            other.x402_credit("tx-a", 7, 0, Some("req-2")),
+            ledger.x402_credit("tx-a", "tx-a", 7, 0, Some("req-1")),
+            other.x402_credit("tx-a", "tx-a", 7, 0, Some("req-2")),
         );
         assert!(a.unwrap() ^ b.unwrap(), "credited exactly once");
         assert_eq!(ledger.balance(USER).await.unwrap().credited, 20_000);
@@ -191,10 +191,34 @@ on_both_backends!(
         assert_eq!(ledger.x402_claim(&payment("tx-b")).await.unwrap(), None);
         assert!(ledger.x402_unsettled(i64::MAX).await.unwrap().len() == 1);
         assert!(other.x402_fail("tx-b").await.unwrap());
-        assert!(!ledger.x402_credit("tx-b", 8, 0, None).await.unwrap());
+        assert!(!ledger
+            .x402_credit("tx-b", "tx-b", 8, 0, None)
+            .await
+            .unwrap());
         assert!(!ledger.x402_fail("tx-b").await.unwrap());
         assert_eq!(ledger.balance(USER).await.unwrap().credited, 20_000);
         assert!(ledger.x402_unsettled(i64::MAX).await.unwrap().is_empty());
+        // Settled by an external facilitator: claimed by the payer's signature, credited with
+        // the id of the transaction that landed, found by either.
+        assert_eq!(
+            ledger.x402_claim(&payment("payer-sig-c")).await.unwrap(),
+            None
+        );
+        let unsettled = other.x402_unsettled(i64::MAX).await.unwrap();
+        assert_eq!(unsettled.len(), 1);
+        assert_eq!(unsettled[0].payment, payment("payer-sig-c"));
+        assert!(other
+            .x402_credit("payer-sig-c", "tx-c", 9, 0, None)
+            .await
+            .unwrap());
+        for id in ["payer-sig-c", "tx-c"] {
+            assert_eq!(
+                ledger.x402_state(id).await.unwrap(),
+                Some(X402State::Credited),
+                "{id}"
+            );
+        }
+        assert_eq!(ledger.balance(USER).await.unwrap().credited, 40_000);
         let audit = ledger.audit().await.unwrap();
         assert!(audit.is_clean(), "{audit:?}");
         other.close().await;

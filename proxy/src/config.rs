@@ -45,7 +45,12 @@ pub struct X402Config {
     /// Keypair file (as `solana-keygen` writes) of the fee payer the gateway co-signs with:
     /// it pays each payment's transaction fee, so keep it funded with a little SOL.
     pub fee_payer_keypair_file: Option<PathBuf>,
-    /// The RPC the gateway submits payments through. Default: `chain.rpc_url`.
+    /// An external x402 facilitator (its base URL: `/supported`, `/settle`) that co-signs and
+    /// submits payments instead of the gateway, which then holds no fee-payer key. The
+    /// gateway still checks each payment first, and credits only what its RPC shows landed.
+    pub facilitator_url: Option<String>,
+    /// The RPC the gateway submits payments through (or, with a facilitator, reads them
+    /// from). Default: `chain.rpc_url`.
     pub rpc_url: Option<String>,
     /// The CAIP-2 network offers name. Default: `solana:` and the first 32 characters of the
     /// RPC's genesis hash, read at start.

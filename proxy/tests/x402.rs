@@ -45,10 +45,70 @@ struct Deployment {
     gateways: Vec<Gateway>,
     dir: PathBuf,
     http: reqwest::Client,
+    /// The external facilitator the replicas use, if they use one.
+    facilitator: Option<NodeFacilitator>,
+}
+
+/// The official facilitator (`tests/x402/facilitator.mjs`), killed when dropped.
+struct NodeFacilitator {
+    url: String,
+    fee_payer: Pubkey,
+    _process: tokio::process::Child,
+}
+
+impl NodeFacilitator {
+    async fn start(stack: &Sandbox, dir: &Path) -> Self {
+        let fee_payer = Keypair::new();
+        stack
+            .airdrop(&fee_payer.pubkey(), 1_000_000_000)
+            .await
+            .unwrap();
+        let file = dir.join("facilitator.json");
+        write_keypair_file(&fee_payer, &file).unwrap();
+        let mut process = tokio::process::Command::new("node")
+            .arg("facilitator.mjs")
+            .current_dir(X402_DIR)
+            .env("RPC_URL", stack.validator.rpc_url())
+            .env("NETWORK", sandbox::X402_NETWORK)
+            .env("FACILITATOR_KEYPAIR", &file)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs");
+        let stdout = process.stdout.take().unwrap();
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+        let url = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("the facilitator starts")
+            .unwrap()
+            .expect("the facilitator prints its URL");
+        Self {
+            url,
+            fee_payer: fee_payer.pubkey(),
+            _process: process,
+        }
+    }
+}
+
+/// Who co-signs and submits the replicas' payments.
+enum SettledBy {
+    /// The gateway itself.
+    Gateway,
+    /// The official facilitator, run by Node.
+    NodeFacilitator,
+    /// The facilitator at `url`, which has `max_timeout_seconds` to settle a payment.
+    Facilitator {
+        url: String,
+        max_timeout_seconds: u64,
+    },
 }
 
 impl Deployment {
     async fn start() -> Self {
+        Self::start_settled_by(SettledBy::Gateway).await
+    }
+
+    async fn start_settled_by(settled_by: SettledBy) -> Self {
         common::init_tracing();
         let db = TempDatabase::postgres()
             .await
@@ -68,6 +128,24 @@ impl Deployment {
         config.x402 = sandbox::x402(&stack, &dir.join("fee-payer.json"))
             .await
             .unwrap();
+        let mut facilitator = None;
+        match settled_by {
+            SettledBy::Gateway => {}
+            SettledBy::NodeFacilitator => {
+                let node = NodeFacilitator::start(&stack, &dir).await;
+                config.x402.fee_payer_keypair_file = None;
+                config.x402.facilitator_url = Some(node.url.clone());
+                facilitator = Some(node);
+            }
+            SettledBy::Facilitator {
+                url,
+                max_timeout_seconds,
+            } => {
+                config.x402.fee_payer_keypair_file = None;
+                config.x402.facilitator_url = Some(url);
+                config.x402.max_timeout_seconds = Some(max_timeout_seconds);
+            }
+        }
         let mut gateways = Vec::new();
         for _ in 0..2 {
             let ledger = Ledger::connect(&db.url).await.unwrap();
@@ -80,6 +158,7 @@ impl Deployment {
             gateways,
             dir,
             http: reqwest::Client::new(),
+            facilitator,
         }
     }
 
@@ -555,5 +634,266 @@ async fn a_payment_whose_request_was_lost_is_settled_from_the_chain_by_housekeep
         "duplicate_settlement",
     )
     .await;
+    deployment.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_external_facilitator_settles_payments_and_the_gateway_credits_only_what_landed() {
+    if !Path::new(X402_DIR).join("node_modules").exists() {
+        return localnet::prerequisite::missing(
+            "tests/x402's Node packages",
+            "(cd tests/x402 && npm ci)",
+        );
+    }
+    let deployment = Deployment::start_settled_by(SettledBy::NodeFacilitator).await;
+    let facilitator = deployment.facilitator.as_ref().unwrap();
+    let ledger = &deployment.stack.ledger;
+    let rpc = &deployment.stack.rpc;
+    let request = body("settled by a facilitator");
+    // Offers name the facilitator's fee payer: the gateway holds no fee-payer key.
+    let offer = deployment.offer(&request).await;
+    assert_eq!(offer.extra["feePayer"], facilitator.fee_payer.to_string());
+    let amount: u64 = offer.amount.parse().unwrap();
+    let x402 = deployment.gateways[0].state.x402.clone().unwrap();
+    let worth = x402.asset.tokens_for(amount).unwrap();
+
+    // The official client pays, unchanged, streamed and not; each payment landed on chain in
+    // the transaction PAYMENT-RESPONSE names, and was credited once.
+    let (payer, file) = deployment.payer(10 * USDC).await;
+    let mut node = Command::new("node");
+    node.arg("pay.mjs")
+        .current_dir(X402_DIR)
+        .env("GATEWAY_URL", deployment.url(1))
+        .env("RPC_URL", deployment.stack.validator.rpc_url())
+        .env("NETWORK", sandbox::X402_NETWORK)
+        .env("ASSET", deployment.stack.usdc.to_string())
+        .env("PAYER_KEYPAIR", &file);
+    let printed = common::node_succeeds(node, "pay.mjs").await;
+    let payments: Vec<Value> = serde_json::from_slice(&printed).unwrap();
+    // What paying through the facilitator costs in time (`--nocapture` shows it).
+    eprintln!("pay.mjs through the facilitator: {payments:?}");
+    assert_eq!(payments.len(), 2);
+    let mut credited = 0;
+    for payment in &payments {
+        let transaction = payment["transaction"].as_str().unwrap();
+        let landed = rpc
+            .get_signature_status(&Signature::from_str(transaction).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(landed, Some(Ok(())), "{transaction} landed");
+        assert_eq!(
+            ledger.x402_state(transaction).await.unwrap(),
+            Some(X402State::Credited)
+        );
+        credited += payment["credited"].as_i64().unwrap();
+    }
+    let user = payer.pubkey().to_string();
+    assert_eq!(common::settled(ledger, &user).await.credited, credited);
+
+    // One payment sent to both replicas at once: settled once, served once, credited once.
+    let (payer, _) = deployment.payer(10 * USDC).await;
+    let blockhash = rpc.get_latest_blockhash().await.unwrap();
+    let paid = payment(&offer, &payer, blockhash, amount);
+    let (a, b) = tokio::join!(
+        deployment.chat(0, &request, Some(&paid)),
+        deployment.chat(1, &request, Some(&paid)),
+    );
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 402], "served once");
+    let user = payer.pubkey().to_string();
+    assert_eq!(common::settled(ledger, &user).await.credited, worth);
+    assert_eq!(deployment.usdc(&payer.pubkey()).await, 10 * USDC - amount);
+    // Sent again later, it is refused without asking anyone.
+    refused(
+        deployment.chat(1, &request, Some(&paid)).await,
+        "duplicate_settlement",
+    )
+    .await;
+
+    // A payment the facilitator refuses (its payer holds less than it signed): the refusal
+    // is passed on, nothing is served or credited.
+    let (poor, _) = deployment.payer(1).await;
+    let short = payment(&offer, &poor, blockhash, amount);
+    let answer = deployment.chat(0, &request, Some(&short)).await;
+    assert_eq!(answer.status(), 402);
+    assert!(offer_of(&answer).error.is_some());
+    let poor_user = poor.pubkey().to_string();
+    assert_eq!(ledger.balance(&poor_user).await.unwrap().credited, 0);
+
+    // A request lost after the facilitator settled its payment: housekeeping finds the
+    // transaction by the payer's signature in the treasury's history, and credits it.
+    let (payer, _) = deployment.payer(10 * USDC).await;
+    let blockhash = rpc.get_latest_blockhash().await.unwrap();
+    let lost = transaction(&offer, &payer, blockhash, amount);
+    let claim = |tx: &VersionedTransaction| indexer::ledger::X402Payment {
+        signature: tx.signatures[1].to_string(),
+        payer: payer.pubkey().to_string(),
+        mint: deployment.stack.usdc.to_string(),
+        amount,
+        tokens: worth,
+        blockhash: tx.message.recent_blockhash().to_string(),
+    };
+    assert_eq!(ledger.x402_claim(&claim(&lost)).await.unwrap(), None);
+    let payload: Value = wire::decode(&header(&offer, &lost)).unwrap();
+    let settled: Value = deployment
+        .http
+        .post(format!("{}/settle", facilitator.url))
+        .json(&json!({"x402Version": 2, "paymentPayload": payload, "paymentRequirements": offer}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settled["success"], true, "{settled}");
+    let landed = settled["transaction"].as_str().unwrap().to_owned();
+    // And one claimed but never sent: it can never land (its blockhash is not the chain's).
+    let never = transaction(&offer, &payer, Hash::new_unique(), amount);
+    assert_eq!(ledger.x402_claim(&claim(&never)).await.unwrap(), None);
+    let later = ledger.now() + i64::try_from(x402.max_timeout.as_secs()).unwrap() + 31;
+    assert!(x402.sweep(ledger, later).await.unwrap() >= 2);
+    assert_eq!(
+        ledger.x402_state(&landed).await.unwrap(),
+        Some(X402State::Credited),
+        "found by its payer's signature and credited"
+    );
+    assert_eq!(
+        ledger
+            .x402_state(&never.signatures[1].to_string())
+            .await
+            .unwrap(),
+        Some(X402State::Failed)
+    );
+    let user = payer.pubkey().to_string();
+    assert_eq!(ledger.balance(&user).await.unwrap().credited, worth);
+    deployment.stop().await;
+}
+
+/// A facilitator that answers `/settle` only once told what to answer: until then it keeps
+/// the gateway waiting, as one that is slow or whose payment has not landed yet.
+struct StalledFacilitator {
+    url: String,
+    fee_payer: std::sync::Arc<Keypair>,
+    answer: std::sync::Arc<std::sync::Mutex<Option<Value>>>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl StalledFacilitator {
+    async fn start() -> Self {
+        use axum::{routing::get, routing::post, Json, Router};
+        let fee_payer = std::sync::Arc::new(Keypair::new());
+        let answer = std::sync::Arc::new(std::sync::Mutex::new(None::<Value>));
+        let supported = json!({"kinds": [{
+            "x402Version": 2,
+            "scheme": "exact",
+            "network": sandbox::X402_NETWORK,
+            "extra": {"feePayer": fee_payer.pubkey().to_string()},
+        }], "extensions": [], "signers": {}});
+        let settle_answer = answer.clone();
+        let app = Router::new()
+            .route("/supported", get(move || async move { Json(supported) }))
+            .route(
+                "/settle",
+                post(move || async move {
+                    loop {
+                        let told = settle_answer.lock().unwrap().clone();
+                        match told {
+                            Some(answer) => return Json(answer),
+                            None => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                        }
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            url,
+            fee_payer,
+            answer,
+            _server: server,
+        }
+    }
+
+    fn answer(&self, answer: Value) {
+        *self.answer.lock().unwrap() = Some(answer);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payment_not_settled_in_time_is_pending_then_finished_once_and_a_false_answer_is_not_believed(
+) {
+    let facilitator = StalledFacilitator::start().await;
+    let deployment = Deployment::start_settled_by(SettledBy::Facilitator {
+        url: facilitator.url.clone(),
+        max_timeout_seconds: 2,
+    })
+    .await;
+    let ledger = &deployment.stack.ledger;
+    let rpc = &deployment.stack.rpc;
+    deployment
+        .stack
+        .airdrop(&facilitator.fee_payer.pubkey(), 1_000_000_000)
+        .await
+        .unwrap();
+    let request = body("pending");
+    let offer = deployment.offer(&request).await;
+    assert_eq!(
+        offer.extra["feePayer"],
+        facilitator.fee_payer.pubkey().to_string()
+    );
+    let amount: u64 = offer.amount.parse().unwrap();
+    let worth = deployment.gateways[0]
+        .state
+        .x402
+        .as_ref()
+        .unwrap()
+        .asset
+        .tokens_for(amount)
+        .unwrap();
+    let (payer, _) = deployment.payer(10 * USDC).await;
+    let user = payer.pubkey().to_string();
+    let blockhash = rpc.get_latest_blockhash().await.unwrap();
+    let mut tx = transaction(&offer, &payer, blockhash, amount);
+    let paid = header(&offer, &tx);
+
+    // The facilitator does not answer in time: the outcome is unknown, which is not a
+    // refusal — 503 with Retry-After, nothing served, nothing credited.
+    let pending = deployment.chat(0, &request, Some(&paid)).await;
+    assert_eq!(pending.status(), 503);
+    assert_eq!(pending.headers()["retry-after"], "2");
+    let error: Value = pending.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "settlement_pending", "{error}");
+    assert_eq!(ledger.balance(&user).await.unwrap().credited, 0);
+
+    // It lands after all; the client sends the same request again (at the other replica):
+    // served, and credited once.
+    tx.signatures[0] = facilitator.fee_payer.sign_message(&tx.message.serialize());
+    rpc.send_and_confirm_transaction(&tx).await.unwrap();
+    let id = tx.signatures[0].to_string();
+    facilitator.answer(json!({
+        "success": true, "transaction": id, "network": sandbox::X402_NETWORK, "payer": user,
+    }));
+    let finished = deployment.chat(1, &request, Some(&paid)).await;
+    assert_eq!(finished.status(), 200);
+    let settled: Value =
+        wire::decode(finished.headers()["payment-response"].to_str().unwrap()).unwrap();
+    assert_eq!(settled["transaction"], id.as_str());
+    assert_eq!(ledger.balance(&user).await.unwrap().credited, worth);
+    refused(
+        deployment.chat(0, &request, Some(&paid)).await,
+        "duplicate_settlement",
+    )
+    .await;
+
+    // A facilitator that names a transaction which is not the payment's (here: the last one)
+    // is not believed: nothing is credited on its word.
+    let other = payment(&offer, &payer, blockhash, amount);
+    let unbelieved = deployment.chat(0, &request, Some(&other)).await;
+    assert_eq!(unbelieved.status(), 503);
+    assert_eq!(ledger.balance(&user).await.unwrap().credited, worth);
     deployment.stop().await;
 }

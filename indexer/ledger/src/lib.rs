@@ -44,7 +44,7 @@ pub use requests::{RequestRecord, RequestState};
 pub use reservations::{ExpiredCharge, Expiry};
 pub use spend::{Charge, Hold, Reservation, Settlement};
 pub use usage::{UsageRecord, UsageRow};
-pub use x402::{X402Payment, X402State};
+pub use x402::{Unsettled, X402Payment, X402State};
 
 use sqlx::{
     any::{install_default_drivers, AnyPoolOptions},

@@ -1,6 +1,8 @@
-//! x402 `exact` payments: a token transfer to the treasury that the gateway co-signs, submits
-//! and credits to its payer. The row is claimed before the transaction is sent, keyed by the
-//! transaction's id, so every replica sharing the ledger agrees on one outcome: sent once,
+//! x402 `exact` payments: a token transfer to the treasury that the gateway (or the external
+//! facilitator it uses) co-signs, submits and credits to its payer. The row is claimed before
+//! the transaction is sent, keyed by a signature the transaction carries (its id when the
+//! gateway signs as fee payer; the payer's when a facilitator does, since the id is not known
+//! before it signs), so every replica sharing the ledger agrees on one outcome: sent once,
 //! credited once, and paying for one request — the one that moved it to `credited`. A replay
 //! or a concurrent copy of the same payment finds the row taken and is refused.
 //!
@@ -15,7 +17,8 @@ use sqlx::Row;
 /// One x402 payment as the gateway verified it, before it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct X402Payment {
-    /// The transaction's id (the fee payer's signature, base58).
+    /// What the payment is claimed by: the transaction's id (the fee payer's signature,
+    /// base58) when the gateway is the fee payer, else the payer's signature.
     pub signature: String,
     /// The token owner that signed the transfer: whose balance the payment credits.
     pub payer: String,
@@ -27,6 +30,14 @@ pub struct X402Payment {
     /// The transaction's recent blockhash: once it expires, a transaction never seen on chain
     /// never will be.
     pub blockhash: String,
+}
+
+/// A payment still waiting for the chain's answer, and when it was claimed (unix seconds):
+/// how far back its transaction is searched for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsettled {
+    pub payment: X402Payment,
+    pub claimed_at: i64,
 }
 
 /// Where an x402 payment is.
@@ -76,23 +87,27 @@ impl Ledger {
         self.x402_state(&payment.signature).await
     }
 
-    /// The state of the payment with transaction id `signature`, if it was ever claimed.
+    /// The state of the payment claimed by `signature` or paid by transaction `signature`, if
+    /// it was ever claimed.
     pub async fn x402_state(&self, signature: &str) -> Result<Option<X402State>> {
-        let row = sqlx::query("SELECT state FROM x402_payments WHERE signature = $1")
-            .bind(signature)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT state FROM x402_payments WHERE signature = $1 OR transaction_id = $1 LIMIT 1",
+        )
+        .bind(signature)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|row| X402State::parse(&row.try_get::<String, _>("state")?))
             .transpose()
     }
 
-    /// The payment landed (at `slot`): credits its payer, in one transaction with the payment
-    /// row and the credit entry, and gives it to `request_id` (`None`: the sweep, for a
-    /// request that was lost). False when another call already credited it (or it failed):
-    /// the caller must then not serve anything for it.
+    /// The payment claimed by `signature` landed in `transaction` (at `slot`): credits its
+    /// payer, in one transaction with the payment row and the credit entry, and gives it to
+    /// `request_id` (`None`: the sweep, for a request that was lost). False when another call
+    /// already credited it (or it failed): the caller must then not serve anything for it.
     pub async fn x402_credit(
         &self,
         signature: &str,
+        transaction: &str,
         slot: u64,
         namespace_id: u64,
         request_id: Option<&str>,
@@ -100,12 +115,13 @@ impl Ledger {
         let mut tx = self.begin().await?;
         let at = self.now();
         let Some(row) = sqlx::query(
-            "UPDATE x402_payments SET state = 'credited', request_id = $1, updated_at = $2
-             WHERE signature = $3 AND state = 'submitted'
+            "UPDATE x402_payments SET state = 'credited', request_id = $1, updated_at = $2,
+             transaction_id = $3 WHERE signature = $4 AND state = 'submitted'
              RETURNING payer, mint, amount, tokens",
         )
         .bind(request_id)
         .bind(at)
+        .bind(transaction)
         .bind(signature)
         .fetch_optional(&mut *tx)
         .await?
@@ -120,8 +136,8 @@ impl Ledger {
             "INSERT INTO payments (id, signature, user_key, namespace_id, nonce, lamports, tokens, slot, seen_at, mint)
              VALUES ($1, $2, $3, $4, -1, $5, $6, $7, $8, $9)",
         )
-        .bind(format!("{signature}:0"))
-        .bind(signature)
+        .bind(format!("{transaction}:0"))
+        .bind(transaction)
         .bind(&payer)
         .bind(to_i64(namespace_id)?)
         .bind(amount)
@@ -138,7 +154,7 @@ impl Ledger {
         .bind(format!("x402:{signature}"))
         .bind(&payer)
         .bind(tokens)
-        .bind(signature)
+        .bind(transaction)
         .bind(at)
         .execute(&mut *tx)
         .await?;
@@ -165,9 +181,9 @@ impl Ledger {
 
     /// Payments still `submitted` that were claimed before `claimed_before` (unix seconds):
     /// those whose request is gone, for the sweep to settle from the chain's answer.
-    pub async fn x402_unsettled(&self, claimed_before: i64) -> Result<Vec<X402Payment>> {
+    pub async fn x402_unsettled(&self, claimed_before: i64) -> Result<Vec<Unsettled>> {
         let rows = sqlx::query(
-            "SELECT signature, payer, mint, amount, tokens, blockhash FROM x402_payments
+            "SELECT signature, payer, mint, amount, tokens, blockhash, created_at FROM x402_payments
              WHERE state = 'submitted' AND created_at < $1 ORDER BY created_at",
         )
         .bind(claimed_before)
@@ -176,14 +192,17 @@ impl Ledger {
         rows.iter()
             .map(|row| {
                 let amount: i64 = row.try_get("amount")?;
-                Ok(X402Payment {
-                    signature: row.try_get("signature")?,
-                    payer: row.try_get("payer")?,
-                    mint: row.try_get("mint")?,
-                    amount: u64::try_from(amount)
-                        .map_err(|_| LedgerError::Column(3, "negative"))?,
-                    tokens: row.try_get("tokens")?,
-                    blockhash: row.try_get("blockhash")?,
+                Ok(Unsettled {
+                    payment: X402Payment {
+                        signature: row.try_get("signature")?,
+                        payer: row.try_get("payer")?,
+                        mint: row.try_get("mint")?,
+                        amount: u64::try_from(amount)
+                            .map_err(|_| LedgerError::Column(3, "negative"))?,
+                        tokens: row.try_get("tokens")?,
+                        blockhash: row.try_get("blockhash")?,
+                    },
+                    claimed_at: row.try_get("created_at")?,
                 })
             })
             .collect()

@@ -2,20 +2,28 @@
 //! landed. An answer that is not final (a timeout, a node that does not answer) is reported
 //! as unknown — never as a refusal: the payment may still land, and it is then credited.
 use solana_commitment_config::CommitmentConfig;
-use solana_rpc_client::nonblocking::rpc_client::RpcClient;
-use solana_rpc_client_types::config::RpcSendTransactionConfig;
+use solana_rpc_client::{
+    nonblocking::rpc_client::RpcClient, rpc_client::GetConfirmedSignaturesForAddress2Config,
+};
+use solana_rpc_client_types::config::{RpcSendTransactionConfig, RpcTransactionConfig};
 use solana_sdk::{
     hash::Hash,
+    pubkey::Pubkey,
     signature::Signature,
     transaction::{TransactionError, VersionedTransaction},
 };
-use std::time::Duration;
+use solana_transaction_status_client_types::UiTransactionEncoding;
+use std::{str::FromStr, time::Duration};
 use tokio::time::Instant;
 
 /// How often a payment's status is asked while waiting for it.
 const POLL: Duration = Duration::from_millis(200);
 /// Polls between two sends of a payment still not seen.
 const RESEND_EVERY: u32 = 10;
+/// Signatures per page of an account's history.
+const PAGE: usize = 1_000;
+/// How much earlier than its claim a payment's transaction is searched for (clocks differ).
+const CLOCK_SLACK_SECONDS: i64 = 120;
 
 /// What the chain said about a sent payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +32,8 @@ pub enum Landing {
     Landed { slot: u64 },
     /// It was refused (before or after it was sent): it will never pay.
     Refused(String),
+    /// Never seen, and its blockhash has expired: it will never land.
+    Expired,
     /// Not known yet: it may still land.
     Unknown(String),
 }
@@ -133,12 +143,81 @@ impl Chain {
                 .is_blockhash_valid(blockhash, self.commitment)
                 .await
             {
-                Ok(false) if history => {
-                    Landing::Refused("its blockhash expired before it landed".into())
-                }
+                Ok(false) if history => Landing::Expired,
                 Ok(_) => Landing::Unknown("not seen yet".into()),
                 Err(error) => Landing::Unknown(error.to_string()),
             },
         }
+    }
+
+    /// The transaction that carries `signature` (its id, or another signer's signature) among
+    /// those that touched `account` since `since` (unix seconds), and the slot it landed at:
+    /// how a payment settled by someone else (an external facilitator, whose fee-payer
+    /// signature is the id) is found when only its payer's signature is known. `Err` when the
+    /// node did not answer.
+    pub async fn find(
+        &self,
+        signature: &Signature,
+        account: &Pubkey,
+        since: i64,
+    ) -> Result<Option<(Signature, u64)>, String> {
+        let since = since.saturating_sub(CLOCK_SLACK_SECONDS);
+        let mut before = None;
+        loop {
+            let page = self
+                .rpc
+                .get_signatures_for_address_with_config(
+                    account,
+                    GetConfirmedSignaturesForAddress2Config {
+                        before,
+                        until: None,
+                        limit: Some(PAGE),
+                        commitment: Some(self.commitment),
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            for entry in &page {
+                if entry.block_time.is_some_and(|time| time < since) {
+                    return Ok(None);
+                }
+                let Ok(id) = Signature::from_str(&entry.signature) else {
+                    continue;
+                };
+                if entry.err.is_some() {
+                    continue;
+                }
+                if id == *signature || self.carries(&id, signature).await? {
+                    return Ok(Some((id, entry.slot)));
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => {
+                    before = Signature::from_str(&last.signature).ok();
+                }
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// Whether transaction `id` is signed with `signature`.
+    async fn carries(&self, id: &Signature, signature: &Signature) -> Result<bool, String> {
+        let tx = self
+            .rpc
+            .get_transaction_with_config(
+                id,
+                RpcTransactionConfig {
+                    encoding: Some(UiTransactionEncoding::Base64),
+                    commitment: Some(self.commitment),
+                    max_supported_transaction_version: Some(0),
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(tx
+            .transaction
+            .transaction
+            .decode()
+            .is_some_and(|tx| tx.signatures.contains(signature)))
     }
 }

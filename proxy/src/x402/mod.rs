@@ -4,20 +4,25 @@
 //! A chat request without credentials, or whose balance is short, is answered 402 with a
 //! `PAYMENT-REQUIRED` offer: scheme `exact`, the request's worst-case price in the configured
 //! token, to the namespace treasury, with the gateway as fee payer. The client retries with
-//! `PAYMENT-SIGNATURE`: a transfer it signed. The gateway is its own facilitator: it checks
-//! the transaction ([`verify`]), claims it in the ledger (so replicas send it once and credit
-//! it once), co-signs, submits, waits for it to land ([`chain`]), credits the payer's balance
-//! with what it is worth, and serves the request from that balance. What the request does not
+//! `PAYMENT-SIGNATURE`: a transfer it signed. The gateway is its own facilitator by default:
+//! it checks the transaction ([`verify`]), claims it in the ledger (so replicas send it once
+//! and credit it once), co-signs, submits, waits for it to land ([`chain`]), credits the
+//! payer's balance with what it is worth, and serves the request from that balance. With
+//! `facilitator_url` an external facilitator co-signs and submits instead ([`facilitator`]);
+//! the checks, the claim and the credit from the chain's answer stay the gateway's. What the request does not
 //! use stays in the balance, usable later with a login or a delegated key; `PAYMENT-RESPONSE`
 //! says so. A payment pays for one request: a replay, or a copy sent concurrently, is refused.
 pub mod chain;
+pub mod facilitator;
 mod pay;
+mod remote;
 pub mod verify;
 pub mod wire;
 
 use crate::config::{Config, ConfigError};
 use chain::{Chain, Landing};
 use common::assets::{parse_tokens, price_in_units, TokenRate};
+use facilitator::Facilitator;
 use ledger::Ledger;
 use serde_json::json;
 use solana_commitment_config::CommitmentConfig;
@@ -32,8 +37,7 @@ use wire::{PaymentRequired, Requirements, Resource, X402Info, X402Offer};
 
 pub use pay::Settled;
 
-/// The one scheme the official clients pay on Solana.
-pub const SCHEME: &str = "exact";
+pub use wire::SCHEME;
 
 /// The x402 front end, as configured and checked against the chain at start.
 pub struct X402 {
@@ -45,12 +49,23 @@ pub struct X402 {
     pub pay_to: Pubkey,
     /// `pay_to`'s token account of the asset: where payments must go.
     pub destination: Pubkey,
-    fee_payer: Keypair,
+    settler: Settler,
     /// How long a client has to pay an offer, and a payment to land before "pending".
     pub max_timeout: Duration,
     chain: Chain,
     namespace_id: u64,
     resource: String,
+}
+
+/// Who co-signs payments as fee payer and submits them.
+enum Settler {
+    /// The gateway, with this key.
+    Own(Keypair),
+    /// An external facilitator, whose fee payer is `fee_payer`.
+    Facilitator {
+        facilitator: Facilitator,
+        fee_payer: Pubkey,
+    },
 }
 
 impl X402 {
@@ -72,16 +87,6 @@ impl X402 {
             .as_ref()
             .or(config.chain.rpc_url.as_ref())
             .ok_or_else(|| invalid("needs x402.rpc_url or chain.rpc_url".into()))?;
-        let keypair_file = section
-            .fee_payer_keypair_file
-            .as_ref()
-            .ok_or_else(|| invalid("needs fee_payer_keypair_file (it co-signs payments)".into()))?;
-        let fee_payer = read_keypair_file(keypair_file).map_err(|e| {
-            invalid(format!(
-                "fee_payer_keypair_file {}: {e}",
-                keypair_file.display()
-            ))
-        })?;
         let commitment = match section.commitment.as_deref() {
             None | Some("confirmed") => CommitmentConfig::confirmed(),
             Some("finalized") => CommitmentConfig::finalized(),
@@ -120,6 +125,34 @@ impl X402 {
                     .treasury
             }
         };
+        let settler =
+            match (&section.facilitator_url, &section.fee_payer_keypair_file) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        "set facilitator_url or fee_payer_keypair_file, not both: the fee payer \
+                     is the facilitator's or the gateway's"
+                            .into(),
+                    ))
+                }
+                (Some(url), None) => {
+                    let (facilitator, fee_payer) =
+                        Facilitator::connect(url, &network).await.map_err(invalid)?;
+                    Settler::Facilitator {
+                        facilitator,
+                        fee_payer,
+                    }
+                }
+                (None, Some(file)) => Settler::Own(read_keypair_file(file).map_err(|e| {
+                    invalid(format!("fee_payer_keypair_file {}: {e}", file.display()))
+                })?),
+                (None, None) => {
+                    return Err(invalid(
+                        "needs fee_payer_keypair_file (the gateway co-signs payments) or \
+                     facilitator_url (a facilitator does)"
+                            .into(),
+                    ))
+                }
+            };
         let destination = balance_payment::sdk::spl::associated_token_address(
             &pay_to,
             &asset.mint,
@@ -135,7 +168,7 @@ impl X402 {
             asset,
             pay_to,
             destination,
-            fee_payer,
+            settler,
             max_timeout: Duration::from_secs(section.max_timeout_seconds.unwrap_or(60).max(1)),
             chain,
             namespace_id: config.chain.namespace_id,
@@ -143,9 +176,12 @@ impl X402 {
         }))
     }
 
-    /// The fee payer the gateway co-signs with.
+    /// The fee payer payments are co-signed with (the gateway's or its facilitator's).
     pub fn fee_payer(&self) -> Pubkey {
-        self.fee_payer.pubkey()
+        match &self.settler {
+            Settler::Own(keypair) => keypair.pubkey(),
+            Settler::Facilitator { fee_payer, .. } => *fee_payer,
+        }
     }
 
     /// Base units of the asset that buy `tokens` ledger tokens, rounded up.
@@ -220,17 +256,40 @@ impl X402 {
         // Well after a request gives up waiting: a live request settles its own payment.
         let grace = i64::try_from(self.max_timeout.as_secs()).unwrap_or(i64::MAX) + 30;
         let mut settled = 0;
-        for payment in ledger.x402_unsettled(now.saturating_sub(grace)).await? {
+        for unsettled in ledger.x402_unsettled(now.saturating_sub(grace)).await? {
+            let payment = &unsettled.payment;
             let (Ok(signature), Ok(blockhash)) = (
                 Signature::from_str(&payment.signature),
                 Hash::from_str(&payment.blockhash),
             ) else {
                 continue;
             };
-            match self.chain.status(&signature, &blockhash, true).await {
-                Landing::Landed { slot } => {
+            let landing = match self.chain.status(&signature, &blockhash, true).await {
+                Landing::Landed { slot } => Ok((signature, slot)),
+                Landing::Refused(reason) => Err(Landing::Refused(reason)),
+                // Not found by its claim: claimed by the payer's signature (a facilitator
+                // settles it), or never sent. The treasury account's history has it if it
+                // landed; if not, it fails once its blockhash has expired.
+                unsure => match self
+                    .chain
+                    .find(&signature, &self.destination, unsettled.claimed_at)
+                    .await
+                {
+                    Ok(Some(landed)) => Ok(landed),
+                    Ok(None) => Err(unsure),
+                    Err(_) => continue,
+                },
+            };
+            match landing {
+                Ok((transaction, slot)) => {
                     if ledger
-                        .x402_credit(&payment.signature, slot, self.namespace_id, None)
+                        .x402_credit(
+                            &payment.signature,
+                            &transaction.to_string(),
+                            slot,
+                            self.namespace_id,
+                            None,
+                        )
                         .await?
                     {
                         tracing::info!(transaction = %payment.signature, payer = %payment.payer,
@@ -238,14 +297,14 @@ impl X402 {
                         settled += 1;
                     }
                 }
-                Landing::Refused(reason) => {
+                Err(Landing::Refused(_) | Landing::Expired) => {
                     if ledger.x402_fail(&payment.signature).await? {
-                        tracing::info!(transaction = %payment.signature, %reason,
+                        tracing::info!(transaction = %payment.signature,
                             "an x402 payment whose request was lost never landed");
                         settled += 1;
                     }
                 }
-                Landing::Unknown(_) => {}
+                Err(_) => {}
             }
         }
         Ok(settled)

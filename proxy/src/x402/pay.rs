@@ -1,19 +1,19 @@
-//! One request paid with x402: the payment is checked, claimed in the ledger, co-signed, sent,
-//! and credited to its payer once it lands — then the request is served from the payer's
-//! balance. The ledger's claim makes every replica agree: the first call to claim a payment
+//! One request paid with x402: the payment is checked, claimed in the ledger, co-signed and
+//! sent (by the gateway, or by its facilitator), and credited to its payer once it lands —
+//! then the request is served from the payer's balance. The ledger's claim makes every replica agree: the first call to claim a payment
 //! sends it; a copy (a replay, a concurrent retry) only waits for the same transaction; the
 //! one call that credits it is the one request it pays for.
 use super::{
     chain::Landing,
     verify::{self, Expected},
     wire::{self, PaymentPayload, SettleResponse, MAX_HEADER_BYTES},
-    SCHEME, X402,
+    Settler, SCHEME, X402,
 };
 use crate::error::ApiError;
 use axum::http::StatusCode;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use ledger::{Ledger, X402Payment, X402State};
-use solana_sdk::signer::Signer;
+use solana_sdk::{signer::Signer, transaction::VersionedTransaction};
 use tokio::time::Instant;
 
 /// A payment that landed and was credited to `payer` for this request.
@@ -153,10 +153,17 @@ impl X402 {
             },
         )
         .map_err(invalid)?;
-        // The fee payer's signature is deterministic: a copy of the same payment gets the same
-        // transaction id, which is what the ledger claims.
-        tx.signatures[0] = self.fee_payer.sign_message(&tx.message.serialize());
-        let signature = tx.signatures[0].to_string();
+        // What names the payment in the ledger, the same for every copy of it: the fee
+        // payer's signature (deterministic) when the gateway signs, which is the transaction's
+        // id; the payer's when a facilitator signs later.
+        let claimed = match &self.settler {
+            Settler::Own(fee_payer) => {
+                tx.signatures[0] = fee_payer.sign_message(&tx.message.serialize());
+                tx.signatures[0]
+            }
+            Settler::Facilitator { .. } => tx.signatures[1],
+        };
+        let signature = claimed.to_string();
         let payer = transfer.payer.to_string();
         let claim = X402Payment {
             signature: signature.clone(),
@@ -167,24 +174,9 @@ impl X402 {
             blockhash: transfer.blockhash.to_string(),
         };
         let deadline = Instant::now() + self.max_timeout;
-        let landing = match ledger.x402_claim(&claim).await? {
-            // Claimed here: this call sends it.
-            None => match self.chain.send(&tx).await {
-                Ok(()) | Err(Landing::Unknown(_)) => self.chain.wait(&tx, deadline, true).await,
-                // Refused by the simulation. A copy of it may have been sent meanwhile (copies
-                // send too), and the simulation then refuses what already moved the funds:
-                // only a transaction the chain has never seen has surely not paid.
-                Err(refused) => match self.chain.seen(&tx.signatures[0]).await {
-                    Some(false) => refused,
-                    _ => self.chain.wait(&tx, deadline, true).await,
-                },
-            },
-            // A copy: its first call may have died before sending, so this one sends too, and
-            // then waits for the same transaction; it never decides from a simulation.
-            Some(X402State::Submitted) => {
-                let _ = self.chain.send(&tx).await;
-                self.chain.wait(&tx, deadline, true).await
-            }
+        let first = match ledger.x402_claim(&claim).await? {
+            None => true,
+            Some(X402State::Submitted) => false,
             Some(X402State::Credited) => {
                 return Err(refuse(
                     "duplicate_settlement",
@@ -200,10 +192,34 @@ impl X402 {
                 ))
             }
         };
+        let (landing, transaction) = match &self.settler {
+            Settler::Own(_) => (self.land(&tx, first, deadline).await, claimed),
+            Settler::Facilitator { facilitator, .. } => {
+                let raw = wire::decode::<serde_json::Value>(header).unwrap_or_default();
+                self.land_remotely(
+                    facilitator,
+                    ledger,
+                    &raw,
+                    &payment.accepted,
+                    &mut tx,
+                    &signature,
+                    tokens,
+                    deadline,
+                )
+                .await?
+            }
+        };
         match landing {
             Landing::Landed { slot } => {
+                let transaction = transaction.to_string();
                 if !ledger
-                    .x402_credit(&signature, slot, self.namespace_id, Some(request_id))
+                    .x402_credit(
+                        &signature,
+                        &transaction,
+                        slot,
+                        self.namespace_id,
+                        Some(request_id),
+                    )
                     .await?
                 {
                     return Err(refuse(
@@ -213,17 +229,24 @@ impl X402 {
                             .into(),
                     ));
                 }
-                tracing::info!(transaction = %signature, %payer, amount, credited = worth,
+                tracing::info!(%transaction, %payer, amount, credited = worth,
                     "x402 payment landed and credited");
                 let response = wire::encode(&SettleResponse {
                     success: true,
                     error_reason: None,
                     payer: payer.clone(),
-                    transaction: signature,
+                    transaction,
                     network: self.network.clone(),
                     credited: Some(worth),
                 });
                 Ok(Settled { payer, response })
+            }
+            Landing::Expired => {
+                ledger.x402_fail(&signature).await?;
+                Err(refuse(
+                    "invalid_exact_svm_transaction_failed",
+                    "the payment's blockhash expired before it landed; it paid nothing".into(),
+                ))
             }
             Landing::Refused(reason) => {
                 ledger.x402_fail(&signature).await?;
@@ -243,6 +266,26 @@ impl X402 {
                 required: None,
                 retry_after: Some(2),
             }),
+        }
+    }
+
+    /// Sends `tx` (co-signed by the gateway) and waits until `deadline` for it to land. The
+    /// `first` call to claim it decides from a refusal; a copy (whose first call may have
+    /// died before sending) sends too but only waits for the same transaction.
+    async fn land(&self, tx: &VersionedTransaction, first: bool, deadline: Instant) -> Landing {
+        if !first {
+            let _ = self.chain.send(tx).await;
+            return self.chain.wait(tx, deadline, true).await;
+        }
+        match self.chain.send(tx).await {
+            Ok(()) | Err(Landing::Unknown(_)) => self.chain.wait(tx, deadline, true).await,
+            // Refused by the simulation. A copy of it may have been sent meanwhile (copies
+            // send too), and the simulation then refuses what already moved the funds: only a
+            // transaction the chain has never seen has surely not paid.
+            Err(refused) => match self.chain.seen(&tx.signatures[0]).await {
+                Some(false) => refused,
+                _ => self.chain.wait(tx, deadline, true).await,
+            },
         }
     }
 }

@@ -7,6 +7,8 @@ use serde_json::Value;
 
 /// The protocol version spoken here.
 pub const VERSION: u8 = 2;
+/// The one scheme the official clients pay on Solana.
+pub const SCHEME: &str = "exact";
 /// The server's offer (402).
 pub const PAYMENT_REQUIRED: &str = "payment-required";
 /// The client's payment (the retried request).

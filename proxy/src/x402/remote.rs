@@ -1,0 +1,98 @@
+//! Settling a payment through an external facilitator: it co-signs and submits; the gateway
+//! believes only its own RPC. A copy of a payment another call is settling waits for that
+//! call's outcome in the ledger.
+use super::{
+    chain::Landing,
+    facilitator::{Facilitator, Settlement, KNOWN_REASONS},
+    wire::Requirements,
+    X402,
+};
+use crate::error::ApiError;
+use ledger::{Ledger, X402State};
+use serde_json::Value;
+use solana_sdk::{signature::Signature, transaction::VersionedTransaction};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How often a copy of a payment looks whether the call settling it is done.
+const POLL: Duration = Duration::from_millis(200);
+
+impl X402 {
+    /// Has `facilitator` settle `tx` (claimed in the ledger as `claimed`), and says how it
+    /// landed and in which transaction. A copy of a payment another call is settling waits for
+    /// that call's outcome; a refusal is passed on, the claim left for housekeeping to close
+    /// once the chain is sure nothing landed.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn land_remotely(
+        &self,
+        facilitator: &Facilitator,
+        ledger: &Ledger,
+        payload: &Value,
+        accepted: &Requirements,
+        tx: &mut VersionedTransaction,
+        claimed: &str,
+        tokens: i64,
+        deadline: Instant,
+    ) -> Result<(Landing, Signature), ApiError> {
+        let unnamed = tx.signatures[1];
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        match facilitator.settle(payload, accepted, timeout).await {
+            Ok(Settlement::Sent(id)) => {
+                // Only the fee payer's signature of this very message is this payment's id.
+                if !id.verify(self.fee_payer().as_ref(), &tx.message.serialize()) {
+                    let reason = format!("the facilitator named {id}, not this payment");
+                    return Ok((Landing::Unknown(reason), unnamed));
+                }
+                tx.signatures[0] = id;
+                Ok((self.chain.wait(tx, deadline, false).await, id))
+            }
+            Ok(Settlement::Refused { reason, .. })
+                if reason == "duplicate_settlement" || reason == "settlement_pending" =>
+            {
+                // Another call (a copy of this payment) is settling it: its outcome decides.
+                let landing = self.outcome_of(ledger, claimed, tokens, deadline).await?;
+                Ok((landing, unnamed))
+            }
+            Ok(Settlement::Refused { reason, message }) => {
+                let code = KNOWN_REASONS
+                    .iter()
+                    .find(|known| **known == reason)
+                    .copied()
+                    .unwrap_or("settlement_refused");
+                Err(self.refuse(
+                    tokens,
+                    code,
+                    format!("the facilitator refused the payment ({reason}): {message}"),
+                ))
+            }
+            Err(error) => Ok((Landing::Unknown(error), unnamed)),
+        }
+    }
+
+    /// Waits until `deadline` for the call that settles the payment claimed as `claimed`.
+    async fn outcome_of(
+        &self,
+        ledger: &Ledger,
+        claimed: &str,
+        tokens: i64,
+        deadline: Instant,
+    ) -> Result<Landing, ApiError> {
+        while Instant::now() < deadline {
+            match ledger.x402_state(claimed).await? {
+                Some(X402State::Credited) => {
+                    return Err(self.refuse(
+                        tokens,
+                        "duplicate_settlement",
+                        "this payment was used by another request; it was credited to the \
+                         payer's balance once",
+                    ))
+                }
+                Some(X402State::Failed) => return Ok(Landing::Refused("it failed".into())),
+                _ => tokio::time::sleep(POLL).await,
+            }
+        }
+        Ok(Landing::Unknown(
+            "another request is settling this payment".into(),
+        ))
+    }
+}
