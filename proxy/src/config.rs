@@ -11,6 +11,11 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     /// Address to listen on.
     pub listen: String,
+    /// Origins whose pages may call the API from a browser: `["*"]` (default: any — the API
+    /// takes no cookies, so a page gains only what it brings), a list of
+    /// `https://app.example`, or `[]` for none.
+    #[serde(default = "any_origin")]
+    pub cors_origins: Vec<String>,
     /// The ledger: `sqlite:path` (default) or `postgres://…` (shared by replicas).
     pub database_url: String,
     /// Seconds a reservation outlives its request before housekeeping frees it.
@@ -237,10 +242,15 @@ impl BoundField {
     }
 }
 
+fn any_origin() -> Vec<String> {
+    vec!["*".into()]
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            cors_origins: any_origin(),
             database_url: "sqlite:indexer.sqlite".into(),
             reservation_ttl_seconds: 900,
             nostr: NostrConfig {
@@ -318,6 +328,7 @@ impl Config {
         )?;
         common::config::check_program_id(&self.chain.program_id)?;
         common::assets::parse_tokens("tokens", &self.tokens)?;
+        crate::cors::layer(&self.cors_origins)?;
         let audience = self.audience();
         if audience.trim().is_empty()
             || audience.trim() != audience

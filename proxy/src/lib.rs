@@ -23,6 +23,7 @@ pub mod cashu;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod cors;
 pub mod discovery;
 pub mod error;
 pub mod meter;

@@ -17,10 +17,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::{sync::Arc, time::Duration};
 
-/// Every route, with the body limit applied.
+/// Every route, with the body limit and cross-origin access applied.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.limits.max_body_bytes;
-    Router::new()
+    // Checked when the configuration was loaded.
+    let cors = crate::cors::layer(&state.config.cors_origins)
+        .ok()
+        .flatten();
+    let router = Router::new()
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/models", get(models))
         .route("/v1/models/{id}", get(model))
@@ -40,7 +44,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(Extension(BodyLimit(limit)))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 fn model_json(state: &AppState, id: &str) -> Option<Value> {

@@ -362,3 +362,74 @@ async fn a_delegated_key_reports_usage_to_its_callback() {
     assert_eq!(report["cost"], body["usage"]["total_tokens"]);
     h.stop().await;
 }
+
+/// A cross-origin preflight for a paid chat request from a page on `origin`.
+async fn preflight(h: &Harness, origin: &str) -> reqwest::Response {
+    h.http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/v1/chat/completions", h.base),
+        )
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,payment-signature",
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn pages_on_other_origins_may_call_the_api_and_read_what_paying_needs() {
+    let h = Harness::start(TempDatabase::sqlite()).await;
+    let asked = preflight(&h, "https://agent.example").await;
+    assert!(asked.status().is_success(), "{}", asked.status());
+    assert_eq!(asked.headers()["access-control-allow-origin"], "*");
+    let allowed = asked.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap();
+    for header in ["authorization", "content-type", "payment-signature"] {
+        assert!(allowed.contains(header), "{header} in {allowed}");
+    }
+    // The answer itself: readable from that page, with the headers a paying client reads.
+    let answer = h
+        .http
+        .post(format!("{}/v1/chat/completions", h.base))
+        .header("origin", "https://agent.example")
+        .json(&ask("echo", "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    assert_eq!(answer.headers()["access-control-allow-origin"], "*");
+    let exposed = answer.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    for header in ["payment-required", "payment-response", "x-request-id"] {
+        assert!(exposed.contains(header), "{header} in {exposed}");
+    }
+    h.stop().await;
+
+    // An operator who lists origins answers only those; one who lists none, no page.
+    let h = Harness::start_with(TempDatabase::sqlite(), |config| {
+        config.cors_origins = vec!["https://app.example".into()];
+    })
+    .await;
+    let listed = preflight(&h, "https://app.example").await;
+    assert_eq!(
+        listed.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let other = preflight(&h, "https://elsewhere.example").await;
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    h.stop().await;
+    let h = Harness::start_with(TempDatabase::sqlite(), |config| {
+        config.cors_origins = vec![];
+    })
+    .await;
+    let none = preflight(&h, "https://agent.example").await;
+    assert!(none.headers().get("access-control-allow-origin").is_none());
+    h.stop().await;
+}

@@ -8,7 +8,10 @@
 mod common;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
-use common::{ask, eventually};
+use common::{
+    ask, eventually,
+    processes::{free_port, Proc},
+};
 use indexer::{
     ledger::{testing::TempDatabase, Ledger, X402State},
     sandbox::{Sandbox, SandboxConfig, USDC},
@@ -47,6 +50,8 @@ struct Deployment {
     http: reqwest::Client,
     /// The external facilitator the replicas use, if they use one.
     facilitator: Option<NodeFacilitator>,
+    /// The replicas' configuration.
+    config: proxy::config::Config,
 }
 
 /// The official facilitator (`tests/x402/facilitator.mjs`), killed when dropped.
@@ -151,6 +156,7 @@ impl Deployment {
             let ledger = Ledger::connect(&db.url).await.unwrap();
             gateways.push(common::gateway(config.clone(), ledger, &keys).await);
         }
+        let config = config.clone();
         Self {
             db,
             stack,
@@ -159,7 +165,34 @@ impl Deployment {
             dir,
             http: reqwest::Client::new(),
             facilitator,
+            config,
         }
+    }
+
+    /// A third replica on the same ledger, as a `proxy run` process (to be SIGKILLed): its
+    /// chat URL.
+    async fn replica_process(&self) -> (Proc, String) {
+        let port = free_port();
+        let mut config = self.config.clone();
+        config.listen = format!("127.0.0.1:{port}");
+        let key = self.dir.join("proxy.key");
+        std::fs::write(&key, Keys::generate().secret_key().to_secret_hex()).unwrap();
+        config.nostr.secret_key_file = Some(key);
+        let secret = self.dir.join("token.secret");
+        std::fs::write(&secret, common::rand_bytes()).unwrap();
+        config.auth.token_secret_file = Some(secret);
+        let file = self.dir.join("replica.toml");
+        std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+        let mut replica = Proc::new(
+            "replica",
+            Path::new(env!("CARGO_BIN_EXE_proxy")),
+            &["run", "--config", &file.to_string_lossy()],
+            &self.dir,
+        );
+        replica.spawn();
+        let base = format!("http://127.0.0.1:{port}");
+        replica.healthy(&self.http, &format!("{base}/health")).await;
+        (replica, format!("{base}/v1/chat/completions"))
     }
 
     fn url(&self, replica: usize) -> String {
@@ -895,5 +928,81 @@ async fn a_payment_not_settled_in_time_is_pending_then_finished_once_and_a_false
     let unbelieved = deployment.chat(0, &request, Some(&other)).await;
     assert_eq!(unbelieved.status(), 503);
     assert_eq!(ledger.balance(&user).await.unwrap().credited, worth);
+    deployment.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_killed_while_its_payment_settles_loses_the_payer_nothing() {
+    let facilitator = StalledFacilitator::start().await;
+    let deployment = Deployment::start_settled_by(SettledBy::Facilitator {
+        url: facilitator.url.clone(),
+        max_timeout_seconds: 30,
+    })
+    .await;
+    let ledger = &deployment.stack.ledger;
+    let rpc = &deployment.stack.rpc;
+    deployment
+        .stack
+        .airdrop(&facilitator.fee_payer.pubkey(), 1_000_000_000)
+        .await
+        .unwrap();
+    let (mut doomed, doomed_url) = deployment.replica_process().await;
+    let request = body("killed mid-payment");
+    let offer = deployment.offer(&request).await;
+    let amount: u64 = offer.amount.parse().unwrap();
+    let worth = deployment.gateways[0]
+        .state
+        .x402
+        .as_ref()
+        .unwrap()
+        .asset
+        .tokens_for(amount)
+        .unwrap();
+    let (payer, _) = deployment.payer(10 * USDC).await;
+    let user = payer.pubkey().to_string();
+    let blockhash = rpc.get_latest_blockhash().await.unwrap();
+    let mut tx = transaction(&offer, &payer, blockhash, amount);
+    let paid = header(&offer, &tx);
+
+    // The process claims the payment and waits for the facilitator; it is killed there.
+    let in_flight = {
+        let (http, paid, request) = (deployment.http.clone(), paid.clone(), request.clone());
+        tokio::spawn(async move {
+            http.post(&doomed_url)
+                .header("PAYMENT-SIGNATURE", paid)
+                .json(&request)
+                .send()
+                .await
+        })
+    };
+    let claimed = tx.signatures[1].to_string();
+    eventually("the payment is claimed", || async {
+        ledger.x402_state(&claimed).await.unwrap() == Some(X402State::Submitted)
+    })
+    .await;
+    doomed.kill().await;
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the client lost its answer"
+    );
+    assert_eq!(ledger.balance(&user).await.unwrap().credited, 0);
+
+    // The payment lands anyway. The client sends the same request to another replica: it is
+    // served, and the payment credited once; the treasury got it once.
+    tx.signatures[0] = facilitator.fee_payer.sign_message(&tx.message.serialize());
+    rpc.send_and_confirm_transaction(&tx).await.unwrap();
+    facilitator.answer(json!({
+        "success": true, "transaction": tx.signatures[0].to_string(),
+        "network": sandbox::X402_NETWORK, "payer": user,
+    }));
+    let finished = deployment.chat(0, &request, Some(&paid)).await;
+    assert_eq!(finished.status(), 200, "{}", finished.text().await.unwrap());
+    assert_eq!(ledger.balance(&user).await.unwrap().credited, worth);
+    assert_eq!(deployment.usdc(&payer.pubkey()).await, 10 * USDC - amount);
+    refused(
+        deployment.chat(1, &request, Some(&paid)).await,
+        "duplicate_settlement",
+    )
+    .await;
     deployment.stop().await;
 }
