@@ -52,6 +52,8 @@ struct Deployment {
     facilitator: Option<NodeFacilitator>,
     /// The replicas' configuration.
     config: proxy::config::Config,
+    /// The replicas' Nostr keys.
+    keys: Keys,
 }
 
 /// The official facilitator (`tests/x402/facilitator.mjs`), killed when dropped.
@@ -166,6 +168,7 @@ impl Deployment {
             http: reqwest::Client::new(),
             facilitator,
             config,
+            keys,
         }
     }
 
@@ -857,7 +860,7 @@ impl StalledFacilitator {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_payment_not_settled_in_time_is_pending_then_finished_once_and_a_false_answer_is_not_believed(
+async fn a_payment_not_settled_in_time_is_pending_then_finished_once_and_only_the_chain_is_believed(
 ) {
     let facilitator = StalledFacilitator::start().await;
     let deployment = Deployment::start_settled_by(SettledBy::Facilitator {
@@ -924,10 +927,29 @@ async fn a_payment_not_settled_in_time_is_pending_then_finished_once_and_a_false
 
     // A facilitator that names a transaction which is not the payment's (here: the last one)
     // is not believed: nothing is credited on its word.
-    let other = payment(&offer, &payer, blockhash, amount);
-    let unbelieved = deployment.chat(0, &request, Some(&other)).await;
+    let mut other = transaction(&offer, &payer, blockhash, amount);
+    let other_paid = header(&offer, &other);
+    let unbelieved = deployment.chat(0, &request, Some(&other_paid)).await;
     assert_eq!(unbelieved.status(), 503);
     assert_eq!(ledger.balance(&user).await.unwrap().credited, worth);
+
+    // That payment does land; asked again, the facilitator only says it settled it before
+    // (`duplicate_settlement`, as the official one does): the retry finds it in the
+    // treasury's history, and is served and credited once.
+    other.signatures[0] = facilitator
+        .fee_payer
+        .sign_message(&other.message.serialize());
+    rpc.send_and_confirm_transaction(&other).await.unwrap();
+    facilitator.answer(json!({
+        "success": false, "errorReason": "duplicate_settlement", "transaction": "",
+        "network": sandbox::X402_NETWORK,
+    }));
+    let found = deployment.chat(1, &request, Some(&other_paid)).await;
+    assert_eq!(found.status(), 200, "{}", found.text().await.unwrap());
+    let settled: Value =
+        wire::decode(found.headers()["payment-response"].to_str().unwrap()).unwrap();
+    assert_eq!(settled["transaction"], other.signatures[0].to_string());
+    assert_eq!(ledger.balance(&user).await.unwrap().credited, 2 * worth);
     deployment.stop().await;
 }
 
@@ -1004,5 +1026,206 @@ async fn a_replica_killed_while_its_payment_settles_loses_the_payer_nothing() {
         "duplicate_settlement",
     )
     .await;
+    deployment.stop().await;
+}
+
+/// A Token-2022 mint of 6 decimals made now (taking a transfer fee when `fee`), with the
+/// treasury's account of it open.
+async fn token_2022_mint(stack: &Sandbox, fee: bool) -> Pubkey {
+    use balance_payment::sdk::spl::{self, spl_token_2022};
+    use spl_token_2022::extension::{transfer_fee, ExtensionType};
+    let program = spl::TOKEN_2022_PROGRAM_ID;
+    let mint = Keypair::new();
+    let authority = &stack.authority;
+    let mut instructions = match fee {
+        false => {
+            let rent = stack
+                .rpc
+                .get_minimum_balance_for_rent_exemption(spl::MINT_LEN)
+                .await
+                .unwrap();
+            spl::create_mint(
+                &authority.pubkey(),
+                &mint.pubkey(),
+                &authority.pubkey(),
+                6,
+                &program,
+                rent,
+            )
+            .unwrap()
+            .to_vec()
+        }
+        true => {
+            let space = ExtensionType::try_calculate_account_len::<spl_token_2022::state::Mint>(&[
+                ExtensionType::TransferFeeConfig,
+            ])
+            .unwrap();
+            let rent = stack
+                .rpc
+                .get_minimum_balance_for_rent_exemption(space)
+                .await
+                .unwrap();
+            vec![
+                solana_system_interface::instruction::create_account(
+                    &authority.pubkey(),
+                    &mint.pubkey(),
+                    rent,
+                    space as u64,
+                    &program,
+                ),
+                transfer_fee::instruction::initialize_transfer_fee_config(
+                    &program,
+                    &mint.pubkey(),
+                    Some(&authority.pubkey()),
+                    Some(&authority.pubkey()),
+                    100,
+                    1_000,
+                )
+                .unwrap(),
+                spl_token_2022::instruction::initialize_mint2(
+                    &program,
+                    &mint.pubkey(),
+                    &authority.pubkey(),
+                    None,
+                    6,
+                )
+                .unwrap(),
+            ]
+        }
+    };
+    let spl = program;
+    instructions.push(balance_payment::sdk::spl::create_associated_token_account(
+        &authority.pubkey(),
+        &stack.treasury,
+        &mint.pubkey(),
+        &spl,
+    ));
+    send(stack, &instructions, &[authority, &mint]).await;
+    mint.pubkey()
+}
+
+async fn send(stack: &Sandbox, instructions: &[Instruction], signers: &[&Keypair]) {
+    let blockhash = stack.rpc.get_latest_blockhash().await.unwrap();
+    let tx = solana_sdk::transaction::Transaction::new_signed_with_payer(
+        instructions,
+        Some(&signers[0].pubkey()),
+        signers,
+        blockhash,
+    );
+    stack.rpc.send_and_confirm_transaction(&tx).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_2022_asset_is_paid_with_the_official_client_and_one_taking_a_fee_is_refused() {
+    if !Path::new(X402_DIR).join("node_modules").exists() {
+        return localnet::prerequisite::missing(
+            "tests/x402's Node packages",
+            "(cd tests/x402 && npm ci)",
+        );
+    }
+    let deployment = Deployment::start().await;
+    let stack = &deployment.stack;
+    let spl = balance_payment::sdk::spl::TOKEN_2022_PROGRAM_ID;
+    let mint = token_2022_mint(stack, false).await;
+    // A gateway that takes it, on the same ledger.
+    let taking = |mint: &Pubkey, token_program: &Pubkey| {
+        let mut config = deployment.config.clone();
+        config.tokens.push(indexer::assets::TokenAsset {
+            mint: mint.to_string(),
+            symbol: "T22".into(),
+            decimals: 6,
+            tokens_per_unit: 10_000,
+            token_program: token_program.to_string(),
+        });
+        config.x402.asset = Some(mint.to_string());
+        config
+    };
+    let config = taking(&mint, &spl);
+    let ledger = Ledger::connect(&deployment.db.url).await.unwrap();
+    let gateway = common::gateway(config, ledger, &deployment.keys).await;
+    let x402 = gateway.state.x402.clone().unwrap();
+    assert_eq!(x402.asset.token_program, spl);
+
+    let (payer, file) = {
+        let payer = Keypair::new();
+        let account =
+            balance_payment::sdk::spl::associated_token_address(&payer.pubkey(), &mint, &spl);
+        let authority = &stack.authority;
+        send(
+            stack,
+            &[
+                balance_payment::sdk::spl::create_associated_token_account(
+                    &authority.pubkey(),
+                    &payer.pubkey(),
+                    &mint,
+                    &spl,
+                ),
+                balance_payment::sdk::spl::mint_to(
+                    &spl,
+                    &mint,
+                    &account,
+                    &authority.pubkey(),
+                    10 * USDC,
+                )
+                .unwrap(),
+            ],
+            &[authority],
+        )
+        .await;
+        let file = deployment.dir.join("t22-payer.json");
+        write_keypair_file(&payer, &file).unwrap();
+        (payer, file)
+    };
+    let treasury =
+        balance_payment::sdk::spl::associated_token_address(&stack.treasury, &mint, &spl);
+    let mut node = Command::new("node");
+    node.arg("pay.mjs")
+        .current_dir(X402_DIR)
+        .env("GATEWAY_URL", format!("http://{}", gateway.addr))
+        .env("RPC_URL", stack.validator.rpc_url())
+        .env("NETWORK", sandbox::X402_NETWORK)
+        .env("ASSET", mint.to_string())
+        .env("PAYER_KEYPAIR", &file);
+    let printed = common::node_succeeds(node, "pay.mjs").await;
+    let payments: Vec<Value> = serde_json::from_slice(&printed).unwrap();
+    assert_eq!(payments.len(), 2);
+    let credited: i64 = payments
+        .iter()
+        .map(|p| p["credited"].as_i64().unwrap())
+        .sum();
+    let user = payer.pubkey().to_string();
+    assert_eq!(
+        common::settled(&stack.ledger, &user).await.credited,
+        credited
+    );
+    let received = stack
+        .rpc
+        .get_token_account_balance(&treasury)
+        .await
+        .unwrap();
+    let received: u64 = received.amount.parse().unwrap();
+    assert_eq!(
+        u64::try_from(credited).unwrap() * 100,
+        received,
+        "10,000 tokens per unit of 6 decimals: one token per 100 base units"
+    );
+    gateway.shutdown().await;
+
+    // A mint whose transfers take a fee would be credited more than the treasury receives:
+    // refused at start, as is a mint that is not what [[tokens]] says.
+    let fee_taking = token_2022_mint(stack, true).await;
+    let refused = proxy::x402::X402::connect(&taking(&fee_taking, &spl)).await;
+    let error = refused
+        .err()
+        .expect("a mint with a transfer fee is refused")
+        .to_string();
+    assert!(error.contains("has a transfer fee"), "{error}");
+    let classic = balance_payment::sdk::spl::TOKEN_PROGRAM_ID;
+    let refused = proxy::x402::X402::connect(&taking(&mint, &classic)).await;
+    let error = refused
+        .err()
+        .expect("a mint of another program is refused")
+        .to_string();
+    assert!(error.contains("[[tokens]] says"), "{error}");
     deployment.stop().await;
 }

@@ -20,6 +20,7 @@ pub mod verify;
 pub mod wire;
 
 use crate::config::{Config, ConfigError};
+use balance_payment::sdk::spl;
 use chain::{Chain, Landing};
 use common::assets::{parse_tokens, price_in_units, TokenRate};
 use facilitator::Facilitator;
@@ -125,6 +126,7 @@ impl X402 {
                     .treasury
             }
         };
+        check_mint(&chain, &asset).await.map_err(invalid)?;
         let settler =
             match (&section.facilitator_url, &section.fee_payer_keypair_file) {
                 (Some(_), Some(_)) => {
@@ -153,11 +155,7 @@ impl X402 {
                     ))
                 }
             };
-        let destination = balance_payment::sdk::spl::associated_token_address(
-            &pay_to,
-            &asset.mint,
-            &asset.token_program,
-        );
+        let destination = spl::associated_token_address(&pay_to, &asset.mint, &asset.token_program);
         let audience = config.audience();
         let resource = match audience.starts_with("http") {
             true => format!("{}/v1/chat/completions", audience.trim_end_matches('/')),
@@ -308,6 +306,32 @@ impl X402 {
             }
         }
         Ok(settled)
+    }
+}
+
+/// Refuses an asset whose mint on chain is not what `[[tokens]]` says (program, decimals), or
+/// that no recipient can rely on (a transfer fee, a transfer hook, a permanent delegate):
+/// a payment is credited at the amount it transfers.
+async fn check_mint(chain: &Chain, asset: &TokenRate) -> Result<(), String> {
+    let mint = asset.mint;
+    let account = chain
+        .rpc()
+        .get_account(&mint)
+        .await
+        .map_err(|e| format!("asset {mint} could not be read from the chain: {e}"))?;
+    let info = spl::decode_mint(&account.owner, &account.data)
+        .ok_or_else(|| format!("asset {mint} is not a mint of SPL Token or Token-2022"))?;
+    if info.token_program != asset.token_program || info.decimals != asset.decimals {
+        return Err(format!(
+            "asset {mint} is a mint of {} with {} decimals on chain; [[tokens]] says {} with {}",
+            info.token_program, info.decimals, asset.token_program, asset.decimals
+        ));
+    }
+    match spl::refused_extension(&account.owner, &account.data) {
+        Some(extension) => Err(format!(
+            "asset {mint} has {extension}: a payment could not be credited at what it transfers"
+        )),
+        None => Ok(()),
     }
 }
 

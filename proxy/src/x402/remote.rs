@@ -16,6 +16,10 @@ use tokio::time::Instant;
 
 /// How often a copy of a payment looks whether the call settling it is done.
 const POLL: Duration = Duration::from_millis(200);
+/// Polls between two searches of the treasury account's history.
+const SEARCH_EVERY: u32 = 5;
+/// How far before a payment's offer could have expired its transaction is searched for.
+const HISTORY_SECONDS: i64 = 300;
 
 impl X402 {
     /// Has `facilitator` settle `tx` (claimed in the ledger as `claimed`), and says how it
@@ -49,9 +53,10 @@ impl X402 {
             Ok(Settlement::Refused { reason, .. })
                 if reason == "duplicate_settlement" || reason == "settlement_pending" =>
             {
-                // Another call (a copy of this payment) is settling it: its outcome decides.
-                let landing = self.outcome_of(ledger, claimed, tokens, deadline).await?;
-                Ok((landing, unnamed))
+                // Another call (a copy of this payment, or an earlier try whose answer was
+                // lost) is settling it or has: its outcome, or the chain, decides.
+                self.outcome_of(ledger, claimed, &unnamed, tokens, deadline)
+                    .await
             }
             Ok(Settlement::Refused { reason, message }) => {
                 let code = KNOWN_REASONS
@@ -69,15 +74,35 @@ impl X402 {
         }
     }
 
-    /// Waits until `deadline` for the call that settles the payment claimed as `claimed`.
+    /// Waits until `deadline` for the payment claimed as `claimed` (carrying the payer's
+    /// signature `unnamed`) to be settled by another call, or to show in the treasury
+    /// account's history — where a payment whose settling call died, or whose answer was
+    /// lost, is found, and then credited by this call.
     async fn outcome_of(
         &self,
         ledger: &Ledger,
         claimed: &str,
+        unnamed: &Signature,
         tokens: i64,
         deadline: Instant,
-    ) -> Result<Landing, ApiError> {
-        while Instant::now() < deadline {
+    ) -> Result<(Landing, Signature), ApiError> {
+        // A payment lands within its blockhash's life (about a minute) of being signed; the
+        // history is searched well past that.
+        let lifetime = i64::try_from(self.max_timeout.as_secs()).unwrap_or(i64::MAX);
+        let since = ledger
+            .now()
+            .saturating_sub(lifetime.saturating_add(HISTORY_SECONDS));
+        for poll in 0u32.. {
+            if Instant::now() >= deadline {
+                break;
+            }
+            if poll % SEARCH_EVERY == 0 {
+                if let Ok(Some((id, slot))) =
+                    self.chain.find(unnamed, &self.destination, since).await
+                {
+                    return Ok((Landing::Landed { slot }, id));
+                }
+            }
             match ledger.x402_state(claimed).await? {
                 Some(X402State::Credited) => {
                     return Err(self.refuse(
@@ -87,12 +112,13 @@ impl X402 {
                          payer's balance once",
                     ))
                 }
-                Some(X402State::Failed) => return Ok(Landing::Refused("it failed".into())),
+                Some(X402State::Failed) => {
+                    return Ok((Landing::Refused("it failed".into()), *unnamed))
+                }
                 _ => tokio::time::sleep(POLL).await,
             }
         }
-        Ok(Landing::Unknown(
-            "another request is settling this payment".into(),
-        ))
+        let pending = "another request is settling this payment".into();
+        Ok((Landing::Unknown(pending), *unnamed))
     }
 }

@@ -11,7 +11,7 @@ pub use anchor_spl::{
     token_2022::spl_token_2022,
 };
 use spl_token_2022::{
-    extension::StateWithExtensions,
+    extension::{BaseStateWithExtensions, ExtensionType, StateWithExtensions},
     state::{Account, Mint},
 };
 
@@ -58,6 +58,26 @@ pub fn decode_mint(owner: &Pubkey, data: &[u8]) -> Option<MintInfo> {
         token_program: *owner,
         decimals: mint.base.decimals,
     })
+}
+
+/// Why the mint in `data` (owned by `owner`) cannot be taken as payment, as the escrow refuses
+/// it: a transfer fee (the recipient gets less than was sent), a transfer hook (another
+/// program decides), a permanent delegate (another key can take the tokens back). `None`
+/// when it can (every classic SPL Token mint).
+pub fn refused_extension(owner: &Pubkey, data: &[u8]) -> Option<&'static str> {
+    if *owner != TOKEN_2022_PROGRAM_ID {
+        return None;
+    }
+    let mint = StateWithExtensions::<Mint>::unpack(data).ok()?;
+    mint.get_extension_types()
+        .ok()?
+        .into_iter()
+        .find_map(|extension| match extension {
+            ExtensionType::TransferFeeConfig => Some("a transfer fee"),
+            ExtensionType::TransferHook => Some("a transfer hook"),
+            ExtensionType::PermanentDelegate => Some("a permanent delegate"),
+            _ => None,
+        })
 }
 
 /// The token amount a token account's `data` holds, or `None` when it is not a token account.
