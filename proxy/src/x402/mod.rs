@@ -9,9 +9,10 @@
 //! and credit it once), co-signs, submits, waits for it to land ([`chain`]), credits the
 //! payer's balance with what it is worth, and serves the request from that balance. With
 //! `facilitator_url` an external facilitator co-signs and submits instead ([`facilitator`]);
-//! the checks, the claim and the credit from the chain's answer stay the gateway's. What the request does not
-//! use stays in the balance, usable later with a login or a delegated key; `PAYMENT-RESPONSE`
-//! says so. A payment pays for one request: a replay, or a copy sent concurrently, is refused.
+//! the checks, the claim and the credit from the chain's answer stay the gateway's. What the
+//! request does not use stays in the balance, usable later with a login or a delegated key;
+//! `PAYMENT-RESPONSE` says so. A payment pays for one request: a replay, or a copy sent
+//! concurrently, is refused.
 pub mod chain;
 pub mod facilitator;
 mod pay;
@@ -19,7 +20,7 @@ mod remote;
 pub mod verify;
 pub mod wire;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, X402Config};
 use balance_payment::sdk::spl;
 use chain::{Chain, Landing};
 use common::assets::{parse_tokens, price_in_units, TokenRate};
@@ -67,6 +68,32 @@ enum Settler {
         facilitator: Facilitator,
         fee_payer: Pubkey,
     },
+}
+
+impl Settler {
+    /// The gateway with its fee-payer key, or the facilitator at its URL: one of the two.
+    async fn connect(section: &X402Config, network: &str) -> Result<Self, String> {
+        match (&section.facilitator_url, &section.fee_payer_keypair_file) {
+            (Some(_), Some(_)) => Err("set facilitator_url or fee_payer_keypair_file, not both: \
+                 the fee payer is the facilitator's or the gateway's"
+                .into()),
+            (Some(url), None) => {
+                let (facilitator, fee_payer) = Facilitator::connect(url, network).await?;
+                Ok(Settler::Facilitator {
+                    facilitator,
+                    fee_payer,
+                })
+            }
+            (None, Some(file)) => read_keypair_file(file)
+                .map(Settler::Own)
+                .map_err(|e| format!("fee_payer_keypair_file {}: {e}", file.display())),
+            (None, None) => Err(
+                "needs fee_payer_keypair_file (the gateway co-signs payments) \
+                 or facilitator_url (a facilitator does)"
+                    .into(),
+            ),
+        }
+    }
 }
 
 impl X402 {
@@ -127,34 +154,7 @@ impl X402 {
             }
         };
         check_mint(&chain, &asset).await.map_err(invalid)?;
-        let settler =
-            match (&section.facilitator_url, &section.fee_payer_keypair_file) {
-                (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        "set facilitator_url or fee_payer_keypair_file, not both: the fee payer \
-                     is the facilitator's or the gateway's"
-                            .into(),
-                    ))
-                }
-                (Some(url), None) => {
-                    let (facilitator, fee_payer) =
-                        Facilitator::connect(url, &network).await.map_err(invalid)?;
-                    Settler::Facilitator {
-                        facilitator,
-                        fee_payer,
-                    }
-                }
-                (None, Some(file)) => Settler::Own(read_keypair_file(file).map_err(|e| {
-                    invalid(format!("fee_payer_keypair_file {}: {e}", file.display()))
-                })?),
-                (None, None) => {
-                    return Err(invalid(
-                        "needs fee_payer_keypair_file (the gateway co-signs payments) or \
-                     facilitator_url (a facilitator does)"
-                            .into(),
-                    ))
-                }
-            };
+        let settler = Settler::connect(section, &network).await.map_err(invalid)?;
         let destination = spl::associated_token_address(&pay_to, &asset.mint, &asset.token_program);
         let audience = config.audience();
         let resource = match audience.starts_with("http") {

@@ -1,8 +1,9 @@
 //! One request paid with x402: the payment is checked, claimed in the ledger, co-signed and
 //! sent (by the gateway, or by its facilitator), and credited to its payer once it lands —
-//! then the request is served from the payer's balance. The ledger's claim makes every replica agree: the first call to claim a payment
-//! sends it; a copy (a replay, a concurrent retry) only waits for the same transaction; the
-//! one call that credits it is the one request it pays for.
+//! then the request is served from the payer's balance. The ledger's claim makes every
+//! replica agree: the first call to claim a payment sends it; a copy (a replay, a concurrent
+//! retry) only waits for the same transaction; the one call that credits it is the one
+//! request it pays for.
 use super::{
     chain::Landing,
     verify::{self, Expected},
@@ -202,7 +203,6 @@ impl X402 {
                     &raw,
                     &payment.accepted,
                     &mut tx,
-                    &signature,
                     tokens,
                     deadline,
                 )

@@ -1,6 +1,6 @@
 //! Settling a payment through an external facilitator: it co-signs and submits; the gateway
 //! believes only its own RPC. A copy of a payment another call is settling waits for that
-//! call's outcome in the ledger.
+//! call's outcome in the ledger, or finds the payment in the treasury account's history.
 use super::{
     chain::Landing,
     facilitator::{Facilitator, Settlement, KNOWN_REASONS},
@@ -22,8 +22,8 @@ const SEARCH_EVERY: u32 = 5;
 const HISTORY_SECONDS: i64 = 300;
 
 impl X402 {
-    /// Has `facilitator` settle `tx` (claimed in the ledger as `claimed`), and says how it
-    /// landed and in which transaction. A copy of a payment another call is settling waits for
+    /// Has `facilitator` settle `tx` (claimed in the ledger by its payer's signature), and
+    /// says how it landed and in which transaction. A copy of a payment another call is settling waits for
     /// that call's outcome; a refusal is passed on, the claim left for housekeeping to close
     /// once the chain is sure nothing landed.
     #[allow(clippy::too_many_arguments)]
@@ -34,7 +34,6 @@ impl X402 {
         payload: &Value,
         accepted: &Requirements,
         tx: &mut VersionedTransaction,
-        claimed: &str,
         tokens: i64,
         deadline: Instant,
     ) -> Result<(Landing, Signature), ApiError> {
@@ -55,8 +54,7 @@ impl X402 {
             {
                 // Another call (a copy of this payment, or an earlier try whose answer was
                 // lost) is settling it or has: its outcome, or the chain, decides.
-                self.outcome_of(ledger, claimed, &unnamed, tokens, deadline)
-                    .await
+                self.outcome_of(ledger, &unnamed, tokens, deadline).await
             }
             Ok(Settlement::Refused { reason, message }) => {
                 let code = KNOWN_REASONS
@@ -74,14 +72,13 @@ impl X402 {
         }
     }
 
-    /// Waits until `deadline` for the payment claimed as `claimed` (carrying the payer's
-    /// signature `unnamed`) to be settled by another call, or to show in the treasury
-    /// account's history — where a payment whose settling call died, or whose answer was
-    /// lost, is found, and then credited by this call.
+    /// Waits until `deadline` for the payment claimed by its payer's signature `unnamed` to
+    /// be settled by another call, or to show in the treasury account's history — where a
+    /// payment whose settling call died, or whose answer was lost, is found, and then
+    /// credited by this call.
     async fn outcome_of(
         &self,
         ledger: &Ledger,
-        claimed: &str,
         unnamed: &Signature,
         tokens: i64,
         deadline: Instant,
@@ -103,7 +100,7 @@ impl X402 {
                     return Ok((Landing::Landed { slot }, id));
                 }
             }
-            match ledger.x402_state(claimed).await? {
+            match ledger.x402_state(&unnamed.to_string()).await? {
                 Some(X402State::Credited) => {
                     return Err(self.refuse(
                         tokens,
