@@ -156,6 +156,7 @@ on_both_backends!(
             amount: 2_000_000,
             tokens: 20_000,
             blockhash: "blockhash".into(),
+            source: "source-account".into(),
         };
         // Another replica on the same database.
         let other = Ledger::connect(&url).await.unwrap();

@@ -626,6 +626,12 @@ async fn a_payment_whose_request_was_lost_is_settled_from_the_chain_by_housekeep
         amount,
         tokens: worth,
         blockhash: tx.message.recent_blockhash().to_string(),
+        source: balance_payment::sdk::spl::associated_token_address(
+            &payer.pubkey(),
+            &deployment.stack.usdc,
+            &balance_payment::sdk::spl::TOKEN_PROGRAM_ID,
+        )
+        .to_string(),
     };
     // A replica claimed this payment, sent it and died before it landed: it lands anyway.
     let fee_payer =
@@ -758,7 +764,7 @@ async fn an_external_facilitator_settles_payments_and_the_gateway_credits_only_w
     assert_eq!(ledger.balance(&poor_user).await.unwrap().credited, 0);
 
     // A request lost after the facilitator settled its payment: housekeeping finds the
-    // transaction by the payer's signature in the treasury's history, and credits it.
+    // transaction by the payer's signature in its source account's history, and credits it.
     let (payer, _) = deployment.payer(10 * USDC).await;
     let blockhash = rpc.get_latest_blockhash().await.unwrap();
     let lost = transaction(&offer, &payer, blockhash, amount);
@@ -769,6 +775,12 @@ async fn an_external_facilitator_settles_payments_and_the_gateway_credits_only_w
         amount,
         tokens: worth,
         blockhash: tx.message.recent_blockhash().to_string(),
+        source: balance_payment::sdk::spl::associated_token_address(
+            &payer.pubkey(),
+            &deployment.stack.usdc,
+            &balance_payment::sdk::spl::TOKEN_PROGRAM_ID,
+        )
+        .to_string(),
     };
     assert_eq!(ledger.x402_claim(&claim(&lost)).await.unwrap(), None);
     let payload: Value = wire::decode(&header(&offer, &lost)).unwrap();
@@ -935,7 +947,7 @@ async fn a_payment_not_settled_in_time_is_pending_then_finished_once_and_only_th
 
     // That payment does land; asked again, the facilitator only says it settled it before
     // (`duplicate_settlement`, as the official one does): the retry finds it in the
-    // treasury's history, and is served and credited once.
+    // payer's account history, and is served and credited once.
     other.signatures[0] = facilitator
         .fee_payer
         .sign_message(&other.message.serialize());

@@ -30,6 +30,9 @@ pub struct X402Payment {
     /// The transaction's recent blockhash: once it expires, a transaction never seen on chain
     /// never will be.
     pub blockhash: String,
+    /// The token account the transfer moves tokens out of (empty: not recorded), whose
+    /// history has the transaction if it landed.
+    pub source: String,
 }
 
 /// A payment still waiting for the chain's answer, and when it was claimed (unix seconds):
@@ -68,8 +71,8 @@ impl Ledger {
     pub async fn x402_claim(&self, payment: &X402Payment) -> Result<Option<X402State>> {
         let at = self.now();
         let inserted = sqlx::query(
-            "INSERT INTO x402_payments (signature, payer, mint, amount, tokens, blockhash, state, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 'submitted', $7, $7) ON CONFLICT (signature) DO NOTHING",
+            "INSERT INTO x402_payments (signature, payer, mint, amount, tokens, blockhash, state, created_at, updated_at, source)
+             VALUES ($1, $2, $3, $4, $5, $6, 'submitted', $7, $7, $8) ON CONFLICT (signature) DO NOTHING",
         )
         .bind(&payment.signature)
         .bind(&payment.payer)
@@ -78,6 +81,7 @@ impl Ledger {
         .bind(payment.tokens)
         .bind(&payment.blockhash)
         .bind(at)
+        .bind(&payment.source)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -183,7 +187,8 @@ impl Ledger {
     /// those whose request is gone, for the sweep to settle from the chain's answer.
     pub async fn x402_unsettled(&self, claimed_before: i64) -> Result<Vec<Unsettled>> {
         let rows = sqlx::query(
-            "SELECT signature, payer, mint, amount, tokens, blockhash, created_at FROM x402_payments
+            "SELECT signature, payer, mint, amount, tokens, blockhash, created_at,
+                    COALESCE(source, '') AS source FROM x402_payments
              WHERE state = 'submitted' AND created_at < $1 ORDER BY created_at",
         )
         .bind(claimed_before)
@@ -201,6 +206,7 @@ impl Ledger {
                             .map_err(|_| LedgerError::Column(3, "negative"))?,
                         tokens: row.try_get("tokens")?,
                         blockhash: row.try_get("blockhash")?,
+                        source: row.try_get("source")?,
                     },
                     claimed_at: row.try_get("created_at")?,
                 })

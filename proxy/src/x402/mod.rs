@@ -266,11 +266,17 @@ impl X402 {
                 Landing::Landed { slot } => Ok((signature, slot)),
                 Landing::Refused(reason) => Err(Landing::Refused(reason)),
                 // Not found by its claim: claimed by the payer's signature (a facilitator
-                // settles it), or never sent. The treasury account's history has it if it
-                // landed; if not, it fails once its blockhash has expired.
+                // settles it), or never sent. The history of the account it moves tokens out
+                // of (the payer's own, short) has it if it landed — the treasury's, for rows
+                // claimed before sources were recorded; if not, it fails once its blockhash
+                // has expired.
                 unsure => match self
                     .chain
-                    .find(&signature, &self.destination, unsettled.claimed_at)
+                    .find(
+                        &signature,
+                        &Pubkey::from_str(&payment.source).unwrap_or(self.destination),
+                        unsettled.claimed_at,
+                    )
                     .await
                 {
                     Ok(Some(landed)) => Ok(landed),

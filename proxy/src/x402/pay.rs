@@ -173,6 +173,7 @@ impl X402 {
             amount,
             tokens: worth,
             blockhash: transfer.blockhash.to_string(),
+            source: transfer.source.to_string(),
         };
         let deadline = Instant::now() + self.max_timeout;
         let first = match ledger.x402_claim(&claim).await? {
@@ -203,6 +204,7 @@ impl X402 {
                     &raw,
                     &payment.accepted,
                     &mut tx,
+                    &transfer.source,
                     tokens,
                     deadline,
                 )

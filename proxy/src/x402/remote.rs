@@ -1,6 +1,6 @@
 //! Settling a payment through an external facilitator: it co-signs and submits; the gateway
 //! believes only its own RPC. A copy of a payment another call is settling waits for that
-//! call's outcome in the ledger, or finds the payment in the treasury account's history.
+//! call's outcome in the ledger, or finds the payment in its source account's history.
 use super::{
     chain::Landing,
     facilitator::{Facilitator, Settlement, KNOWN_REASONS},
@@ -10,13 +10,13 @@ use super::{
 use crate::error::ApiError;
 use ledger::{Ledger, X402State};
 use serde_json::Value;
-use solana_sdk::{signature::Signature, transaction::VersionedTransaction};
+use solana_sdk::{pubkey::Pubkey, signature::Signature, transaction::VersionedTransaction};
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// How often a copy of a payment looks whether the call settling it is done.
 const POLL: Duration = Duration::from_millis(200);
-/// Polls between two searches of the treasury account's history.
+/// Polls between two searches of the source account's history.
 const SEARCH_EVERY: u32 = 5;
 /// How far before a payment's offer could have expired its transaction is searched for.
 const HISTORY_SECONDS: i64 = 300;
@@ -34,6 +34,7 @@ impl X402 {
         payload: &Value,
         accepted: &Requirements,
         tx: &mut VersionedTransaction,
+        source: &Pubkey,
         tokens: i64,
         deadline: Instant,
     ) -> Result<(Landing, Signature), ApiError> {
@@ -54,7 +55,8 @@ impl X402 {
             {
                 // Another call (a copy of this payment, or an earlier try whose answer was
                 // lost) is settling it or has: its outcome, or the chain, decides.
-                self.outcome_of(ledger, &unnamed, tokens, deadline).await
+                self.outcome_of(ledger, &unnamed, source, tokens, deadline)
+                    .await
             }
             Ok(Settlement::Refused { reason, message }) => {
                 let code = KNOWN_REASONS
@@ -73,13 +75,14 @@ impl X402 {
     }
 
     /// Waits until `deadline` for the payment claimed by its payer's signature `unnamed` to
-    /// be settled by another call, or to show in the treasury account's history — where a
-    /// payment whose settling call died, or whose answer was lost, is found, and then
+    /// be settled by another call, or to show in the history of its `source` token account —
+    /// where a payment whose settling call died, or whose answer was lost, is found, and then
     /// credited by this call.
     async fn outcome_of(
         &self,
         ledger: &Ledger,
         unnamed: &Signature,
+        source: &Pubkey,
         tokens: i64,
         deadline: Instant,
     ) -> Result<(Landing, Signature), ApiError> {
@@ -94,9 +97,7 @@ impl X402 {
                 break;
             }
             if poll % SEARCH_EVERY == 0 {
-                if let Ok(Some((id, slot))) =
-                    self.chain.find(unnamed, &self.destination, since).await
-                {
+                if let Ok(Some((id, slot))) = self.chain.find(unnamed, source, since).await {
                     return Ok((Landing::Landed { slot }, id));
                 }
             }

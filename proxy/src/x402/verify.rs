@@ -38,6 +38,8 @@ pub struct Expected {
 pub struct Transfer {
     /// The token owner (or delegate) that signed the transfer: whose balance it credits.
     pub payer: Pubkey,
+    /// The token account the tokens leave.
+    pub source: Pubkey,
     pub amount: u64,
     pub blockhash: Hash,
 }
@@ -178,9 +180,13 @@ pub fn check(tx: &VersionedTransaction, expected: &Expected) -> Result<Transfer,
             .and_then(|index| keys.get(usize::from(*index)))
             .copied()
     };
-    let (Some(mint), Some(destination), Some(authority), 4) =
-        (account(1), account(2), account(3), transfer.accounts.len())
-    else {
+    let (Some(source), Some(mint), Some(destination), Some(authority), 4) = (
+        account(0),
+        account(1),
+        account(2),
+        account(3),
+        transfer.accounts.len(),
+    ) else {
         return Err(Invalid::NoTransfer);
     };
     if mint != expected.mint || decimals != expected.decimals {
@@ -208,6 +214,7 @@ pub fn check(tx: &VersionedTransaction, expected: &Expected) -> Result<Transfer,
     }
     Ok(Transfer {
         payer: authority,
+        source,
         amount,
         blockhash: *recent_blockhash(message),
     })

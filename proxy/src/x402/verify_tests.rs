@@ -104,6 +104,11 @@ fn the_official_clients_payment_passes_and_names_its_payer() {
         transfer,
         Transfer {
             payer: setup.payer.pubkey(),
+            source: spl::associated_token_address(
+                &setup.payer.pubkey(),
+                &setup.expected.mint,
+                &setup.expected.token_program,
+            ),
             amount: 1_500,
             blockhash: setup.blockhash,
         }
