@@ -13,7 +13,7 @@ use common::{
     processes::{free_port, Proc},
 };
 use indexer::{
-    ledger::{testing::TempDatabase, Ledger, X402State},
+    ledger::{testing::TempDatabase, Ledger, X402Payment, X402State},
     sandbox::{Sandbox, SandboxConfig, USDC},
 };
 use localnet::MockUpstream;
@@ -617,22 +617,10 @@ async fn a_payment_whose_request_was_lost_is_settled_from_the_chain_by_housekeep
     let offer = deployment.offer(&body("lost")).await;
     let amount: u64 = offer.amount.parse().unwrap();
     let x402 = deployment.gateways[0].state.x402.clone().unwrap();
-    let worth = x402.asset.tokens_for(amount).unwrap();
+    let worth = deployment.worth(amount);
     let ledger = &deployment.stack.ledger;
-    let claim = |tx: &VersionedTransaction| indexer::ledger::X402Payment {
-        signature: tx.signatures[0].to_string(),
-        payer: payer.pubkey().to_string(),
-        mint: deployment.stack.usdc.to_string(),
-        amount,
-        tokens: worth,
-        blockhash: tx.message.recent_blockhash().to_string(),
-        source: balance_payment::sdk::spl::associated_token_address(
-            &payer.pubkey(),
-            &deployment.stack.usdc,
-            &balance_payment::sdk::spl::TOKEN_PROGRAM_ID,
-        )
-        .to_string(),
-    };
+    // Claimed as a replica claims it: by the fee payer's signature.
+    let claim = |tx: &VersionedTransaction| deployment.claim(tx, 0, &payer, amount);
     // A replica claimed this payment, sent it and died before it landed: it lands anyway.
     let fee_payer =
         solana_sdk::signature::read_keypair_file(deployment.dir.join("fee-payer.json")).unwrap();
@@ -697,7 +685,7 @@ async fn an_external_facilitator_settles_payments_and_the_gateway_credits_only_w
     assert_eq!(offer.extra["feePayer"], facilitator.fee_payer.to_string());
     let amount: u64 = offer.amount.parse().unwrap();
     let x402 = deployment.gateways[0].state.x402.clone().unwrap();
-    let worth = x402.asset.tokens_for(amount).unwrap();
+    let worth = deployment.worth(amount);
 
     // The official client pays, unchanged, streamed and not; each payment landed on chain in
     // the transaction PAYMENT-RESPONSE names, and was credited once.
@@ -768,20 +756,8 @@ async fn an_external_facilitator_settles_payments_and_the_gateway_credits_only_w
     let (payer, _) = deployment.payer(10 * USDC).await;
     let blockhash = rpc.get_latest_blockhash().await.unwrap();
     let lost = transaction(&offer, &payer, blockhash, amount);
-    let claim = |tx: &VersionedTransaction| indexer::ledger::X402Payment {
-        signature: tx.signatures[1].to_string(),
-        payer: payer.pubkey().to_string(),
-        mint: deployment.stack.usdc.to_string(),
-        amount,
-        tokens: worth,
-        blockhash: tx.message.recent_blockhash().to_string(),
-        source: balance_payment::sdk::spl::associated_token_address(
-            &payer.pubkey(),
-            &deployment.stack.usdc,
-            &balance_payment::sdk::spl::TOKEN_PROGRAM_ID,
-        )
-        .to_string(),
-    };
+    // Claimed as a replica claims it: by the payer's signature.
+    let claim = |tx: &VersionedTransaction| deployment.claim(tx, 1, &payer, amount);
     assert_eq!(ledger.x402_claim(&claim(&lost)).await.unwrap(), None);
     let payload: Value = wire::decode(&header(&offer, &lost)).unwrap();
     let settled: Value = deployment
@@ -822,35 +798,31 @@ async fn an_external_facilitator_settles_payments_and_the_gateway_credits_only_w
 /// the gateway waiting, as one that is slow or whose payment has not landed yet.
 struct StalledFacilitator {
     url: String,
-    fee_payer: std::sync::Arc<Keypair>,
-    answer: std::sync::Arc<std::sync::Mutex<Option<Value>>>,
+    fee_payer: Keypair,
+    answer: tokio::sync::watch::Sender<Option<Value>>,
     _server: tokio::task::JoinHandle<()>,
 }
 
 impl StalledFacilitator {
     async fn start() -> Self {
         use axum::{routing::get, routing::post, Json, Router};
-        let fee_payer = std::sync::Arc::new(Keypair::new());
-        let answer = std::sync::Arc::new(std::sync::Mutex::new(None::<Value>));
+        let fee_payer = Keypair::new();
+        let (answer, told) = tokio::sync::watch::channel(None::<Value>);
         let supported = json!({"kinds": [{
             "x402Version": 2,
             "scheme": "exact",
             "network": sandbox::X402_NETWORK,
             "extra": {"feePayer": fee_payer.pubkey().to_string()},
         }], "extensions": [], "signers": {}});
-        let settle_answer = answer.clone();
         let app = Router::new()
             .route("/supported", get(move || async move { Json(supported) }))
             .route(
                 "/settle",
                 post(move || async move {
-                    loop {
-                        let told = settle_answer.lock().unwrap().clone();
-                        match told {
-                            Some(answer) => return Json(answer),
-                            None => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-                        }
-                    }
+                    // Held until the test says what to answer.
+                    let mut told = told.clone();
+                    let answer = told.wait_for(Option::is_some).await.unwrap().clone();
+                    Json(answer.unwrap_or_default())
                 }),
             );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -867,26 +839,69 @@ impl StalledFacilitator {
     }
 
     fn answer(&self, answer: Value) {
-        *self.answer.lock().unwrap() = Some(answer);
+        self.answer.send_replace(Some(answer));
+    }
+}
+
+impl Deployment {
+    /// Replicas settling through a [`StalledFacilitator`] that has `max_timeout_seconds` to
+    /// answer, its fee payer funded.
+    async fn with_stalled_facilitator(max_timeout_seconds: u64) -> (Self, StalledFacilitator) {
+        let facilitator = StalledFacilitator::start().await;
+        let deployment = Deployment::start_settled_by(SettledBy::Facilitator {
+            url: facilitator.url.clone(),
+            max_timeout_seconds,
+        })
+        .await;
+        deployment
+            .stack
+            .airdrop(&facilitator.fee_payer.pubkey(), 1_000_000_000)
+            .await
+            .unwrap();
+        (deployment, facilitator)
+    }
+
+    /// What a replica records when it claims `tx` (a payment of `amount` base units of the
+    /// USDC stand-in by `payer`, from its associated account) by its signature at `index`,
+    /// before sending it.
+    fn claim(
+        &self,
+        tx: &VersionedTransaction,
+        index: usize,
+        payer: &Keypair,
+        amount: u64,
+    ) -> X402Payment {
+        let usdc = &self.stack.usdc;
+        let spl = balance_payment::sdk::spl::TOKEN_PROGRAM_ID;
+        X402Payment {
+            signature: tx.signatures[index].to_string(),
+            payer: payer.pubkey().to_string(),
+            mint: usdc.to_string(),
+            amount,
+            tokens: self.worth(amount),
+            blockhash: tx.message.recent_blockhash().to_string(),
+            source: balance_payment::sdk::spl::associated_token_address(
+                &payer.pubkey(),
+                usdc,
+                &spl,
+            )
+            .to_string(),
+        }
+    }
+
+    /// Ledger tokens a payment of `amount` base units of the offered asset is worth.
+    fn worth(&self, amount: u64) -> i64 {
+        let x402 = self.gateways[0].state.x402.as_ref().unwrap();
+        x402.asset.tokens_for(amount).unwrap()
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_payment_not_settled_in_time_is_pending_then_finished_once_and_only_the_chain_is_believed(
 ) {
-    let facilitator = StalledFacilitator::start().await;
-    let deployment = Deployment::start_settled_by(SettledBy::Facilitator {
-        url: facilitator.url.clone(),
-        max_timeout_seconds: 2,
-    })
-    .await;
+    let (deployment, facilitator) = Deployment::with_stalled_facilitator(2).await;
     let ledger = &deployment.stack.ledger;
     let rpc = &deployment.stack.rpc;
-    deployment
-        .stack
-        .airdrop(&facilitator.fee_payer.pubkey(), 1_000_000_000)
-        .await
-        .unwrap();
     let request = body("pending");
     let offer = deployment.offer(&request).await;
     assert_eq!(
@@ -894,14 +909,7 @@ async fn a_payment_not_settled_in_time_is_pending_then_finished_once_and_only_th
         facilitator.fee_payer.pubkey().to_string()
     );
     let amount: u64 = offer.amount.parse().unwrap();
-    let worth = deployment.gateways[0]
-        .state
-        .x402
-        .as_ref()
-        .unwrap()
-        .asset
-        .tokens_for(amount)
-        .unwrap();
+    let worth = deployment.worth(amount);
     let (payer, _) = deployment.payer(10 * USDC).await;
     let user = payer.pubkey().to_string();
     let blockhash = rpc.get_latest_blockhash().await.unwrap();
@@ -967,31 +975,14 @@ async fn a_payment_not_settled_in_time_is_pending_then_finished_once_and_only_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_killed_while_its_payment_settles_loses_the_payer_nothing() {
-    let facilitator = StalledFacilitator::start().await;
-    let deployment = Deployment::start_settled_by(SettledBy::Facilitator {
-        url: facilitator.url.clone(),
-        max_timeout_seconds: 30,
-    })
-    .await;
+    let (deployment, facilitator) = Deployment::with_stalled_facilitator(30).await;
     let ledger = &deployment.stack.ledger;
     let rpc = &deployment.stack.rpc;
-    deployment
-        .stack
-        .airdrop(&facilitator.fee_payer.pubkey(), 1_000_000_000)
-        .await
-        .unwrap();
     let (mut doomed, doomed_url) = deployment.replica_process().await;
     let request = body("killed mid-payment");
     let offer = deployment.offer(&request).await;
     let amount: u64 = offer.amount.parse().unwrap();
-    let worth = deployment.gateways[0]
-        .state
-        .x402
-        .as_ref()
-        .unwrap()
-        .asset
-        .tokens_for(amount)
-        .unwrap();
+    let worth = deployment.worth(amount);
     let (payer, _) = deployment.payer(10 * USDC).await;
     let user = payer.pubkey().to_string();
     let blockhash = rpc.get_latest_blockhash().await.unwrap();
