@@ -1,8 +1,9 @@
 //! The ledger invariants of DESIGN.md, each on SQLite and on Postgres (a database created and
 //! dropped per test on the local server).
 use indexer::ledger::{
-    testing::TempDatabase, Applied, Charge, Clock, Hold, KeyLimit, KeyRevocation, Ledger,
-    LedgerError, NewEntry, PaidIn, Payment, UsageRecord, X402Payment, X402State,
+    testing::TempDatabase, Applied, Charge, Clock, EscrowCost, EscrowLock, EscrowState, Hold,
+    KeyLimit, KeyRevocation, Ledger, LedgerError, NewEntry, PaidIn, Payment, UsageRecord,
+    X402Payment, X402State,
 };
 use std::{
     future::Future,
@@ -223,6 +224,115 @@ on_both_backends!(
         let audit = ledger.audit().await.unwrap();
         assert!(audit.is_clean(), "{audit:?}");
         other.close().await;
+    }
+);
+
+on_both_backends!(
+    an_escrow_lock_is_locked_settled_credited_and_charged_once_across_replicas,
+    |ledger, url| {
+        let lock = EscrowLock {
+            lock: "LockAccount1".into(),
+            payer: USER.into(),
+            mint: "UsdcMint11111111111111111111111111111111111".into(),
+            nonce: 4,
+            max_amount: 3_000,
+            deadline: 2_000_000_000,
+            request_id: "req-first".into(),
+            lock_tx: "lock-tx".into(),
+            blockhash: "blockhash".into(),
+        };
+        let cost = EscrowCost {
+            cost: 11,
+            units: 2,
+            model: "echo".into(),
+            prompt_tokens: 3,
+            completion_tokens: 4,
+        };
+        // Another replica on the same database.
+        let other = Ledger::connect(&url).await.unwrap();
+        // Two copies of one authorisation claim its lock at once: one sends it.
+        let (a, b) = tokio::join!(ledger.escrow_claim(&lock), other.escrow_claim(&lock));
+        let claims = [a.unwrap(), b.unwrap()];
+        assert!(claims.contains(&None) && claims.contains(&Some(EscrowState::Locking)));
+        // Both see it land: one serves.
+        let (a, b) = tokio::join!(
+            ledger.escrow_move(&lock.lock, EscrowState::Locking, EscrowState::Locked),
+            other.escrow_move(&lock.lock, EscrowState::Locking, EscrowState::Locked),
+        );
+        assert!(a.unwrap() ^ b.unwrap(), "served once");
+        // A release (the sweep's) and a settlement (the meter's) race: one wins.
+        let (released, costed) = tokio::join!(
+            other.escrow_move(&lock.lock, EscrowState::Locked, EscrowState::Released),
+            ledger.escrow_cost(&lock.lock, "req-second", &cost, "settle-1", "hash-1"),
+        );
+        let released = released.unwrap();
+        assert!(released ^ costed.unwrap());
+        if released {
+            // The released lock is done; the rest follows another lock that was settled.
+            assert!(ledger.escrow_unfinished(i64::MAX).await.unwrap().is_empty());
+            let lock = EscrowLock {
+                lock: "LockAccount2".into(),
+                ..lock.clone()
+            };
+            assert_eq!(ledger.escrow_claim(&lock).await.unwrap(), None);
+            assert!(ledger
+                .escrow_move(&lock.lock, EscrowState::Locking, EscrowState::Locked)
+                .await
+                .unwrap());
+            assert!(ledger
+                .escrow_cost(&lock.lock, "req-second", &cost, "settle-1", "hash-1")
+                .await
+                .unwrap());
+        }
+        let lock = match released {
+            true => EscrowLock {
+                lock: "LockAccount2".into(),
+                ..lock
+            },
+            false => lock,
+        };
+        let row = ledger.escrow_row(&lock.lock).await.unwrap().unwrap();
+        assert_eq!(
+            (row.state, row.cost.as_ref()),
+            (EscrowState::Settling, Some(&cost))
+        );
+        assert_eq!(row.lock.request_id, "req-second", "the request it served");
+        assert_eq!(ledger.escrow_unfinished(i64::MAX).await.unwrap(), vec![row]);
+        // Its settlement expired unseen: replicas race to replace it; one sends the new one.
+        let (a, b) = tokio::join!(
+            ledger.escrow_resend(&lock.lock, "settle-1", "settle-2a", "hash-2"),
+            other.escrow_resend(&lock.lock, "settle-1", "settle-2b", "hash-2"),
+        );
+        assert!(a.as_ref().unwrap() ^ b.as_ref().unwrap());
+        let live = if *a.as_ref().unwrap() {
+            "settle-2a"
+        } else {
+            "settle-2b"
+        };
+        // Only the live settlement is credited, once.
+        assert!(!ledger
+            .escrow_credit(&lock.lock, "settle-1", 5, 0, 20)
+            .await
+            .unwrap());
+        let (a, b) = tokio::join!(
+            ledger.escrow_credit(&lock.lock, live, 5, 0, 20),
+            other.escrow_credit(&lock.lock, live, 5, 0, 20),
+        );
+        assert!(a.unwrap() ^ b.unwrap(), "credited once");
+        assert_eq!(ledger.balance(USER).await.unwrap().credited, 20);
+        // It redeems no top-up: the wallet's authorisation nonce is not a paid one.
+        assert!(ledger.payment_for(USER, 0, 4).await.unwrap().is_none());
+        assert!(ledger
+            .escrow_move(&lock.lock, EscrowState::Settled, EscrowState::Charged)
+            .await
+            .unwrap());
+        assert!(ledger.escrow_unfinished(i64::MAX).await.unwrap().is_empty());
+        // Anything else is refused once it has moved on.
+        assert_eq!(
+            other.escrow_claim(&lock).await.unwrap(),
+            Some(EscrowState::Charged)
+        );
+        assert!(ledger.audit().await.unwrap().is_clean());
     }
 );
 

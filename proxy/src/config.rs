@@ -68,6 +68,12 @@ pub struct X402Config {
     pub max_timeout_seconds: Option<u64>,
     /// `confirmed` (default) or `finalized`: when a payment counts as landed.
     pub commitment: Option<String>,
+    /// The namespace's bot keypair file: with it the gateway also offers the `escrow` scheme
+    /// to wallets registered with the program (it `lock_token`s their signed authorisation
+    /// for a request's worst case and `settle_token`s the actual cost). The key must be the
+    /// namespace's bot, and hold a little SOL for fees and each lock's rent (returned when it
+    /// settles). Unset: `exact` only.
+    pub escrow_bot_keypair_file: Option<PathBuf>,
 }
 
 /// Ecash the gateway takes: per request (`X-Cashu`) or as a top-up of a wallet's balance.

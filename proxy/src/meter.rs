@@ -9,9 +9,10 @@ use crate::{
     request::ChatRequest,
     state::{AppState, Model, NostrIdentity},
     tokens,
+    x402::X402,
 };
 use common::{events::sign_message, wire::DsProxyMessage};
-use ledger::{Charge, RateWindow, UsageRecord};
+use ledger::{Charge, EscrowLock, EscrowState, RateWindow, UsageRecord};
 use nostr_sdk::JsonUtil;
 use std::{sync::Arc, time::Duration};
 
@@ -55,6 +56,8 @@ struct Pending {
     started: bool,
     usage: Option<Usage>,
     delivered: tokens::DeliveredTokens,
+    /// The on-chain lock that pays instead of a hold (x402 `escrow`): settled for the cost.
+    escrow: Option<(Arc<X402>, EscrowLock)>,
     /// Dropped with the pending settlement, when it is done (or there was none).
     _settled: Vec<tokio::sync::oneshot::Sender<()>>,
 }
@@ -77,6 +80,7 @@ impl Meter {
                 started: false,
                 usage: None,
                 delivered: Default::default(),
+                escrow: None,
                 _settled: Vec::new(),
             }),
         }
@@ -90,6 +94,14 @@ impl Meter {
             pending._settled.push(sender);
         }
         receiver
+    }
+
+    /// The request is paid by an on-chain lock, not a hold: settling settles the lock for the
+    /// cost (or releases it when nothing was served), credits it, then charges the cost.
+    pub fn paid_by_lock(&mut self, x402: Arc<X402>, lock: EscrowLock) {
+        if let Some(pending) = &mut self.pending {
+            pending.escrow = Some((x402, lock));
+        }
     }
 
     /// The hold was refused: there is nothing to release or charge.
@@ -157,6 +169,14 @@ impl Pending {
     async fn settle(mut self) {
         let ledger = &self.state.ledger;
         if !self.started {
+            if let Some((x402, lock)) = &self.escrow {
+                match x402.release_lock(ledger, lock).await {
+                    Ok(()) => self.state.metrics.reservation("released"),
+                    Err(error) => tracing::warn!(request_id = %self.request_id, %error,
+                        "releasing the escrow lock did not finish; housekeeping retries it"),
+                }
+                return;
+            }
             match ledger.release(&self.request_id).await {
                 Ok(true) => self.state.metrics.reservation("released"),
                 // Nothing was held under this id (the hold never reached the ledger).
@@ -194,6 +214,23 @@ impl Pending {
             model: self.model.id.clone(),
             prompt_tokens: i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX),
             completion_tokens: i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX),
+        };
+        // A lock is settled (paid and credited) first: the charge is then covered by it.
+        let cost = match &self.escrow {
+            None => cost,
+            Some((x402, lock)) => {
+                match x402
+                    .settle_lock(ledger, lock, &self.request_id, cost, &record)
+                    .await
+                {
+                    Ok(chargeable) => chargeable,
+                    Err(error) => {
+                        tracing::warn!(request_id = %self.request_id, %error,
+                            "the escrow settlement did not finish; housekeeping finishes it");
+                        return;
+                    }
+                }
+            }
         };
         let charge = Charge {
             id: &self.request_id,
@@ -240,6 +277,13 @@ impl Pending {
                 }
             }
         };
+        if let Some((_, lock)) = &self.escrow {
+            let charged =
+                ledger.escrow_move(&lock.lock, EscrowState::Settled, EscrowState::Charged);
+            if let Err(error) = charged.await {
+                tracing::warn!(request_id = %self.request_id, %error, "marking the lock charged failed");
+            }
+        }
         let metrics = &self.state.metrics;
         metrics.reservation("settled");
         for (kind, count) in [

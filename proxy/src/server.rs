@@ -173,6 +173,9 @@ async fn housekeeping(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             if let Err(error) = x402.sweep(&state.ledger, state.ledger.now()).await {
                 tracing::warn!(%error, "settling lost x402 payments failed");
             }
+            if let Err(error) = x402.escrow_sweep(&state, state.ledger.now()).await {
+                tracing::warn!(%error, "finishing lost x402 escrow locks failed");
+            }
         }
     }
 }

@@ -13,6 +13,7 @@ mod clock;
 mod credits;
 mod cursors;
 mod entries;
+mod escrow;
 mod keys;
 mod logins;
 mod migrations;
@@ -35,6 +36,7 @@ pub use cashu::{
 };
 pub use clock::Clock;
 pub use entries::{Applied, EntryKind, NewEntry};
+pub use escrow::{EscrowCost, EscrowLock, EscrowRow, EscrowState};
 pub use keys::{KeyBudget, KeyLimit, KeyRevocation};
 pub use migrations::pending_migrations;
 pub use outbox::OutboxEvent;

@@ -113,16 +113,22 @@ pub async fn front(
 pub const X402_NETWORK: &str = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1";
 
 /// x402 on a gateway in front of `stack`: offers in the USDC stand-in, paid to the treasury,
-/// co-signed by a fee payer made and funded now, whose keypair is written to `fee_payer_file`.
+/// co-signed by a fee payer made and funded now, whose keypair is written to `fee_payer_file`;
+/// and the escrow scheme, with the namespace's bot key written beside it (`sandbox-escrow-bot.json`).
 pub async fn x402(stack: &Sandbox, fee_payer_file: &Path) -> anyhow::Result<X402Config> {
     let fee_payer = Keypair::new();
     stack.airdrop(&fee_payer.pubkey(), SOL).await?;
     write_keypair_file(&fee_payer, fee_payer_file)
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", fee_payer_file.display()))?;
+    // The namespace's bot, beside it: the gateway also offers the escrow scheme.
+    let bot_file = fee_payer_file.with_file_name("sandbox-escrow-bot.json");
+    write_keypair_file(&stack.bot, &bot_file)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", bot_file.display()))?;
     Ok(X402Config {
         asset: Some(stack.usdc.to_string()),
         fee_payer_keypair_file: Some(fee_payer_file.to_owned()),
         network: Some(X402_NETWORK.into()),
+        escrow_bot_keypair_file: Some(bot_file),
         ..X402Config::default()
     })
 }
@@ -288,6 +294,14 @@ pub async fn run(options: SandboxArgs) -> anyhow::Result<()> {
         std::path::absolute(&options.wallet_file)
             .unwrap_or_else(|_| options.wallet_file.clone())
             .display()
+    );
+    println!(
+        "Or, with USDC in the vault (the deposit above), per request on a lock that settles only \
+         the cost (x402 escrow):"
+    );
+    println!(
+        "  cargo run -p proxy -- ask \"hello\" --keypair {} --gateway {base}",
+        options.wallet_file.display()
     );
     println!("Ctrl-C stops everything (in-flight requests are settled first).");
 

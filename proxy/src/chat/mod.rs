@@ -4,7 +4,9 @@
 //! A request paid with ecash receives its token first (a ledger user of its own), and gets its
 //! change once settled: in the `X-Cashu` header, or for a stream in a last chunk. A request
 //! paid with x402 has its payment landed and credited to its payer first, and is then served
-//! from the payer's balance; one that comes with nothing is answered with an x402 offer.
+//! from the payer's balance (`exact`), or its wallet's authorisation locked on chain and then
+//! settled for the actual cost (`escrow`); one that comes with nothing is answered with an
+//! x402 offer.
 mod plan;
 
 use crate::{
@@ -18,6 +20,7 @@ use crate::{
     state::{AppState, Model},
     stream::{relay, response_text, usage_of, RelayOptions},
     upstream,
+    x402::wire,
 };
 use axum::{
     body::Body,
@@ -161,6 +164,7 @@ async fn serve(
         .await
         .map_err(|e| ApiError::Internal(format!("counting the prompt failed: {e}")))?;
     let request = Arc::new(request);
+    let mut escrow = None;
     let caller = match payer {
         Payer::Account(caller) => {
             if state.x402.is_some() {
@@ -185,6 +189,19 @@ async fn serve(
                 "pay for this request with x402 (the PAYMENT-REQUIRED header says how), or \
                  send Authorization: Bearer <a login token or delegated key>",
             ));
+        }
+        // Locked on chain for its worst case: served on the lock, which its meter settles
+        // for the actual cost.
+        Payer::X402 { payment, client } if wire::is_escrow(&payment) => {
+            let plan = plan(&Caller::paid_by("", &client), &model, &request, prompt)?;
+            let x402 = state.x402.clone().ok_or(ApiError::Unavailable)?;
+            let locked = x402
+                .lock(&state.ledger, &payment, plan.amount, &request_id)
+                .await?;
+            paid.x402 = Some(locked.response);
+            let caller = Arc::new(Caller::wallet(&locked.lock.payer));
+            escrow = Some((x402, locked.lock, plan.bound(&request)));
+            caller
         }
         // Paid for its worst case, landed and credited before anything is held: the request
         // is then the payer's, served from their balance like a logged-in one.
@@ -215,12 +232,18 @@ async fn serve(
         .ecash
         .as_mut()
         .and_then(|paid| paid.follow(&state, &mut meter, request.stream, &model.id));
-    let bound = match reserve(&state, &caller, &model, &request, prompt, &request_id).await {
-        Ok(bound) => bound,
-        Err(refused) => {
-            meter.nothing_held();
-            return Err(refused);
+    let bound = match escrow {
+        Some((x402, lock, bound)) => {
+            meter.paid_by_lock(x402, lock);
+            bound
         }
+        None => match reserve(&state, &caller, &model, &request, prompt, &request_id).await {
+            Ok(bound) => bound,
+            Err(refused) => {
+                meter.nothing_held();
+                return Err(refused);
+            }
+        },
     };
     let call = Call {
         state: state.clone(),

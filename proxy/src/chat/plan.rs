@@ -22,6 +22,12 @@ impl Plan {
     pub(super) fn least(&self) -> i64 {
         self.minimum.unwrap_or(self.amount)
     }
+
+    /// The completion-token bound per sequence the worst case pays for: what a request paid
+    /// in full up front (an escrow lock) is sent upstream.
+    pub(super) fn bound(&self, request: &ChatRequest) -> u64 {
+        request.max_output.unwrap_or(self.cap)
+    }
 }
 
 pub(super) fn plan(

@@ -1,10 +1,11 @@
-//! The wallet user's commands: `register`, `deposit`, `withdraw`, `balance`, `topup` (and
-//! `login`). Each needs only the gateway's URL and a keypair file: the cluster, program,
+//! The wallet user's commands: `register`, `deposit`, `withdraw`, `balance`, `topup`, `ask`
+//! (and `login`). Each needs only the gateway's URL and a keypair file: the cluster, program,
 //! namespace and relays come from the gateway's `/.well-known/llm-gateway` document, unless
 //! `--url` names the cluster (then `register`, `deposit` and `withdraw` never contact the
 //! gateway: getting one's SOL back must not depend on it).
 mod account;
 mod amount;
+mod ask;
 pub mod login;
 mod tokens;
 mod topup;
@@ -55,6 +56,19 @@ pub enum WalletCommand {
     },
     /// Show your vault (held, locked, free for top-ups) and your balance at the gateway.
     Balance(WalletArgs),
+    /// Ask one chat completion paid from your token vault with x402's escrow scheme, no
+    /// login: the request's worst case is locked, only what the answer cost is settled.
+    Ask {
+        /// The question.
+        prompt: String,
+        #[arg(long, default_value = "echo")]
+        model: String,
+        /// The answer's bound in tokens: what the worst case (and the lock) is priced from.
+        #[arg(long, default_value_t = 256)]
+        max_tokens: u64,
+        #[command(flatten)]
+        wallet: WalletArgs,
+    },
     /// Buy gateway credit: sign an authorisation for AMOUNT SOL (or, with `--mint`, of that
     /// token) from your vault, publish it to the gateway's relays, wait for the controller's
     /// answer and the credit, print both.
@@ -116,6 +130,19 @@ pub async fn run(command: WalletCommand) -> anyhow::Result<()> {
             wallet,
         } => tokens::withdraw(&wallet, amount, mint).await,
         WalletCommand::Balance(wallet) => account::balance(&wallet).await,
+        WalletCommand::Ask {
+            prompt,
+            model,
+            max_tokens,
+            wallet,
+        } => {
+            let question = ask::Question {
+                prompt,
+                model,
+                max_tokens,
+            };
+            ask::run(&wallet, &question).await
+        }
         WalletCommand::Topup {
             amount,
             mint,

@@ -102,6 +102,23 @@ impl Chain {
         Landing::Unknown("gave up waiting".into())
     }
 
+    /// Waits until `deadline` for a transaction someone else sent (`signature`, on
+    /// `blockhash`) to land, like [`Self::wait`] without sending it.
+    pub async fn wait_for(
+        &self,
+        signature: &Signature,
+        blockhash: &Hash,
+        deadline: Instant,
+    ) -> Landing {
+        loop {
+            let last = Instant::now() >= deadline;
+            match self.status(signature, blockhash, last).await {
+                Landing::Unknown(_) if !last => tokio::time::sleep(POLL).await,
+                known => return known,
+            }
+        }
+    }
+
     fn send_config(&self) -> RpcSendTransactionConfig {
         RpcSendTransactionConfig {
             preflight_commitment: Some(self.commitment.commitment),

@@ -14,6 +14,7 @@
 //! `PAYMENT-RESPONSE` says so. A payment pays for one request: a replay, or a copy sent
 //! concurrently, is refused.
 pub mod chain;
+pub mod escrow;
 pub mod facilitator;
 mod pay;
 mod remote;
@@ -57,6 +58,8 @@ pub struct X402 {
     chain: Chain,
     namespace_id: u64,
     resource: String,
+    /// The `escrow` scheme, when the gateway holds the namespace's bot key.
+    escrow: Option<escrow::Escrow>,
 }
 
 /// Who co-signs payments as fee payer and submits them.
@@ -155,6 +158,20 @@ impl X402 {
         };
         check_mint(&chain, &asset).await.map_err(invalid)?;
         let settler = Settler::connect(section, &network).await.map_err(invalid)?;
+        let escrow = match &section.escrow_bot_keypair_file {
+            None => None,
+            Some(file) => Some(
+                escrow::Escrow::connect(
+                    file,
+                    rpc_url,
+                    config.chain.namespace_id,
+                    &asset,
+                    Duration::from_secs(config.limits.request_timeout_seconds),
+                )
+                .await
+                .map_err(|e| invalid(format!("escrow: {e}")))?,
+            ),
+        };
         let destination = spl::associated_token_address(&pay_to, &asset.mint, &asset.token_program);
         let audience = config.audience();
         let resource = match audience.starts_with("http") {
@@ -171,6 +188,7 @@ impl X402 {
             chain,
             namespace_id: config.chain.namespace_id,
             resource,
+            escrow,
         }))
     }
 
@@ -217,7 +235,9 @@ impl X402 {
                     .into(),
                 mime_type: "application/json".into(),
             },
-            accepts: vec![self.offer(tokens)],
+            accepts: std::iter::once(self.offer(tokens))
+                .chain(self.escrow_offer(tokens))
+                .collect(),
         }
     }
 
@@ -236,14 +256,21 @@ impl X402 {
             version: wire::VERSION,
             network: self.network.clone(),
             endpoints: vec!["/v1/chat/completions".into()],
-            accepts: vec![X402Offer {
-                scheme: SCHEME.into(),
-                asset: self.asset.mint.to_string(),
-                decimals: self.asset.decimals,
-                pay_to: self.pay_to.to_string(),
-                fee_payer: self.fee_payer().to_string(),
-                max_timeout_seconds: self.max_timeout.as_secs(),
-            }],
+            accepts: std::iter::once((SCHEME, self.pay_to, self.fee_payer()))
+                .chain(
+                    self.escrow
+                        .as_ref()
+                        .map(|escrow| (wire::ESCROW_SCHEME, escrow.treasury, escrow.redeemer.bot)),
+                )
+                .map(|(scheme, pay_to, fee_payer)| X402Offer {
+                    scheme: scheme.into(),
+                    asset: self.asset.mint.to_string(),
+                    decimals: self.asset.decimals,
+                    pay_to: pay_to.to_string(),
+                    fee_payer: fee_payer.to_string(),
+                    max_timeout_seconds: self.max_timeout.as_secs(),
+                })
+                .collect(),
         }
     }
 

@@ -7,7 +7,7 @@
 use super::{
     chain::Landing,
     verify::{self, Expected},
-    wire::{self, PaymentPayload, SettleResponse, MAX_HEADER_BYTES},
+    wire::{self, ExactPayload, PaymentPayload, SettleResponse, MAX_HEADER_BYTES},
     Settler, SCHEME, X402,
 };
 use crate::error::ApiError;
@@ -138,8 +138,11 @@ impl X402 {
             )
         })?;
         let invalid = |invalid: verify::Invalid| refuse(invalid.reason(), invalid.to_string());
+        let exact: ExactPayload = payment
+            .payment()
+            .ok_or_else(|| invalid(verify::Invalid::Undecodable))?;
         let bytes = STANDARD
-            .decode(payment.payload.transaction.trim())
+            .decode(exact.transaction.trim())
             .map_err(|_| invalid(verify::Invalid::Undecodable))?;
         let mut tx = verify::decode(&bytes).map_err(invalid)?;
         let transfer = verify::check(
@@ -274,7 +277,12 @@ impl X402 {
     /// Sends `tx` (co-signed by the gateway) and waits until `deadline` for it to land. The
     /// `first` call to claim it decides from a refusal; a copy (whose first call may have
     /// died before sending) sends too but only waits for the same transaction.
-    async fn land(&self, tx: &VersionedTransaction, first: bool, deadline: Instant) -> Landing {
+    pub(super) async fn land(
+        &self,
+        tx: &VersionedTransaction,
+        first: bool,
+        deadline: Instant,
+    ) -> Landing {
         if !first {
             let _ = self.chain.send(tx).await;
             return self.chain.wait(tx, deadline, true).await;

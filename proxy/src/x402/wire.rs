@@ -9,6 +9,9 @@ use serde_json::Value;
 pub const VERSION: u8 = 2;
 /// The one scheme the official clients pay on Solana.
 pub const SCHEME: &str = "exact";
+/// Our scheme for wallets registered with the program: a signed spending authorisation the
+/// gateway locks for the worst case and settles for the actual cost.
+pub const ESCROW_SCHEME: &str = "escrow";
 /// The server's offer (402).
 pub const PAYMENT_REQUIRED: &str = "payment-required";
 /// The client's payment (the retried request).
@@ -65,7 +68,15 @@ pub struct PaymentRequired {
 pub struct PaymentPayload {
     pub x402_version: u8,
     pub accepted: Requirements,
-    pub payload: ExactPayload,
+    /// The scheme's payment: [`ExactPayload`] or [`EscrowPayload`], as `accepted` says.
+    pub payload: Value,
+}
+
+impl PaymentPayload {
+    /// The payment, read as the scheme's payload; `None` when it is not one.
+    pub fn payment<T: DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_value(self.payload.clone()).ok()
+    }
 }
 
 /// The `exact` scheme's payment on Solana: a transaction signed by the payer, waiting for the
@@ -73,6 +84,26 @@ pub struct PaymentPayload {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ExactPayload {
     pub transaction: String,
+}
+
+/// The `escrow` scheme's payment: the program's spending authorisation of `maxAmount` base
+/// units of the offer's asset, signed by the registered wallet `user` for its current `nonce`
+/// (the message is `balance_payment::authorization::authorization_message`'s). Amounts are
+/// decimal strings, as x402 writes them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EscrowPayload {
+    /// The wallet (base58).
+    pub user: String,
+    pub nonce: String,
+    pub max_amount: String,
+    /// Unix seconds; at least `extra.minLockSeconds` from now.
+    pub deadline: i64,
+    /// 32 bytes, lowercase hex; zeros when absent.
+    #[serde(default)]
+    pub extra_data: Option<String>,
+    /// The wallet's ed25519 signature of the message (base58).
+    pub signature: String,
 }
 
 /// The `PAYMENT-RESPONSE` header: how the payment settled.
@@ -120,6 +151,12 @@ pub fn encode(value: &impl Serialize) -> String {
     STANDARD.encode(serde_json::to_vec(value).unwrap_or_default())
 }
 
+/// Whether a `PAYMENT-SIGNATURE` pays with the `escrow` scheme (anything else is read as
+/// `exact`, and refused there if it is not one).
+pub fn is_escrow(header: &str) -> bool {
+    decode::<PaymentPayload>(header).is_some_and(|payment| payment.accepted.scheme == ESCROW_SCHEME)
+}
+
 /// Reads a header's value; `None` when it is not base64 of the expected JSON.
 pub fn decode<T: DeserializeOwned>(header: &str) -> Option<T> {
     let bytes = STANDARD.decode(header.trim()).ok()?;
@@ -148,7 +185,9 @@ mod tests {
         let payment: PaymentPayload = decode(&header).unwrap();
         assert_eq!(payment.accepted.amount, "1500");
         assert_eq!(payment.accepted.pay_to, "Treasury");
-        assert_eq!(payment.payload.transaction, "AQID");
+        let exact: ExactPayload = payment.payment().unwrap();
+        assert_eq!(exact.transaction, "AQID");
+        assert!(payment.payment::<EscrowPayload>().is_none());
         assert!(decode::<PaymentPayload>("not base64!").is_none());
         assert!(decode::<PaymentPayload>(&STANDARD.encode("{}")).is_none());
     }
