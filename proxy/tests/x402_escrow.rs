@@ -294,6 +294,7 @@ async fn a_registered_wallet_pays_on_a_lock_and_only_what_the_request_cost_leave
     let nonce = escrowed.stack.next_nonce(&wallet.pubkey()).await.unwrap();
     let paid = escrowed.pay(&offer, &wallet, nonce, worst);
     let (url_0, url_1) = (escrowed.url(0), escrowed.url(1));
+    let started = std::time::Instant::now();
     let (first, second) = tokio::join!(
         escrowed.chat(&url_0, &request, &paid),
         escrowed.chat(&url_1, &request, &paid),
@@ -314,7 +315,12 @@ async fn a_registered_wallet_pays_on_a_lock_and_only_what_the_request_cost_leave
     // Settled for what it cost, rounded up to a whole unit: that alone left the vault, for
     // the treasury; the lock is gone; the wallet's balance was credited the settlement and
     // charged the request, keeping at most the rounding.
+    let answered = started.elapsed();
     let cost = escrowed.settled(&wallet, nonce).await;
+    eprintln!(
+        "escrow: locked and answered in {answered:?}; settled, credited and charged {:?} after the request",
+        started.elapsed()
+    );
     assert!(0 < cost.units && cost.units < worst, "{cost:?} of {worst}");
     let worth = |units| x402.asset.tokens_for(units).unwrap();
     assert!(worth(cost.units) >= cost.cost && worth(cost.units - 1) < cost.cost);
