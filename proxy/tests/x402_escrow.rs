@@ -421,6 +421,31 @@ async fn a_registered_wallet_pays_on_a_lock_and_only_what_the_request_cost_leave
     for (paid, code) in cases {
         refused(escrowed.chat(&escrowed.url(0), &request, &paid).await, code).await;
     }
+    // A copy of an authorisation being locked for less than its own request's worst case
+    // (the first request was smaller) is not served on that lock.
+    let smaller = EscrowLock {
+        lock: pda::token_lock(&wallet.pubkey(), next).to_string(),
+        payer: user.clone(),
+        mint: escrowed.stack.usdc.to_string(),
+        nonce: next,
+        max_amount: worst - 1,
+        deadline: ledger.now() + 900,
+        request_id: "req_smaller".into(),
+        lock_tx: "being sent".into(),
+        blockhash: "unknown".into(),
+    };
+    assert_eq!(ledger.escrow_claim(&smaller).await.unwrap(), None);
+    refused(
+        escrowed
+            .chat(
+                &url_0,
+                &request,
+                &escrowed.pay(&offer, &wallet, next, worst),
+            )
+            .await,
+        "invalid_escrow_amount",
+    )
+    .await;
     let mut wrong_network = offer.clone();
     wrong_network.network = "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp".into(); // mainnet
     refused(
@@ -601,6 +626,47 @@ async fn a_replica_killed_while_it_serves_on_a_lock_or_settles_it_loses_the_wall
         0,
         "nothing left"
     );
+
+    // A settlement the chain refuses (its lock is gone: here never taken, as when the wallet
+    // released an expired lock) pays nothing: the row is released, nothing credited or charged.
+    let ghost = EscrowLock {
+        lock: pda::token_lock(&wallet.pubkey(), nonce + 1).to_string(),
+        nonce: nonce + 1,
+        request_id: "req_ghost".into(),
+        ..lock.clone()
+    };
+    assert_eq!(ledger.escrow_claim(&ghost).await.unwrap(), None);
+    assert!(ledger
+        .escrow_move(&ghost.lock, EscrowState::Locking, EscrowState::Locked)
+        .await
+        .unwrap());
+    let settle = token_instructions::settle_token(
+        &redeemer,
+        wallet.pubkey(),
+        nonce + 1,
+        bot.pubkey(),
+        paid_units,
+    );
+    let never_sent = signed(&[settle], Hash::new_unique());
+    assert!(ledger
+        .escrow_cost(
+            &ghost.lock,
+            &ghost.request_id,
+            &cost,
+            &never_sent.signatures[0].to_string(),
+            &never_sent.message.recent_blockhash().to_string(),
+        )
+        .await
+        .unwrap());
+    assert_eq!(x402.escrow_sweep(&state, later).await.unwrap(), 1);
+    assert_eq!(
+        escrowed.state(&wallet, nonce + 1).await,
+        Some(EscrowState::Released)
+    );
+    assert_eq!(x402.escrow_sweep(&state, later).await.unwrap(), 0);
+    let after = ledger.balance(&user).await.unwrap();
+    assert_eq!((after.credited, after.debited), (cost.cost, cost.cost));
+    assert_eq!(escrowed.vault(&wallet).await, (10 * USDC - paid_units, 0));
     escrowed.stop().await;
 }
 

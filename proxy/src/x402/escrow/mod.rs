@@ -196,7 +196,7 @@ impl X402 {
         let tx = escrow
             .transaction(&instructions, blockhash)
             .map_err(ApiError::Internal)?;
-        let lock = EscrowLock {
+        let mut lock = EscrowLock {
             lock: pda::token_lock(&user, info.nonce).to_string(),
             payer: user.to_string(),
             mint: self.asset.mint.to_string(),
@@ -212,15 +212,29 @@ impl X402 {
             None => self.land(&tx, true, deadline).await,
             Some(EscrowState::Locking) => {
                 // A copy of an authorisation whose first try's outcome is not known: wait
-                // for that lock (not a new one), and serve if it lands and nobody else did.
+                // for that lock (not a new one), and serve if it lands and nobody else did —
+                // and only if what it locks covers this request.
                 let Some(claimed) = ledger.escrow_row(&lock.lock).await? else {
                     return Err(ApiError::LedgerUnavailable);
                 };
+                if claimed.lock.max_amount < needed {
+                    return Err(refuse(
+                        "invalid_escrow_amount",
+                        format!(
+                            "this authorisation is being locked for {} base units, less than                              this request's worst case of {needed}",
+                            claimed.lock.max_amount
+                        ),
+                    ));
+                }
                 let (Ok(first), Ok(hash)) = (
                     Signature::from_str(&claimed.lock.lock_tx),
                     Hash::from_str(&claimed.lock.blockhash),
                 ) else {
                     return Err(ApiError::Internal("an unreadable lock claim".into()));
+                };
+                lock = EscrowLock {
+                    request_id: request_id.to_owned(),
+                    ..claimed.lock
                 };
                 self.chain.wait_for(&first, &hash, deadline).await
             }
@@ -250,7 +264,7 @@ impl X402 {
                     network: self.network.clone(),
                     credited: None,
                 });
-                tracing::info!(lock = %lock.lock, payer = %lock.payer, units = needed,
+                tracing::info!(lock = %lock.lock, payer = %lock.payer, units = lock.max_amount,
                     "x402 escrow locked");
                 Ok(Locked { lock, response })
             }

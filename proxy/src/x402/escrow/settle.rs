@@ -94,9 +94,14 @@ impl X402 {
         let landing = self
             .land(&tx, true, Instant::now() + self.max_timeout)
             .await;
-        self.credit_settlement(ledger, &lock.lock, &signature, units, landing)
-            .await?;
-        Ok(self.charge_cap(cost, units))
+        match self
+            .credit_settlement(ledger, &lock.lock, &signature, units, landing)
+            .await?
+        {
+            true => Ok(self.charge_cap(cost, units)),
+            // Nothing was paid: nothing may be charged (not even from another balance).
+            false => Ok(0),
+        }
     }
 
     /// The most a request settled for `units` is charged: its cost, within what they are
@@ -105,7 +110,8 @@ impl X402 {
         cost.min(self.asset.tokens_for(units).unwrap_or(i64::MAX))
     }
 
-    /// Acts on what the chain said about settlement `signature` of `lock`.
+    /// Acts on what the chain said about settlement `signature` of `lock`: true when it paid
+    /// and is credited, false when it never will (the lock is released).
     async fn credit_settlement(
         &self,
         ledger: &Ledger,
@@ -113,7 +119,7 @@ impl X402 {
         signature: &Signature,
         units: u64,
         landing: Landing,
-    ) -> Result<(), SettleError> {
+    ) -> Result<bool, SettleError> {
         match landing {
             Landing::Landed { slot } => {
                 let worth = self
@@ -124,7 +130,7 @@ impl X402 {
                     .escrow_credit(lock, &signature.to_string(), slot, self.namespace_id, worth)
                     .await?;
                 tracing::info!(%lock, units, credited = worth, "x402 escrow settled");
-                Ok(())
+                Ok(true)
             }
             // The lock can no longer be settled (it expired, and its wallet may release it):
             // the request is not charged.
@@ -134,7 +140,7 @@ impl X402 {
                 ledger
                     .escrow_move(lock, EscrowState::Settling, EscrowState::Released)
                     .await?;
-                Ok(())
+                Ok(false)
             }
             Landing::Expired => Err(SettleError::Chain("the settlement expired unseen".into())),
             Landing::Unknown(reason) => Err(SettleError::Chain(reason)),
@@ -264,13 +270,13 @@ impl X402 {
                         landing,
                     )
                     .await
-                    .map(|()| true);
+                    .map(|_| true);
             }
             landing => landing,
         };
         self.credit_settlement(ledger, &row.lock.lock, &signature, cost.units, landing)
             .await
-            .map(|()| true)
+            .map(|_| true)
     }
 
     /// A settlement credited whose request's debit was not charged: charged now.
