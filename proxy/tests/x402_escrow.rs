@@ -24,7 +24,9 @@ use nostr_sdk::Keys;
 use proxy::{
     server::Gateway,
     x402::{
-        wire::{self, PaymentRequired, Requirements, SettleResponse, ESCROW_SCHEME},
+        wire::{
+            self, PaymentRequired, Requirements, SettleResponse, ESCROW_EXTRA_DATA, ESCROW_SCHEME,
+        },
         X402,
     },
 };
@@ -141,6 +143,29 @@ impl Escrowed {
         max_amount: u64,
         seconds: i64,
     ) -> String {
+        self.signed_with(
+            offer,
+            wallet,
+            signer,
+            nonce,
+            max_amount,
+            seconds,
+            ESCROW_EXTRA_DATA,
+        )
+    }
+
+    /// [`Self::signed`] with any `extra_data` (a top-up's is zeros).
+    #[allow(clippy::too_many_arguments)]
+    fn signed_with(
+        &self,
+        offer: &Requirements,
+        wallet: &Keypair,
+        signer: &Keypair,
+        nonce: u64,
+        max_amount: u64,
+        seconds: i64,
+        extra_data: &[u8; 32],
+    ) -> String {
         let terms = AuthorizationTerms {
             program_id: balance_payment::ID,
             cluster: self.stack.cluster,
@@ -150,7 +175,7 @@ impl Escrowed {
             max_amount,
             asset: Asset::Token(self.stack.usdc),
             deadline: self.ledger().now() + seconds,
-            extra_data: [0; 32],
+            extra_data: *extra_data,
         };
         let key = ed25519_dalek::SigningKey::from_bytes(signer.secret_bytes());
         let info = sign_authorization(&key, &terms);
@@ -162,6 +187,7 @@ impl Escrowed {
                 "nonce": nonce.to_string(),
                 "maxAmount": max_amount.to_string(),
                 "deadline": info.deadline,
+                "extraData": extra_data.iter().map(|b| format!("{b:02x}")).collect::<String>(),
                 "signature": bs58::encode(info.signature).into_string(),
             },
         });
@@ -276,6 +302,7 @@ async fn a_registered_wallet_pays_on_a_lock_and_only_what_the_request_cost_leave
     assert_eq!(offer.pay_to, escrowed.stack.treasury.to_string());
     assert_eq!(offer.extra["namespaceId"], escrowed.stack.namespace_id);
     assert_eq!(offer.extra["program"], balance_payment::ID.to_string());
+    assert_eq!(offer.extra["extraData"], wire::escrow_extra_data_hex());
     let worst: u64 = offer.amount.parse().unwrap();
     // A gateway given a key that is not the namespace's bot does not start.
     let mut misconfigured = escrowed.config.clone();
@@ -407,6 +434,12 @@ async fn a_registered_wallet_pays_on_a_lock_and_only_what_the_request_cost_leave
             escrowed.signed(&offer, &wallet, &wallet, next, worst, 60),
             "invalid_escrow_deadline",
         ),
+        // A top-up authorisation (zero extra data), as wallets publish them on the relays:
+        // copied from there, it never pays a request.
+        (
+            escrowed.signed_with(&offer, &wallet, &wallet, next, worst, 900, &[0; 32]),
+            "invalid_escrow_extra_data",
+        ),
         // Signed, but not for the wallet's current nonce: the program refuses the lock.
         (
             escrowed.pay(&offer, &wallet, next + 5, worst),
@@ -526,7 +559,7 @@ async fn a_replica_killed_while_it_serves_on_a_lock_or_settles_it_loses_the_wall
         max_amount: worst,
         asset: Asset::Token(escrowed.stack.usdc),
         deadline: ledger.now() + 900,
-        extra_data: [0; 32],
+        extra_data: *ESCROW_EXTRA_DATA,
     };
     let key = ed25519_dalek::SigningKey::from_bytes(wallet.secret_bytes());
     let info = sign_authorization(&key, &terms);

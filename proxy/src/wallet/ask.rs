@@ -4,7 +4,10 @@
 //! the gateway locks it, answers, and settles only what the answer cost — the rest never
 //! leaves the vault.
 use super::{Session, WalletArgs};
-use crate::x402::wire::{self, PaymentRequired, Requirements, SettleResponse, ESCROW_SCHEME};
+use crate::x402::wire::{
+    self, escrow_extra_data_hex, PaymentRequired, Requirements, SettleResponse, ESCROW_EXTRA_DATA,
+    ESCROW_SCHEME,
+};
 use anyhow::Context;
 use balance_payment::{
     authorization::{Asset, AuthorizationTerms},
@@ -126,7 +129,7 @@ async fn authorize(session: &Session, offer: &Requirements) -> anyhow::Result<St
         max_amount,
         asset: Asset::Token(mint),
         deadline: ledger::now() + min_lock + DEADLINE_SLACK,
-        extra_data: [0; 32],
+        extra_data: *ESCROW_EXTRA_DATA,
     };
     let info = sign_authorization(
         &SigningKey::from_bytes(session.keypair.secret_bytes()),
@@ -140,6 +143,7 @@ async fn authorize(session: &Session, offer: &Requirements) -> anyhow::Result<St
             "nonce": nonce.to_string(),
             "maxAmount": max_amount.to_string(),
             "deadline": info.deadline,
+            "extraData": escrow_extra_data_hex(),
             "signature": bs58::encode(info.signature).into_string(),
         },
     })))

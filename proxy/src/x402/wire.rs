@@ -86,6 +86,19 @@ pub struct ExactPayload {
     pub transaction: String,
 }
 
+/// The `extra data` every `escrow` authorisation signs (32 bytes of ASCII, shown in hex in the
+/// signed message). Top-up authorisations, which wallets publish on the relays, carry other
+/// extra data (zeros), so one copied from a relay can never pay a request of someone else's.
+pub const ESCROW_EXTRA_DATA: &[u8; 32] = b"llm-gateway x402 escrow payments";
+
+/// [`ESCROW_EXTRA_DATA`] as the offers and payloads write it: lowercase hex.
+pub fn escrow_extra_data_hex() -> String {
+    ESCROW_EXTRA_DATA
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
 /// The `escrow` scheme's payment: the program's spending authorisation of `maxAmount` base
 /// units of the offer's asset, signed by the registered wallet `user` for its current `nonce`
 /// (the message is `balance_payment::authorization::authorization_message`'s). Amounts are
@@ -99,7 +112,7 @@ pub struct EscrowPayload {
     pub max_amount: String,
     /// Unix seconds; at least `extra.minLockSeconds` from now.
     pub deadline: i64,
-    /// 32 bytes, lowercase hex; zeros when absent.
+    /// 32 bytes, lowercase hex: [`ESCROW_EXTRA_DATA`], as the offer's `extra.extraData` says.
     #[serde(default)]
     pub extra_data: Option<String>,
     /// The wallet's ed25519 signature of the message (base58).

@@ -13,7 +13,10 @@
 pub mod settle;
 
 use super::{
-    wire::{self, EscrowPayload, PaymentPayload, Requirements, SettleResponse, ESCROW_SCHEME},
+    wire::{
+        self, escrow_extra_data_hex, EscrowPayload, PaymentPayload, Requirements, SettleResponse,
+        ESCROW_EXTRA_DATA, ESCROW_SCHEME,
+    },
     Landing, X402,
 };
 use crate::error::ApiError;
@@ -150,6 +153,7 @@ impl X402 {
                 "cluster": Pubkey::new_from_array(escrow.cluster).to_string(),
                 "namespaceId": escrow.redeemer.namespace_id,
                 "minLockSeconds": escrow.min_lock.as_secs(),
+                "extraData": escrow_extra_data_hex(),
             }),
         })
     }
@@ -349,10 +353,17 @@ impl X402 {
             .max_amount
             .parse::<u64>()
             .map_err(|_| invalid("maxAmount"))?;
-        let extra_data = match payload.extra_data.as_deref() {
-            None => [0; 32],
-            Some(hex) => from_hex(hex).ok_or_else(|| invalid("extraData"))?,
-        };
+        let extra_data = from_hex(payload.extra_data.as_deref().unwrap_or(""));
+        if extra_data.as_ref() != Some(ESCROW_EXTRA_DATA) {
+            return Err((
+                "invalid_escrow_extra_data",
+                format!(
+                    "an escrow authorisation signs the extra data {} (the offer's \
+                     extra.extraData): a top-up authorisation never pays a request",
+                    escrow_extra_data_hex()
+                ),
+            ));
+        }
         let signature: [u8; 64] = bs58::decode(&payload.signature)
             .into_vec()
             .ok()
@@ -382,7 +393,7 @@ impl X402 {
             nonce,
             max_amount,
             deadline: payload.deadline,
-            extra_data,
+            extra_data: *ESCROW_EXTRA_DATA,
             signature,
         };
         let namespace_id = escrow.redeemer.namespace_id;
