@@ -8,10 +8,7 @@
 mod common;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
-use common::{
-    ask, eventually,
-    processes::{free_port, Proc},
-};
+use common::{ask, eventually, processes::Proc};
 use indexer::{
     ledger::{testing::TempDatabase, Ledger, X402Payment, X402State},
     sandbox::{Sandbox, SandboxConfig, USDC},
@@ -175,27 +172,7 @@ impl Deployment {
     /// A third replica on the same ledger, as a `proxy run` process (to be SIGKILLed): its
     /// chat URL.
     async fn replica_process(&self) -> (Proc, String) {
-        let port = free_port();
-        let mut config = self.config.clone();
-        config.listen = format!("127.0.0.1:{port}");
-        let key = self.dir.join("proxy.key");
-        std::fs::write(&key, Keys::generate().secret_key().to_secret_hex()).unwrap();
-        config.nostr.secret_key_file = Some(key);
-        let secret = self.dir.join("token.secret");
-        std::fs::write(&secret, common::rand_bytes()).unwrap();
-        config.auth.token_secret_file = Some(secret);
-        let file = self.dir.join("replica.toml");
-        std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
-        let mut replica = Proc::new(
-            "replica",
-            Path::new(env!("CARGO_BIN_EXE_proxy")),
-            &["run", "--config", &file.to_string_lossy()],
-            &self.dir,
-        );
-        replica.spawn();
-        let base = format!("http://127.0.0.1:{port}");
-        replica.healthy(&self.http, &format!("{base}/health")).await;
-        (replica, format!("{base}/v1/chat/completions"))
+        common::processes::replica_process(&self.config, &self.dir, &self.http).await
     }
 
     fn url(&self, replica: usize) -> String {

@@ -13,7 +13,7 @@ use balance_payment::{
     authorization::{Asset, AuthorizationTerms},
     sdk::{authorization::sign_authorization, pda, spl, token_instructions},
 };
-use common::{ask, eventually, processes::free_port, processes::Proc};
+use common::{ask, eventually, processes::Proc};
 use futures_util::StreamExt;
 use indexer::{
     ledger::{testing::TempDatabase, EscrowCost, EscrowLock, EscrowState, Ledger},
@@ -243,27 +243,7 @@ impl Escrowed {
 
     /// A third replica on the same ledger, as a `proxy run` process (to be SIGKILLed).
     async fn replica_process(&self) -> (Proc, String) {
-        let port = free_port();
-        let mut config = self.config.clone();
-        config.listen = format!("127.0.0.1:{port}");
-        let key = self.dir.join("proxy.key");
-        std::fs::write(&key, Keys::generate().secret_key().to_secret_hex()).unwrap();
-        config.nostr.secret_key_file = Some(key);
-        let secret = self.dir.join("token.secret");
-        std::fs::write(&secret, common::rand_bytes()).unwrap();
-        config.auth.token_secret_file = Some(secret);
-        let file = self.dir.join("replica.toml");
-        std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
-        let mut replica = Proc::new(
-            "replica",
-            std::path::Path::new(env!("CARGO_BIN_EXE_proxy")),
-            &["run", "--config", &file.to_string_lossy()],
-            &self.dir,
-        );
-        replica.spawn();
-        let base = format!("http://127.0.0.1:{port}");
-        replica.healthy(&self.http, &format!("{base}/health")).await;
-        (replica, format!("{base}/v1/chat/completions"))
+        common::processes::replica_process(&self.config, &self.dir, &self.http).await
     }
 
     async fn stop(mut self) {
@@ -607,10 +587,6 @@ async fn a_replica_killed_while_it_serves_on_a_lock_or_settles_it_loses_the_wall
         .send_and_confirm_transaction(&lock_tx)
         .await
         .unwrap();
-    assert!(ledger
-        .escrow_move(&lock.lock, EscrowState::Locking, EscrowState::Locked)
-        .await
-        .unwrap());
     let cost = EscrowCost {
         cost: worth_of(&x402, paid_units),
         units: paid_units,
@@ -618,24 +594,33 @@ async fn a_replica_killed_while_it_serves_on_a_lock_or_settles_it_loses_the_wall
         prompt_tokens: 5,
         completion_tokens: 7,
     };
-    let settle = token_instructions::settle_token(
-        &redeemer,
-        wallet.pubkey(),
-        nonce,
-        bot.pubkey(),
-        paid_units,
-    );
-    let never_sent = signed(&[settle], Hash::new_unique());
-    assert!(ledger
-        .escrow_cost(
-            &lock.lock,
-            &lock.request_id,
-            &cost,
-            &never_sent.signatures[0].to_string(),
-            &never_sent.message.recent_blockhash().to_string(),
-        )
-        .await
-        .unwrap());
+    // What a replica records of a lock it holds: landed, then its cost and a settlement it
+    // never sent (on a blockhash the chain never had, so it can never land).
+    let costed_unsent = async |lock: &EscrowLock| {
+        assert!(ledger
+            .escrow_move(&lock.lock, EscrowState::Locking, EscrowState::Locked)
+            .await
+            .unwrap());
+        let settle = token_instructions::settle_token(
+            &redeemer,
+            wallet.pubkey(),
+            lock.nonce,
+            bot.pubkey(),
+            paid_units,
+        );
+        let never_sent = signed(&[settle], Hash::new_unique());
+        assert!(ledger
+            .escrow_cost(
+                &lock.lock,
+                &lock.request_id,
+                &cost,
+                &never_sent.signatures[0].to_string(),
+                &never_sent.message.recent_blockhash().to_string(),
+            )
+            .await
+            .unwrap());
+    };
+    costed_unsent(&lock).await;
 
     // Housekeeping sends a settlement in its place (once), credits it, then charges the
     // request: exactly the recorded units left the vault, and the debit is the cost.
@@ -669,28 +654,7 @@ async fn a_replica_killed_while_it_serves_on_a_lock_or_settles_it_loses_the_wall
         ..lock.clone()
     };
     assert_eq!(ledger.escrow_claim(&ghost).await.unwrap(), None);
-    assert!(ledger
-        .escrow_move(&ghost.lock, EscrowState::Locking, EscrowState::Locked)
-        .await
-        .unwrap());
-    let settle = token_instructions::settle_token(
-        &redeemer,
-        wallet.pubkey(),
-        nonce + 1,
-        bot.pubkey(),
-        paid_units,
-    );
-    let never_sent = signed(&[settle], Hash::new_unique());
-    assert!(ledger
-        .escrow_cost(
-            &ghost.lock,
-            &ghost.request_id,
-            &cost,
-            &never_sent.signatures[0].to_string(),
-            &never_sent.message.recent_blockhash().to_string(),
-        )
-        .await
-        .unwrap());
+    costed_unsent(&ghost).await;
     assert_eq!(x402.escrow_sweep(&state, later).await.unwrap(), 1);
     assert_eq!(
         escrowed.state(&wallet, nonce + 1).await,

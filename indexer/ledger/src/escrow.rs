@@ -8,7 +8,10 @@
 //! x402 payments, so the controller never mistakes it for a redeemed top-up) and the request's
 //! debit is then charged against it. Its worth covers the cost (the units settled are the cost
 //! rounded up to a whole base unit), so the payer's balance keeps at most that rounding.
-use super::{credits::credit, ensure_user, to_i64, Ledger, LedgerError, Result};
+use super::{
+    credits::{credit_settled_payment, SettledPayment},
+    to_i64, Ledger, LedgerError, Result,
+};
 use sqlx::Row;
 
 /// One authorisation as the gateway verified it, before its lock is sent.
@@ -246,34 +249,18 @@ impl Ledger {
         let payer: String = row.try_get("payer")?;
         let mint: String = row.try_get("mint")?;
         let units: i64 = row.try_get("units")?;
-        sqlx::query(
-            "INSERT INTO payments (id, signature, user_key, namespace_id, nonce, lamports, tokens, slot, seen_at, mint)
-             VALUES ($1, $2, $3, $4, -1, $5, $6, $7, $8, $9)",
-        )
-        .bind(format!("{transaction}:0"))
-        .bind(transaction)
-        .bind(&payer)
-        .bind(to_i64(namespace_id)?)
-        .bind(units)
-        .bind(tokens)
-        .bind(to_i64(slot)?)
-        .bind(at)
-        .bind(&mint)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO entries (id, user_key, tokens, kind, status, reference, created_at, applied_at)
-             VALUES ($1, $2, $3, 'credit', 'applied', $4, $5, $5)",
-        )
-        .bind(format!("escrow:{lock}"))
-        .bind(&payer)
-        .bind(tokens)
-        .bind(transaction)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        ensure_user(&mut *tx, &payer).await?;
-        credit(&mut tx, &payer, tokens).await?;
+        let payment = SettledPayment {
+            entry_id: format!("escrow:{lock}"),
+            transaction,
+            payer: &payer,
+            mint: &mint,
+            namespace_id,
+            amount: units,
+            tokens,
+            slot,
+            at,
+        };
+        credit_settled_payment(&mut tx, &payment).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -11,7 +11,10 @@
 //! operator's rate for the token. Its nonce is -1: it redeems no authorisation, so the
 //! controller (which asks whether a wallet's authorisation `nonce` was paid) never mistakes it
 //! for one.
-use super::{credits::credit, ensure_user, to_i64, Ledger, LedgerError, Result};
+use super::{
+    credits::{credit_settled_payment, SettledPayment},
+    to_i64, Ledger, LedgerError, Result,
+};
 use sqlx::Row;
 
 /// One x402 payment as the gateway verified it, before it is sent.
@@ -136,34 +139,18 @@ impl Ledger {
         let mint: String = row.try_get("mint")?;
         let amount: i64 = row.try_get("amount")?;
         let tokens: i64 = row.try_get("tokens")?;
-        sqlx::query(
-            "INSERT INTO payments (id, signature, user_key, namespace_id, nonce, lamports, tokens, slot, seen_at, mint)
-             VALUES ($1, $2, $3, $4, -1, $5, $6, $7, $8, $9)",
-        )
-        .bind(format!("{transaction}:0"))
-        .bind(transaction)
-        .bind(&payer)
-        .bind(to_i64(namespace_id)?)
-        .bind(amount)
-        .bind(tokens)
-        .bind(to_i64(slot)?)
-        .bind(at)
-        .bind(&mint)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO entries (id, user_key, tokens, kind, status, reference, created_at, applied_at)
-             VALUES ($1, $2, $3, 'credit', 'applied', $4, $5, $5)",
-        )
-        .bind(format!("x402:{signature}"))
-        .bind(&payer)
-        .bind(tokens)
-        .bind(transaction)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        ensure_user(&mut *tx, &payer).await?;
-        credit(&mut tx, &payer, tokens).await?;
+        let payment = SettledPayment {
+            entry_id: format!("x402:{signature}"),
+            transaction,
+            payer: &payer,
+            mint: &mint,
+            namespace_id,
+            amount,
+            tokens,
+            slot,
+            at,
+        };
+        credit_settled_payment(&mut tx, &payment).await?;
         tx.commit().await?;
         Ok(true)
     }

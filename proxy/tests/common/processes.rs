@@ -192,3 +192,37 @@ pub async fn run_ok(program: &Path, args: &[&str], dir: &Path) -> String {
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// Another replica of `config` (its own port, proxy key and token secret, written in `dir`),
+/// as a `proxy run` process that tests may SIGKILL: the process, once healthy, and its chat URL.
+pub async fn replica_process(
+    config: &proxy::config::Config,
+    dir: &Path,
+    http: &reqwest::Client,
+) -> (Proc, String) {
+    let port = free_port();
+    let mut config = config.clone();
+    config.listen = format!("127.0.0.1:{port}");
+    let key = dir.join("proxy.key");
+    std::fs::write(
+        &key,
+        nostr_sdk::Keys::generate().secret_key().to_secret_hex(),
+    )
+    .unwrap();
+    config.nostr.secret_key_file = Some(key);
+    let secret = dir.join("token.secret");
+    std::fs::write(&secret, super::rand_bytes()).unwrap();
+    config.auth.token_secret_file = Some(secret);
+    let file = dir.join("replica.toml");
+    std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+    let mut replica = Proc::new(
+        "replica",
+        Path::new(env!("CARGO_BIN_EXE_proxy")),
+        &["run", "--config", &file.to_string_lossy()],
+        dir,
+    );
+    replica.spawn();
+    let base = format!("http://127.0.0.1:{port}");
+    replica.healthy(http, &format!("{base}/health")).await;
+    (replica, format!("{base}/v1/chat/completions"))
+}
