@@ -89,6 +89,7 @@ async fn from_relay(ledger: &Ledger, n: usize) -> anyhow::Result<Duration> {
                 tokens: 10,
                 reference: Some(payment.signature.clone()),
                 model: None,
+                rail: None,
             };
             sign_message(&controller, DEFAULT_SESSION, &machine, &credit)
         })

@@ -525,6 +525,7 @@ impl Controller {
             tokens,
             reference: Some(signature.to_owned()),
             model: None,
+            rail: None,
         };
         let credit = sign_message(
             &self.config.nostr_keys,

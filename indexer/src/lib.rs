@@ -26,4 +26,5 @@ pub mod nostr;
 pub mod sandbox;
 pub mod services;
 pub mod supervisor;
+pub mod verify;
 pub use common::{assets, shutdown, solana_cli, telemetry, topup, wire};

@@ -154,6 +154,7 @@ async fn forged_and_duplicate_transactions_credit_nothing() {
         tokens: 1_000_000,
         reference: Some(paid.clone()),
         model: None,
+        rail: None,
     };
     let forged = sign_message(&Keys::generate(), &s.session, &s.machine, &forged).unwrap();
     let trust = Trust {
@@ -171,6 +172,7 @@ async fn forged_and_duplicate_transactions_credit_nothing() {
         tokens: -5,
         reference: Some("r".into()),
         model: None,
+        rail: None,
     };
     let wrong_role = sign_message(&s.controller_keys, &s.session, &s.machine, &wrong_role).unwrap();
     assert!(matches!(
@@ -184,6 +186,7 @@ async fn forged_and_duplicate_transactions_credit_nothing() {
         tokens: 10_000,
         reference: Some(paid),
         model: None,
+        rail: None,
     };
     let again = sign_message(&s.controller_keys, &s.session, &s.machine, &again).unwrap();
     assert_eq!(

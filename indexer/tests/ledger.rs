@@ -1,9 +1,9 @@
 //! The ledger invariants of DESIGN.md, each on SQLite and on Postgres (a database created and
 //! dropped per test on the local server).
 use indexer::ledger::{
-    testing::TempDatabase, Applied, Charge, Clock, EscrowCost, EscrowLock, EscrowState, Hold,
-    KeyLimit, KeyRevocation, Ledger, LedgerError, NewEntry, PaidIn, Payment, UsageRecord,
-    X402Payment, X402State,
+    testing::TempDatabase, Announcement, Applied, Charge, Clock, EscrowCost, EscrowLock,
+    EscrowState, Hold, KeyLimit, KeyRevocation, Ledger, LedgerError, NewEntry, PaidIn, Payment,
+    UsageRecord, X402Payment, X402State,
 };
 use std::{
     future::Future,
@@ -478,10 +478,11 @@ on_both_backends!(
         let settled = ledger
             .settle("r1", USER, 150, move |charged| {
                 seen.store(charged, Ordering::SeqCst);
-                Some((
-                    "debit-event-r1".into(),
-                    format!("{{\"tokens\":{}}}", -charged),
-                ))
+                Some(Announcement {
+                    dedupe_key: "debit-event-r1".into(),
+                    event_id: "event-r1".into(),
+                    event_json: format!("{{\"tokens\":{}}}", -charged),
+                })
             })
             .await
             .unwrap();
@@ -503,6 +504,13 @@ on_both_backends!(
             "the debit event is queued with the settlement"
         );
         assert_eq!(queued[0].event_json, "{\"tokens\":-150}");
+        let rows = ledger.statement(USER, "", 10).await.unwrap();
+        let debit = rows.iter().find(|row| row.kind == "debit").unwrap();
+        assert_eq!(
+            (debit.tokens, debit.event_id.as_deref()),
+            (-150, Some("event-r1")),
+            "the debit row names the event that announced it"
+        );
     }
 );
 
@@ -592,10 +600,11 @@ on_both_backends!(
         let expiry = ledger
             .expire_reservations(later, |charge| {
                 announced.push((charge.id.clone(), charge.charged));
-                Some((
-                    format!("debit:{}", charge.id),
-                    format!("{{\"tokens\":{}}}", -charge.charged),
-                ))
+                Some(Announcement {
+                    dedupe_key: format!("debit:{}", charge.id),
+                    event_id: format!("event-{}", charge.id),
+                    event_json: format!("{{\"tokens\":{}}}", -charge.charged),
+                })
             })
             .await
             .unwrap();
@@ -611,6 +620,10 @@ on_both_backends!(
         let queued = ledger.due_outbox(10).await.unwrap();
         assert_eq!(queued.len(), 1, "the debit is announced");
         assert_eq!(queued[0].event_json, "{\"tokens\":-300}");
+        let rows = ledger.statement(USER, "", 10).await.unwrap();
+        assert!(rows
+            .iter()
+            .any(|row| row.event_id.as_deref() == Some("event-served") && row.tokens == -300));
         let audit = ledger.audit().await.unwrap();
         assert!(audit.is_clean(), "a debit with its request id: {audit:?}");
 

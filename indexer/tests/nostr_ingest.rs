@@ -250,6 +250,7 @@ async fn a_flood_of_strangers_events_in_one_second_does_not_hide_a_credit_from_b
                 tokens: 40,
                 reference: reference.clone(),
                 model: Some(format!("variant {i}")),
+                rail: None,
             };
             h.event(&controller, &message, t0 - 2)
         })

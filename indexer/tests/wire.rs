@@ -68,6 +68,7 @@ fn our_additions_are_optional_fields_dephy_ignores() {
         tokens: 10,
         reference: Some("5sig".into()),
         model: None,
+        rail: None,
     };
     let json = serde_json::to_string(&ours).unwrap();
     assert_eq!(

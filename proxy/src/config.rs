@@ -122,6 +122,10 @@ pub struct NostrConfig {
     /// The controller's Nostr keys (hex), published so wallets trust only its `Status` replies.
     #[serde(default)]
     pub controller_pubkeys: Vec<String>,
+    /// The other replicas' Nostr keys (hex), when they sign with keys of their own: published
+    /// with this replica's own key, so anyone checking the books trusts their debits.
+    #[serde(default)]
+    pub proxy_pubkeys: Vec<String>,
     /// The controller's `max_lamports_per_request`, published so wallets refuse a larger top-up
     /// before signing it (the controller ignores one without an answer).
     #[serde(default)]
@@ -269,6 +273,7 @@ impl Default for Config {
                 publish: true,
                 public_relays: vec![],
                 controller_pubkeys: vec![],
+                proxy_pubkeys: vec![],
                 max_topup_lamports: None,
             },
             chain: ChainConfig {
@@ -328,6 +333,7 @@ impl Config {
                 self.nostr.machine
             ));
         }
+        common::config::check_nostr_keys("nostr.proxy_pubkeys", &self.nostr.proxy_pubkeys)?;
         common::config::check_nostr_keys(
             "nostr.controller_pubkeys",
             &self.nostr.controller_pubkeys,

@@ -2,8 +2,9 @@
 //! cluster's RPC, the program and namespace, the relays, the gateway's Nostr address and the
 //! controller's keys, the audience to sign for, the token rate and the prices — so a wallet
 //! (the `proxy` wallet commands, a web page, a script) needs only the gateway's URL.
-use crate::{config::Config, state::AppState};
+use crate::{config::Config, error::ApiError, state::AppState};
 use axum::{extract::State, Json};
+use common::books::{RatePeriod, Rates, TokenRateInfo};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -35,6 +36,9 @@ pub struct GatewayInfo {
     /// x402, when the gateway takes it: agents pay per request with the standard clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x402: Option<crate::x402::wire::X402Info>,
+    /// Every rate the deployment announced, oldest first: what each credit is checked against.
+    #[serde(default)]
+    pub rates: Vec<RatePeriod>,
 }
 
 /// How to pay with ecash: the accepted mints (sat) and the rate.
@@ -65,6 +69,10 @@ pub struct NostrInfo {
     pub session: String,
     /// Keys (hex) whose `Status` replies and credits count; empty when not published.
     pub controllers: Vec<String>,
+    /// The gateway replicas' keys (hex): they sign debits and the entries they attest (ecash
+    /// and x402 credits).
+    #[serde(default)]
+    pub proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +104,7 @@ impl GatewayInfo {
                 machine: config.nostr.machine.clone(),
                 session: config.nostr.session.clone(),
                 controllers: config.nostr.controller_pubkeys.clone(),
+                proxies: config.nostr.proxy_pubkeys.clone(),
             },
             tokens_per_sol: config.nostr.tokens_per_sol,
             max_topup_lamports: config.nostr.max_topup_lamports,
@@ -116,6 +125,24 @@ impl GatewayInfo {
             }),
             tokens: config.tokens.clone(),
             x402: None,
+            rates: vec![],
+        }
+    }
+
+    /// The rates `config` announces now.
+    pub fn current_rates(config: &Config) -> Rates {
+        Rates {
+            tokens_per_sol: config.nostr.tokens_per_sol,
+            tokens_per_sat: (!config.cashu.mints.is_empty()).then_some(config.cashu.tokens_per_sat),
+            tokens: config
+                .tokens
+                .iter()
+                .map(|token| TokenRateInfo {
+                    mint: token.mint.clone(),
+                    decimals: token.decimals,
+                    tokens_per_unit: token.tokens_per_unit,
+                })
+                .collect(),
         }
     }
 
@@ -139,9 +166,32 @@ impl GatewayInfo {
     }
 }
 
-/// The handler: built per request from the config (cheap, and never stale).
-pub async fn well_known(State(state): State<Arc<AppState>>) -> Json<GatewayInfo> {
+/// The handler: built per request from the config and the ledger's rate history (cheap, and
+/// never stale).
+pub async fn well_known(State(state): State<Arc<AppState>>) -> Result<Json<GatewayInfo>, ApiError> {
     let mut info = GatewayInfo::of(&state.config);
     info.x402 = state.x402.as_deref().map(crate::x402::X402::describe);
-    Json(info)
+    let own = state.nostr.keys.public_key().to_hex();
+    if !info.nostr.proxies.contains(&own) {
+        info.nostr.proxies.insert(0, own);
+    }
+    info.rates = rate_history(&state.ledger).await?;
+    Ok(Json(info))
+}
+
+/// The rate periods recorded in the ledger, as published (a period whose stored rates do not
+/// parse is skipped: it was written by a newer version).
+pub async fn rate_history(ledger: &ledger::Ledger) -> Result<Vec<RatePeriod>, ApiError> {
+    Ok(ledger
+        .rate_periods()
+        .await?
+        .into_iter()
+        .filter_map(|period| {
+            let rates = serde_json::from_value(period.rates).ok()?;
+            Some(RatePeriod {
+                since: period.since,
+                rates,
+            })
+        })
+        .collect())
 }

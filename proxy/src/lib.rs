@@ -35,6 +35,7 @@ pub mod request;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod statement;
 pub mod stream;
 pub mod tokens;
 pub mod upstream;

@@ -12,7 +12,7 @@ use crate::{
     x402::X402,
 };
 use common::{events::sign_message, wire::DsProxyMessage};
-use ledger::{Charge, EscrowLock, EscrowState, RateWindow, UsageRecord};
+use ledger::{Announcement, Attested, Charge, EscrowLock, EscrowState, RateWindow, UsageRecord};
 use nostr_sdk::JsonUtil;
 use std::{sync::Arc, time::Duration};
 
@@ -359,16 +359,16 @@ impl Pending {
     }
 }
 
-/// The signed debit `Transaction{user, -charged}` for request `request_id`, as `(dedupe key,
-/// JSON)` to queue with the charge; `None` when nothing is charged. Settlement and the expiry
-/// sweep announce debits through this one function.
+/// The signed debit `Transaction{user, -charged}` for request `request_id`, to queue with the
+/// charge; `None` when nothing is charged. Settlement and the expiry sweep announce debits
+/// through this one function.
 pub fn debit_event(
     nostr: &NostrIdentity,
     user: &str,
     request_id: &str,
     model: Option<&str>,
     charged: i64,
-) -> Option<(String, String)> {
+) -> Option<Announcement> {
     if charged <= 0 {
         return None;
     }
@@ -377,11 +377,43 @@ pub fn debit_event(
         tokens: -charged,
         reference: Some(request_id.to_owned()),
         model: model.map(str::to_owned),
+        rail: None,
     };
-    match sign_message(&nostr.keys, &nostr.session, &nostr.machine, &message) {
-        Ok(event) => Some((format!("debit:{request_id}"), event.as_json())),
+    announcement(nostr, format!("debit:{request_id}"), &message)
+}
+
+/// The signed announcement of an entry the gateway wrote on its own word (an ecash or x402
+/// credit, ecash change): `ledger::Attestor` queues it with the entry.
+pub fn attested_event(nostr: &NostrIdentity, attested: &Attested<'_>) -> Option<Announcement> {
+    let message = DsProxyMessage::Transaction {
+        user: attested.user.to_owned(),
+        tokens: attested.tokens,
+        reference: Some(attested.reference.to_owned()),
+        model: None,
+        rail: Some(attested.rail.as_str().to_owned()),
+    };
+    let kind = if attested.tokens < 0 {
+        "debit"
+    } else {
+        "credit"
+    };
+    let dedupe = format!("{}-{kind}:{}", attested.rail.as_str(), attested.reference);
+    announcement(nostr, dedupe, &message)
+}
+
+fn announcement(
+    nostr: &NostrIdentity,
+    dedupe_key: String,
+    message: &DsProxyMessage,
+) -> Option<Announcement> {
+    match sign_message(&nostr.keys, &nostr.session, &nostr.machine, message) {
+        Ok(event) => Some(Announcement {
+            dedupe_key,
+            event_id: event.id.to_hex(),
+            event_json: event.as_json(),
+        }),
         Err(error) => {
-            tracing::error!(%request_id, %error, "cannot sign the debit event");
+            tracing::error!(%dedupe_key, %error, "cannot sign an announcement");
             None
         }
     }

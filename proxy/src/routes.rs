@@ -30,6 +30,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models/{id}", get(model))
         .route("/v1/balance", get(balance))
         .route("/v1/usage", get(usage))
+        .route("/v1/statement", get(crate::statement::statement))
         .route("/v1/auth/nonce", post(login::nonce))
         .route("/v1/auth/login", post(login::login))
         .route("/v1/auth/revoke", post(revoke::revoke))

@@ -3,12 +3,12 @@
 //! stops accepting, lets in-flight requests finish for a grace period, cuts what is left, and
 //! waits until every reservation is settled or released.
 use crate::{
-    config::Config, meter, pricing, routes, state::AppState, state::NostrIdentity, tokens,
-    x402::X402,
+    config::Config, discovery::GatewayInfo, meter, pricing, routes, state::AppState,
+    state::NostrIdentity, tokens, x402::X402,
 };
 use axum::serve::ListenerExt;
 use common::publisher;
-use ledger::{Expiry, Ledger, LedgerError};
+use ledger::{Attestor, Expiry, Ledger, LedgerError};
 use nostr_sdk::{prelude::Client, JsonUtil};
 use std::{net::SocketAddr, sync::atomic::Ordering, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
@@ -49,14 +49,24 @@ impl Gateway {
             tokens::warm_up();
         }
         let addr = listener.local_addr()?;
+        // Ecash and x402 credits (and ecash change) are announced, signed, like debits.
+        let attestor = {
+            let nostr = parts.nostr.clone();
+            Attestor::new(move |attested| meter::attested_event(&nostr, attested))
+        };
         let mut state = AppState::new(
             parts.config,
-            parts.ledger,
+            parts.ledger.with_attestor(attestor),
             parts.nostr,
             parts.token_secret,
             parts.relay.clone(),
         )?;
         state.x402 = X402::connect(&state.config).await?.map(Arc::new);
+        let rates = serde_json::to_value(GatewayInfo::current_rates(&state.config))?;
+        state
+            .ledger
+            .record_rates(&rates, state.ledger.now())
+            .await?;
         let state = Arc::new(state);
         announce_catalog(&state).await?;
 
@@ -129,15 +139,17 @@ impl Gateway {
     }
 }
 
-/// Queues the signed kind-30078 catalog for the relays.
+/// Queues the signed kind-30078 catalog (models, prices, the rate history) for the relays.
 async fn announce_catalog(state: &AppState) -> anyhow::Result<()> {
     let nostr = &state.config.nostr;
-    let content = pricing::catalog_content(
+    let mut content = pricing::catalog_content(
         &state.config.models,
         nostr.tokens_per_sol,
         &state.config.cashu,
         &state.config.tokens,
     );
+    // The whole rate history, signed: what anyone checks credits against.
+    content["rates"] = serde_json::to_value(crate::discovery::rate_history(&state.ledger).await?)?;
     let event = pricing::catalog_event(&state.nostr.keys, &nostr.catalog, &content)?;
     state
         .ledger

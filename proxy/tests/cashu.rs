@@ -101,6 +101,41 @@ async fn a_paid_request_gets_its_change_as_a_token_the_mint_honours() {
     assert_eq!(audit.cashu.change, (100 - charged) as i64);
     assert_eq!(audit.cashu.held, charged as i64);
     assert_reconciled(&h.ledger).await;
+
+    // Everything that moved the token's balance is announced, signed by the gateway: the
+    // ecash credit and the change it paid back (attested, `rail: cashu`) and the request's
+    // debit; they net to nothing left.
+    let mut announced = vec![];
+    for queued in h.ledger.due_outbox(100).await.unwrap() {
+        let event: Value = serde_json::from_str(&queued.event_json).unwrap();
+        assert_eq!(event["pubkey"], h.proxy_keys.public_key().to_hex());
+        let content: Value = serde_json::from_str(event["content"].as_str().unwrap()).unwrap();
+        if let Some(transaction) = content.get("Transaction") {
+            let rail = transaction["rail"].as_str().map(str::to_owned);
+            announced.push((transaction["tokens"].as_i64().unwrap(), rail));
+        }
+    }
+    let tokens_per_sat = h.gateway.state.config.cashu.tokens_per_sat as i64;
+    let cashu = Some("cashu".to_owned());
+    let credits: Vec<i64> = announced
+        .iter()
+        .filter(|(t, r)| *t > 0 && *r == cashu)
+        .map(|a| a.0)
+        .collect();
+    let change: Vec<i64> = announced
+        .iter()
+        .filter(|(t, r)| *t < 0 && *r == cashu)
+        .map(|a| a.0)
+        .collect();
+    let debits: Vec<i64> = announced
+        .iter()
+        .filter(|(_, r)| r.is_none())
+        .map(|a| a.0)
+        .collect();
+    assert_eq!(credits, vec![100 * tokens_per_sat]);
+    assert_eq!(change, vec![-(100 - charged as i64) * tokens_per_sat]);
+    assert_eq!(debits.len(), 1);
+    assert_eq!(announced.len(), 3);
     h.stop().await;
 }
 

@@ -3,7 +3,8 @@
 //! and run by bash, with the built
 //! binaries (`proxy`, `indexer`, `localnet`) first on PATH, in a folder of its own. It starts
 //! the local stand-ins, initialises the program, creates a namespace, runs the indexer and the
-//! gateway as processes, tops up from a wallet and calls the gateway with the `openai` client.
+//! gateway as processes, tops up from a wallet, calls the gateway with the `openai` client and
+//! checks the books with `indexer verify`.
 use std::{
     path::Path,
     process::{Command, Stdio},
@@ -99,6 +100,10 @@ fn the_readme_walk_through_runs_as_written() {
     assert!(
         stdout.contains("echo: hello from the walk-through |"),
         "the openai client got its answer:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("everything reconciles: verified from chain and relays"),
+        "indexer verify found the books in order:\n{stdout}"
     );
     eprintln!("walk-through: {:.1} s", started.elapsed().as_secs_f64());
     let _ = std::fs::remove_dir_all(&dir);

@@ -114,6 +114,7 @@ async fn a_paid_wallet_spends_through_the_gateway_and_the_debit_is_relayed_once(
             tokens: -cost,
             reference: Some(request_id),
             model: Some("echo".into()),
+            rail: None,
         }
     );
     // So does the kind-30078 catalog with the prices.

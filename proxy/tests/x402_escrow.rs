@@ -249,6 +249,28 @@ impl Escrowed {
     async fn stop(mut self) {
         let audit = self.stack.ledger.audit().await.unwrap();
         assert!(audit.is_clean(), "{audit:?}");
+        // The books rebuilt from the chain and the relay alone (escrow credits checked against
+        // their settlements) are the ledger's, wallet by wallet.
+        let ledger = self.ledger().clone();
+        eventually("every announcement reaches the relay", || {
+            let ledger = ledger.clone();
+            async move { ledger.outbox_backlog().await.unwrap() == 0 }
+        })
+        .await;
+        let report = common::verify(&format!("http://{}", self.gateways[0].addr), None).await;
+        assert!(report.reconciles(), "{}", indexer::verify::render(&report));
+        assert!(report
+            .users
+            .values()
+            .any(|books| books.credits > 0 && books.debits > 0));
+        for (user, books) in &report.users {
+            let balance = ledger.balance(user).await.unwrap();
+            assert_eq!(
+                (books.credited, books.debited),
+                (balance.credited, balance.debited),
+                "{user}"
+            );
+        }
         for gateway in self.gateways.drain(..) {
             gateway.shutdown().await;
         }

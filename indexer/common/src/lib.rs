@@ -13,6 +13,7 @@
 //!   `--keypair` read as `solana` reads them; [`assets`]: the tokens taken beside SOL and
 //!   what each buys.
 pub mod assets;
+pub mod books;
 pub mod chain;
 pub mod config;
 pub mod events;

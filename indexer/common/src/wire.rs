@@ -58,6 +58,12 @@ pub enum DsProxyMessage {
         /// Debit: the model that was served.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         model: Option<String>,
+        /// An entry the gateway wrote on its own word and attests with its proxy key: how it
+        /// was paid (`cashu`, `x402`, `escrow`; see `ledger::Rail`). The reference is then the
+        /// chain transaction (x402, escrow) or the ecash receipt (Cashu). Ingesting it changes
+        /// nothing: the entry is already in the ledger that announced it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rail: Option<String>,
     },
 }
 

@@ -2,7 +2,10 @@
 //! tokens added to a balance, and a pending credit claimed once. Both ways a credit becomes
 //! applied use these — the credit arriving after its payment (`entries`) and the payment
 //! arriving after its credit (`payments`) — so the two stay one rule.
-use super::{ensure_user, now, to_i64, LedgerError, Result};
+use super::{
+    attest::{Attested, Attestor, Rail},
+    ensure_user, now, to_i64, LedgerError, Result,
+};
 use sqlx::Row;
 
 /// What the payments of transaction `signature` to `user` are worth together; `None` when
@@ -68,6 +71,8 @@ pub(super) struct SettledPayment<'a> {
     pub tokens: i64,
     pub slot: u64,
     pub at: i64,
+    /// How it was paid, for its announcement.
+    pub rail: Rail,
 }
 
 /// Records `payment` as a chain payment (nonce -1: it redeems no authorisation, so the
@@ -77,6 +82,7 @@ pub(super) struct SettledPayment<'a> {
 pub(super) async fn credit_settled_payment(
     tx: &mut sqlx::AnyConnection,
     payment: &SettledPayment<'_>,
+    attestor: &Attestor,
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO payments (id, signature, user_key, namespace_id, nonce, lamports, tokens, slot, seen_at, mint)
@@ -105,5 +111,12 @@ pub(super) async fn credit_settled_payment(
     .execute(&mut *tx)
     .await?;
     ensure_user(&mut *tx, payment.payer).await?;
-    credit(tx, payment.payer, payment.tokens).await
+    credit(tx, payment.payer, payment.tokens).await?;
+    let attested = Attested {
+        user: payment.payer,
+        tokens: payment.tokens,
+        reference: payment.transaction,
+        rail: payment.rail,
+    };
+    attestor.attest_in(tx, &payment.entry_id, &attested).await
 }

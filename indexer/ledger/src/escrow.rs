@@ -9,6 +9,7 @@
 //! debit is then charged against it. Its worth covers the cost (the units settled are the cost
 //! rounded up to a whole base unit), so the payer's balance keeps at most that rounding.
 use super::{
+    attest::Rail,
     credits::{credit_settled_payment, SettledPayment},
     to_i64, Ledger, LedgerError, Result,
 };
@@ -259,8 +260,9 @@ impl Ledger {
             tokens,
             slot,
             at,
+            rail: Rail::Escrow,
         };
-        credit_settled_payment(&mut tx, &payment).await?;
+        credit_settled_payment(&mut tx, &payment, &self.attestor).await?;
         tx.commit().await?;
         Ok(true)
     }

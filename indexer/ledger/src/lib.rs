@@ -5,6 +5,7 @@
 //! `available = credited − debited − reserved ≥ 0` under any concurrency: the database enforces
 //! it with a `CHECK`, and every write that could break it is one conditional statement inside
 //! a write transaction. SQLite (a file, the default) or Postgres (several proxy replicas), by URL.
+mod attest;
 mod audit;
 mod batch;
 mod cashu;
@@ -19,16 +20,19 @@ mod logins;
 mod migrations;
 mod outbox;
 mod payments;
+mod rate_periods;
 mod rates;
 mod requests;
 mod reservations;
 mod spend;
 mod sql;
+mod statement;
 pub mod testing;
 mod usage;
 mod writer;
 mod x402;
 
+pub use attest::{Attested, Attestor, Rail};
 pub use audit::{AuditReport, CashuTotals, UserTotals};
 pub use cashu::{
     change_entry_id, CashuProof, CashuSwap, ChangeClaim, Leased, NewReceipt, Receipt, Receiving,
@@ -39,12 +43,14 @@ pub use entries::{Applied, EntryKind, NewEntry};
 pub use escrow::{EscrowCost, EscrowLock, EscrowRow, EscrowState};
 pub use keys::{KeyBudget, KeyLimit, KeyRevocation};
 pub use migrations::pending_migrations;
-pub use outbox::OutboxEvent;
+pub use outbox::{Announcement, OutboxEvent};
 pub use payments::{tokens_for_lamports, tokens_for_units, PaidIn, Payment};
+pub use rate_periods::RatePeriod;
 pub use rates::{RateLimit, RateWindow};
 pub use requests::{RequestRecord, RequestState};
 pub use reservations::{ExpiredCharge, Expiry};
 pub use spend::{Charge, Hold, Reservation, Settlement};
+pub use statement::{StatementEntry, STATEMENT_PAGE};
 pub use usage::{UsageRecord, UsageRow};
 pub use x402::{Unsettled, X402Payment, X402State};
 
@@ -178,6 +184,8 @@ pub struct Ledger {
     checkpointer: Option<AnyPool>,
     /// "Now" for back-offs and grace periods.
     clock: Clock,
+    /// Announces the entries the gateway writes on its own word.
+    attestor: Attestor,
 }
 
 impl Ledger {
@@ -263,12 +271,19 @@ impl Ledger {
             backend,
             checkpointer,
             clock: Clock::system(),
+            attestor: Attestor::default(),
         })
     }
 
     /// The same ledger reading time from `clock` (tests move it by hand).
     pub fn with_clock(self, clock: Clock) -> Self {
         Self { clock, ..self }
+    }
+
+    /// This handle announces the entries it writes on the gateway's word (ecash and x402
+    /// credits, ecash change) with `attestor`'s signed events.
+    pub fn with_attestor(self, attestor: Attestor) -> Self {
+        Self { attestor, ..self }
     }
 
     /// Unix seconds now, by this ledger's clock.

@@ -7,6 +7,19 @@ use super::{
 };
 use sqlx::Row;
 
+/// A signed event that announces a ledger entry: queued in the outbox in the transaction that
+/// writes the entry, whose row keeps the event's id, so anyone holding the public event can
+/// find the row it accounts for, and a row the relays lost its event for can be told from a
+/// row that was never announced (`indexer verify`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    /// Queuing the same announcement twice is a no-op.
+    pub dedupe_key: String,
+    /// The Nostr event id (hex).
+    pub event_id: String,
+    pub event_json: String,
+}
+
 /// A signed Nostr event waiting to be published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEvent {
@@ -87,6 +100,20 @@ impl Ledger {
             .await?;
         Ok(row.try_get("n")?)
     }
+}
+
+/// Queues `announcement` and marks entry `entry_id` as announced by it.
+pub(super) async fn announce_in(
+    conn: &mut impl Sql,
+    entry_id: &str,
+    announcement: &Announcement,
+) -> Result<()> {
+    conn.execute(
+        "UPDATE entries SET event_id = $1 WHERE id = $2",
+        args![announcement.event_id.as_str(), entry_id],
+    )
+    .await?;
+    enqueue_in(conn, &announcement.dedupe_key, &announcement.event_json).await
 }
 
 pub(super) async fn enqueue_in(

@@ -12,7 +12,7 @@
 //! releases an unserved one.
 use super::{
     keys::{release_key_hold, spend_key, unhold_key},
-    outbox::enqueue_in,
+    outbox::{enqueue_in, Announcement},
     spend::{
         debit, give_back, insert_debit_entry, unreserve, Charge, Held, Hold, Reservation,
         Settlement,
@@ -80,14 +80,14 @@ impl Ledger {
     }
 
     /// Replaces reservation `id` with the actual `cost`. `announce(charged)` returns the signed
-    /// debit event to queue (dedupe key, JSON), or `None` when nothing is charged.
+    /// debit event to queue, or `None` when nothing is charged.
     /// If the reservation already expired, the cost is still charged from what is available.
     pub async fn settle(
         &self,
         id: &str,
         user: &str,
         cost: i64,
-        announce: impl Fn(i64) -> Option<(String, String)> + Send + Sync + 'static,
+        announce: impl Fn(i64) -> Option<Announcement> + Send + Sync + 'static,
     ) -> Result<Settlement> {
         let charge = Charge {
             id,
@@ -105,7 +105,7 @@ impl Ledger {
     pub async fn charge(
         &self,
         charge: &Charge<'_>,
-        announce: impl Fn(i64) -> Option<(String, String)> + Send + Sync + 'static,
+        announce: impl Fn(i64) -> Option<Announcement> + Send + Sync + 'static,
     ) -> Result<Settlement> {
         let op = Op::Charge(OwnedCharge::from(charge), Box::new(announce));
         match self.writer.submit(op).await? {
@@ -163,7 +163,7 @@ impl Ledger {
     pub async fn expire_reservations(
         &self,
         now: i64,
-        mut announce: impl FnMut(&ExpiredCharge) -> Option<(String, String)>,
+        mut announce: impl FnMut(&ExpiredCharge) -> Option<Announcement>,
     ) -> Result<Expiry> {
         // Rate windows before the previous minute count nothing any more (on its own, so it
         // never waits inside the sweep's transaction).
@@ -232,10 +232,11 @@ impl Ledger {
         for (held, charge) in settled {
             unreserve(&mut *tx, &held.user, held.amount).await?;
             let Some(charge) = charge else { continue };
-            debit(&mut *tx, &charge.id, &held.user, charge.charged).await?;
-            if let Some((dedupe_key, event_json)) = announce(&charge).filter(|_| charge.charged > 0)
-            {
-                enqueue_in(&mut *tx, &dedupe_key, &event_json).await?;
+            let announcement = announce(&charge).filter(|_| charge.charged > 0);
+            let event_id = announcement.as_ref().map(|a| a.event_id.as_str());
+            debit(&mut *tx, &charge.id, &held.user, charge.charged, event_id).await?;
+            if let Some(announcement) = &announcement {
+                enqueue_in(&mut *tx, &announcement.dedupe_key, &announcement.event_json).await?;
             }
             expiry.charged.push(charge);
         }

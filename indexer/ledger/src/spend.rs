@@ -14,7 +14,7 @@ use super::{
     entries::debit_id,
     keys::{hold_key, release_key_hold, spend_key, undo_key_hold, unhold_key, KeyLimit},
     now,
-    outbox::enqueue_in,
+    outbox::{enqueue_in, Announcement},
     rates::{check_request_in, count_request_in, count_tokens_in, RateLimit, RateWindow},
     sql::{args, Row, Sql},
     usage::{record_usage, UsageRecord},
@@ -182,7 +182,7 @@ pub(super) async fn served_in(conn: &mut impl Sql, id: &str, at: i64) -> Result<
 pub(super) async fn charge_in(
     conn: &mut impl Sql,
     charge: &Charge<'_>,
-    announce: &(dyn Fn(i64) -> Option<(String, String)> + Send + Sync),
+    announce: &(dyn Fn(i64) -> Option<Announcement> + Send + Sync),
 ) -> Result<Settlement> {
     let (id, user) = (charge.id, charge.user);
     let cost = charge.cost.max(0);
@@ -224,15 +224,17 @@ pub(super) async fn charge_in(
     if let (Some(key_id), Some(_)) = (charge.key_id, key_remaining) {
         spend_key(conn, key_id, charged).await?;
     }
-    debit(conn, id, user, charged).await?;
+    let announcement = announce(charged);
+    let event_id = announcement.as_ref().map(|a| a.event_id.as_str());
+    debit(conn, id, user, charged, event_id).await?;
     if let Some(usage) = &charge.usage {
         record_usage(conn, id, user, charge.key_id, usage, charged).await?;
         if let Some(window) = &charge.rate {
             count_tokens_in(conn, window, usage.prompt_tokens + usage.completion_tokens).await?;
         }
     }
-    if let Some((dedupe_key, event_json)) = announce(charged) {
-        enqueue_in(conn, &dedupe_key, &event_json).await?;
+    if let Some(announcement) = &announcement {
+        enqueue_in(conn, &announcement.dedupe_key, &announcement.event_json).await?;
     }
     Ok(Settlement {
         charged,
@@ -305,16 +307,22 @@ pub(super) async fn insert_debit_entry(
     Ok(inserted == 1)
 }
 
-/// Charges `charged` to `user` as request `id`'s debit entry.
-pub(super) async fn debit(tx: &mut impl Sql, id: &str, user: &str, charged: i64) -> Result<()> {
+/// Charges `charged` to `user` as request `id`'s debit entry, announced by event `event_id`.
+pub(super) async fn debit(
+    tx: &mut impl Sql,
+    id: &str,
+    user: &str,
+    charged: i64,
+    event_id: Option<&str>,
+) -> Result<()> {
     tx.execute(
         "UPDATE balances SET debited = debited + $1 WHERE user_key = $2",
         args![charged, user],
     )
     .await?;
     tx.execute(
-        "UPDATE entries SET tokens = $1 WHERE id = $2",
-        args![-charged, debit_id(id).as_str()],
+        "UPDATE entries SET tokens = $1, event_id = $3 WHERE id = $2",
+        args![-charged, debit_id(id).as_str(), event_id],
     )
     .await?;
     Ok(())

@@ -12,6 +12,7 @@
 //! controller (which asks whether a wallet's authorisation `nonce` was paid) never mistakes it
 //! for one.
 use super::{
+    attest::Rail,
     credits::{credit_settled_payment, SettledPayment},
     to_i64, Ledger, LedgerError, Result,
 };
@@ -149,8 +150,9 @@ impl Ledger {
             tokens,
             slot,
             at,
+            rail: Rail::X402,
         };
-        credit_settled_payment(&mut tx, &payment).await?;
+        credit_settled_payment(&mut tx, &payment, &self.attestor).await?;
         tx.commit().await?;
         Ok(true)
     }

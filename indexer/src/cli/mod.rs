@@ -73,6 +73,10 @@ enum Command {
         )]
         database_url: String,
     },
+    /// Check a gateway's books from public data alone (chain and relays; no database, no
+    /// secret): every wallet's balance rebuilt, every discrepancy named; with a wallet's login
+    /// token, its balance and statement compared row by row. Exit 0 only when all reconciles.
+    Verify(crate::verify::VerifyArgs),
     /// Print cursors, outbox backlog and request counts.
     Status {
         #[arg(
@@ -113,6 +117,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(if report.is_clean() { 0 } else { 1 })
         }
+        Command::Verify(args) => crate::verify::run(args).await,
         Command::Status { database_url } => {
             let ledger = Ledger::connect(&database_url).await?;
             let status = serde_json::json!({

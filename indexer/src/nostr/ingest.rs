@@ -98,6 +98,11 @@ fn read(trust: &Trust, event: &Event) -> Read {
     let ignored = |reason: String| Read::Done(Ingested::Ignored(reason));
     match message {
         DsProxyMessage::Transaction {
+            rail: Some(rail), ..
+        } => ignored(format!(
+            "{rail} entry attested by {author}: already in its ledger"
+        )),
+        DsProxyMessage::Transaction {
             user,
             tokens,
             reference,

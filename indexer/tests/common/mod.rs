@@ -303,6 +303,7 @@ impl Harness {
                     tokens: *tokens,
                     reference: Some(payment.signature),
                     model: None,
+                    rail: None,
                 };
                 self.event(keys, &message, *created_at)
             })

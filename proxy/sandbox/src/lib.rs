@@ -303,6 +303,11 @@ pub async fn run(options: SandboxArgs) -> anyhow::Result<()> {
         "  cargo run -p proxy -- ask \"hello\" --keypair {} --gateway {base}",
         options.wallet_file.display()
     );
+    println!();
+    println!(
+        "Check the books from the chain and the relay alone (anyone can; exit 0 = reconciled):"
+    );
+    println!("  cargo run -p indexer -- verify --gateway {base}");
     println!("Ctrl-C stops everything (in-flight requests are settled first).");
 
     signals.recv().await?;

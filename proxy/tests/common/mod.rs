@@ -272,12 +272,15 @@ pub async fn settled(ledger: &Ledger, user: &str) -> indexer::ledger::Balance {
     );
 }
 
+/// The signed debits queued for the relays.
 pub async fn queued_debits(ledger: &Ledger) -> Vec<Value> {
     let queued: Vec<OutboxEvent> = ledger.due_outbox(10_000).await.unwrap();
     queued
         .iter()
         .map(|item| serde_json::from_str::<Value>(&item.event_json).unwrap())
         .filter(|event| event["kind"] == 1573)
+        // Not the ecash and x402 credits (and ecash change) the gateway attests.
+        .filter(|event| !event["content"].as_str().unwrap_or("").contains("\"rail\""))
         .collect()
 }
 
@@ -400,4 +403,23 @@ pub fn tools_python(env: &str, venv: &str) -> Option<std::path::PathBuf> {
         .join(venv)
         .join("bin/python");
     python.exists().then_some(python)
+}
+
+/// `indexer verify` of the gateway at `base` (with a wallet's login `token`, row by row), as
+/// of now.
+pub async fn verify(base: &str, token: Option<&str>) -> indexer::verify::books::Report {
+    let args = indexer::verify::VerifyArgs {
+        gateway: base.to_owned(),
+        rpc_url: None,
+        relays: vec![],
+        token: token.map(str::to_owned),
+        grace_seconds: 600,
+        publish_grace_seconds: 60,
+        user: None,
+        json: false,
+        timeout_seconds: 10,
+    };
+    indexer::verify::check(&args, indexer::ledger::now())
+        .await
+        .unwrap()
 }

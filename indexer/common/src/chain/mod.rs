@@ -5,6 +5,7 @@ pub mod client;
 pub mod cluster;
 pub mod decode;
 pub mod explain;
+pub mod public;
 pub mod rpc;
 
 use async_trait::async_trait;

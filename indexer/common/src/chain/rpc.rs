@@ -40,7 +40,7 @@ const PAYMENT_LOOKUP_DEPTH: usize = 100;
 const CONFIRM_POLL: Duration = Duration::from_millis(100);
 
 pub struct RpcChain {
-    client: RpcClient,
+    pub(super) client: RpcClient,
     program_id: Pubkey,
     /// What events (and so payments) are read at: `finalized` unless configured otherwise.
     events_commitment: CommitmentConfig,

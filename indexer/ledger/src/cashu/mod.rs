@@ -15,7 +15,11 @@ pub use leases::Leased;
 pub use records::{CashuProof, CashuSwap, SwapKind, SwapLease};
 pub use swaps::Spend;
 
-use super::{credits::credit, ensure_user, now, Ledger, LedgerError, Result};
+use super::{
+    attest::{Attested, Rail},
+    credits::credit,
+    ensure_user, now, Ledger, LedgerError, Result,
+};
 use sqlx::Row;
 use swaps::{delete_leased_swap, finish_swap, insert_proofs, insert_swap, swap_already_finished};
 
@@ -182,6 +186,15 @@ impl Ledger {
             .execute(&mut *tx)
             .await?;
             credit(&mut tx, &receipt.user, tokens).await?;
+            let attested = Attested {
+                user: &receipt.user,
+                tokens,
+                reference: receipt_id,
+                rail: Rail::Cashu,
+            };
+            self.attestor
+                .attest_in(&mut *tx, receipt_id, &attested)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -277,6 +290,15 @@ impl Ledger {
                 .bind(tokens)
                 .bind(&receipt.user)
                 .execute(&mut *tx)
+                .await?;
+            let attested = Attested {
+                user: &receipt.user,
+                tokens: -tokens,
+                reference: receipt_id,
+                rail: Rail::Cashu,
+            };
+            self.attestor
+                .attest_in(&mut *tx, &change_entry_id(receipt_id), &attested)
                 .await?;
         } else {
             sqlx::query("UPDATE cashu_receipts SET change_token = '' WHERE id = $1")

@@ -15,7 +15,7 @@ pub(crate) const MAX_BATCH: usize = 512;
 pub(crate) const QUEUE: usize = 8192;
 
 /// Signs the debit event of a charge, given what was charged (see `Ledger::charge`).
-pub(crate) type Announce = Box<dyn Fn(i64) -> Option<(String, String)> + Send + Sync>;
+pub(crate) type Announce = Box<dyn Fn(i64) -> Option<crate::Announcement> + Send + Sync>;
 
 /// A write to apply.
 pub(crate) enum Op {

@@ -146,6 +146,8 @@ pub(super) struct Debit {
     pub(super) request_id: String,
     pub(super) user: String,
     pub(super) charged: i64,
+    /// The signed debit event announcing it.
+    pub(super) event_id: Option<String>,
 }
 
 /// A request's usage record.
@@ -381,10 +383,12 @@ impl Plan {
         if let (Some(row), Some(_)) = (key.and_then(|k| self.rows.keys.get_mut(k)), key_remaining) {
             row.spent += charged;
         }
+        let announcement = announce(charged);
         self.debits.push(Debit {
             request_id: charge.id.clone(),
             user: charge.user.clone(),
             charged,
+            event_id: announcement.as_ref().map(|a| a.event_id.clone()),
         });
         if let (Some(usage), Some(window)) = (&charge.usage, &charge.rate) {
             let tokens = usage.prompt_tokens + usage.completion_tokens;
@@ -403,8 +407,9 @@ impl Plan {
                 cost: charged,
             });
         }
-        if let Some(event) = announce(charged) {
-            self.outbox.push(event);
+        if let Some(announcement) = announcement {
+            self.outbox
+                .push((announcement.dedupe_key, announcement.event_json));
         }
         Settlement {
             charged,

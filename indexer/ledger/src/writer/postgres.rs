@@ -267,10 +267,12 @@ WITH gone AS (
     SELECT * FROM unnest($21::text[], $22::text[], $23::int8[], $24::int8[], $25::int8[],
                          $26::int8[], $27::int8[])
 ), debits AS (
-    INSERT INTO entries (id, user_key, tokens, kind, status, reference, created_at, applied_at)
-    SELECT d.id, d.user_key, -d.charged, 'debit', 'applied', d.reference, $31::int8, $31::int8
-    FROM unnest($28::text[], $29::text[], $30::int8[], $32::text[])
-        AS d(id, user_key, charged, reference)
+    INSERT INTO entries
+        (id, user_key, tokens, kind, status, reference, event_id, created_at, applied_at)
+    SELECT d.id, d.user_key, -d.charged, 'debit', 'applied', d.reference, d.event_id,
+           $31::int8, $31::int8
+    FROM unnest($28::text[], $29::text[], $30::int8[], $32::text[], $46::text[])
+        AS d(id, user_key, charged, reference, event_id)
 ), usage AS (
     INSERT INTO request_usage
         (request_id, user_key, key_id, model, prompt_tokens, completion_tokens, cost, created_at)
@@ -349,6 +351,7 @@ async fn store(conn: &mut PgConnection, changes: &Changes, at: i64) -> Result<()
         .bind(column(windows, |((_, minute), _)| *minute))
         .bind(column(windows, |(_, row)| row.requests))
         .bind(column(windows, |(_, row)| row.tokens))
+        .bind(column(debits, |debit| debit.event_id.as_deref()))
         .execute(conn)
         .await?;
     Ok(())

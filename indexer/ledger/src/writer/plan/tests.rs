@@ -34,7 +34,13 @@ fn charge(id: &str, cost: i64, key_id: Option<&str>) -> Op {
     };
     Op::Charge(
         charge,
-        Box::new(|charged| Some((format!("event-{charged}"), "{}".into()))),
+        Box::new(|charged| {
+            Some(crate::Announcement {
+                dedupe_key: format!("debit-{charged}"),
+                event_id: format!("event-{charged}"),
+                event_json: "{}".into(),
+            })
+        }),
     )
 }
 
