@@ -172,7 +172,7 @@ impl Deployment {
     /// A third replica on the same ledger, as a `proxy run` process (to be SIGKILLed): its
     /// chat URL.
     async fn replica_process(&self) -> (Proc, String) {
-        common::processes::replica_process(&self.config, &self.dir, &self.http).await
+        common::processes::replica_process(&self.config, &self.keys, &self.dir, &self.http).await
     }
 
     fn url(&self, replica: usize) -> String {
@@ -222,6 +222,7 @@ impl Deployment {
     async fn stop(mut self) {
         let audit = self.stack.ledger.audit().await.unwrap();
         assert!(audit.is_clean(), "{audit:?}");
+        common::books_match_the_ledger(&self.stack.ledger, &self.gateways[0]).await;
         for gateway in self.gateways.drain(..) {
             gateway.shutdown().await;
         }

@@ -49,6 +49,8 @@ struct Escrowed {
     dir: PathBuf,
     http: reqwest::Client,
     config: proxy::config::Config,
+    /// The replicas' proxy key.
+    keys: Keys,
 }
 
 impl Escrowed {
@@ -85,6 +87,7 @@ impl Escrowed {
             dir,
             http: reqwest::Client::new(),
             config,
+            keys,
         }
     }
 
@@ -243,34 +246,17 @@ impl Escrowed {
 
     /// A third replica on the same ledger, as a `proxy run` process (to be SIGKILLed).
     async fn replica_process(&self) -> (Proc, String) {
-        common::processes::replica_process(&self.config, &self.dir, &self.http).await
+        common::processes::replica_process(&self.config, &self.keys, &self.dir, &self.http).await
     }
 
     async fn stop(mut self) {
         let audit = self.stack.ledger.audit().await.unwrap();
         assert!(audit.is_clean(), "{audit:?}");
-        // The books rebuilt from the chain and the relay alone (escrow credits checked against
-        // their settlements) are the ledger's, wallet by wallet.
-        let ledger = self.ledger().clone();
-        eventually("every announcement reaches the relay", || {
-            let ledger = ledger.clone();
-            async move { ledger.outbox_backlog().await.unwrap() == 0 }
-        })
-        .await;
-        let report = common::verify(&format!("http://{}", self.gateways[0].addr), None).await;
-        assert!(report.reconciles(), "{}", indexer::verify::render(&report));
+        let report = common::books_match_the_ledger(self.ledger(), &self.gateways[0]).await;
         assert!(report
             .users
             .values()
             .any(|books| books.credits > 0 && books.debits > 0));
-        for (user, books) in &report.users {
-            let balance = ledger.balance(user).await.unwrap();
-            assert_eq!(
-                (books.credited, books.debited),
-                (balance.credited, balance.debited),
-                "{user}"
-            );
-        }
         for gateway in self.gateways.drain(..) {
             gateway.shutdown().await;
         }

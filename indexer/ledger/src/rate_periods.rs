@@ -26,11 +26,15 @@ impl Ledger {
                 return Ok(());
             }
         }
-        sqlx::query("INSERT INTO rate_periods (since, rates) VALUES ($1, $2) ON CONFLICT (since) DO NOTHING")
-            .bind(now)
-            .bind(text)
-            .execute(&self.pool)
-            .await?;
+        // Rates that changed within the second the latest period started replace it.
+        sqlx::query(
+            "INSERT INTO rate_periods (since, rates) VALUES ($1, $2)
+             ON CONFLICT (since) DO UPDATE SET rates = excluded.rates",
+        )
+        .bind(now)
+        .bind(text)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -66,10 +70,12 @@ mod tests {
         ledger.record_rates(&one, 200).await.unwrap(); // another replica, same rates
         ledger.record_rates(&two, 300).await.unwrap();
         ledger.record_rates(&two, 400).await.unwrap();
+        let three = json!({"tokens_per_sol": 3});
+        ledger.record_rates(&three, 300).await.unwrap(); // changed again within that second
         let periods = ledger.rate_periods().await.unwrap();
         let periods: Vec<(i64, serde_json::Value)> =
             periods.into_iter().map(|p| (p.since, p.rates)).collect();
-        assert_eq!(periods, vec![(100, one), (300, two)]);
+        assert_eq!(periods, vec![(100, one), (300, three)]);
         ledger.close().await;
         db.remove().await;
     }

@@ -10,10 +10,9 @@
 //! entry the gateway attests (a `rail`) counts when a proxy key signed it: x402 and escrow
 //! ones are checked against their transaction on chain like a credit; ecash ones cannot be
 //! (a mint's records are not public) and are counted as attested.
-pub use super::report::{Cause, Finding, Report, UserBooks};
+pub use super::report::{Cause, Finding, Report, UserBooks, Vault};
 use common::books::{rates_at, RatePeriod};
 use ledger::Rail;
-use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A payment the program made on chain, from its events.
@@ -76,14 +75,6 @@ pub struct Facts {
     pub events: Vec<Announced>,
     /// Vault movements per user, for the report (deposits, withdrawals).
     pub vaults: BTreeMap<String, Vault>,
-}
-
-/// A user's vault activity, by asset (`SOL` or the mint).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Vault {
-    pub deposited: BTreeMap<String, u64>,
-    pub withdrawn: BTreeMap<String, u64>,
-    pub paid: BTreeMap<String, u64>,
 }
 
 /// What one event is, once its signer's role is known.

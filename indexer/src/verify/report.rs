@@ -1,6 +1,5 @@
 //! What a check found: each wallet's books from public data, and every finding with its cause
 //! and the event, payment or ledger row it concerns.
-use super::books::Vault;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 
@@ -104,4 +103,12 @@ impl Report {
             detail,
         });
     }
+}
+
+/// A user's vault activity, by asset (`SOL` or the mint).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Vault {
+    pub deposited: BTreeMap<String, u64>,
+    pub withdrawn: BTreeMap<String, u64>,
+    pub paid: BTreeMap<String, u64>,
 }

@@ -423,3 +423,27 @@ pub async fn verify(base: &str, token: Option<&str>) -> indexer::verify::books::
         .await
         .unwrap()
 }
+
+/// The books `indexer verify` rebuilds from the chain and the relay alone (the gateway at
+/// `gateway` names them) reconcile and are `ledger`'s, wallet by wallet, once every
+/// announcement reached the relay.
+pub async fn books_match_the_ledger(
+    ledger: &Ledger,
+    gateway: &Gateway,
+) -> indexer::verify::books::Report {
+    eventually("every announcement reaches the relay", || async {
+        ledger.outbox_backlog().await.unwrap() == 0
+    })
+    .await;
+    let report = verify(&format!("http://{}", gateway.addr), None).await;
+    assert!(report.reconciles(), "{}", indexer::verify::render(&report));
+    for (user, books) in &report.users {
+        let balance = ledger.balance(user).await.unwrap();
+        assert_eq!(
+            (books.credited, books.debited),
+            (balance.credited, balance.debited),
+            "{user}"
+        );
+    }
+    report
+}

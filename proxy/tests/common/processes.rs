@@ -193,10 +193,12 @@ pub async fn run_ok(program: &Path, args: &[&str], dir: &Path) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// Another replica of `config` (its own port, proxy key and token secret, written in `dir`),
-/// as a `proxy run` process that tests may SIGKILL: the process, once healthy, and its chat URL.
+/// Another replica of `config` (its own port and token secret, the deployment's proxy key
+/// `keys`, written in `dir`), as a `proxy run` process that tests may SIGKILL: the process,
+/// once healthy, and its chat URL.
 pub async fn replica_process(
     config: &proxy::config::Config,
+    keys: &nostr_sdk::Keys,
     dir: &Path,
     http: &reqwest::Client,
 ) -> (Proc, String) {
@@ -204,11 +206,7 @@ pub async fn replica_process(
     let mut config = config.clone();
     config.listen = format!("127.0.0.1:{port}");
     let key = dir.join("proxy.key");
-    std::fs::write(
-        &key,
-        nostr_sdk::Keys::generate().secret_key().to_secret_hex(),
-    )
-    .unwrap();
+    std::fs::write(&key, keys.secret_key().to_secret_hex()).unwrap();
     config.nostr.secret_key_file = Some(key);
     let secret = dir.join("token.secret");
     std::fs::write(&secret, super::rand_bytes()).unwrap();
