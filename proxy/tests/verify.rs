@@ -4,47 +4,18 @@
 //! own way, and `verify` names each change with the row or event it concerns.
 mod common;
 
-use common::{ask, eventually, init_tracing};
-use ed25519_dalek::{Signer as _, SigningKey};
+use common::{ask, eventually, init_tracing, login};
+use ed25519_dalek::SigningKey;
 use indexer::{
     ledger::testing::TempDatabase,
     sandbox::{Sandbox, SandboxConfig, SOL},
-    verify::{books::Cause, VerifyArgs},
+    verify::books::Cause,
     wire::DsProxyMessage,
 };
 use localnet::MockUpstream;
 use nostr_sdk::prelude::{EventBuilder, EventId, Keys, Kind, Tag};
 use serde_json::{json, Value};
 use solana_sdk::signature::Signer;
-
-/// A session token for `wallet` through the real login exchange.
-async fn login(http: &reqwest::Client, base: &str, wallet: &SigningKey) -> String {
-    let user = bs58::encode(wallet.verifying_key().as_bytes()).into_string();
-    let nonce: Value = http
-        .post(format!("{base}/v1/auth/nonce"))
-        .json(&json!({"wallet": user}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let signature = wallet.sign(nonce["message"].as_str().unwrap().as_bytes());
-    let login: Value = http
-        .post(format!("{base}/v1/auth/login"))
-        .json(&json!({
-            "wallet": user,
-            "nonce": nonce["nonce"],
-            "signature": bs58::encode(signature.to_bytes()).into_string(),
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    login["token"].as_str().unwrap().to_owned()
-}
 
 fn findings(report: &indexer::verify::books::Report) -> Vec<(Cause, String)> {
     report
@@ -133,19 +104,8 @@ async fn the_books_rebuilt_from_chain_and_relay_agree_and_every_tampering_is_nam
     })
     .await;
 
-    let args = VerifyArgs {
-        gateway: base.clone(),
-        rpc_url: None,
-        relays: vec![],
-        token: Some(token.clone()),
-        grace_seconds: 600,
-        publish_grace_seconds: 60,
-        user: None,
-        json: false,
-        timeout_seconds: 10,
-    };
     let now = indexer::ledger::now();
-    let report = indexer::verify::check(&args, now).await.unwrap();
+    let report = common::verify_at(&base, Some(&token), now).await;
     assert!(report.reconciles(), "{}", indexer::verify::render(&report));
     let books = &report.users[&user];
     let balance = stack.ledger.balance(&user).await.unwrap();
@@ -229,7 +189,7 @@ async fn the_books_rebuilt_from_chain_and_relay_agree_and_every_tampering_is_nam
     // Checked as a minute later: the lost debit's row is past the time its event had to
     // reach the relay.
     let later = indexer::ledger::now() + 61;
-    let report = indexer::verify::check(&args, later).await.unwrap();
+    let report = common::verify_at(&base, Some(&token), later).await;
     let found = findings(&report);
     for expected in [
         (Cause::Unannounced, "credit:inserted".to_owned()),

@@ -26,6 +26,13 @@ pub struct ChainFacts {
     pub treasuries: HashSet<String>,
 }
 
+/// Which of a vault's totals an event moves.
+enum Column {
+    Deposited,
+    Withdrawn,
+    Paid,
+}
+
 /// Reads every event of the program, oldest first.
 pub async fn read_chain(chain: &RpcChain, namespace_id: u64) -> anyhow::Result<ChainFacts> {
     let mut facts = ChainFacts {
@@ -37,103 +44,74 @@ pub async fn read_chain(chain: &RpcChain, namespace_id: u64) -> anyhow::Result<C
         .events_after(None)
         .await
         .context("reading the program's events")?;
-    let sol = || "SOL".to_owned();
     for event in batch.events {
-        let (signature, slot) = (event.signature.clone(), event.slot);
-        let payment = |user: String, mint: Option<String>, amount: u64, kind| ChainPayment {
-            signature: signature.clone(),
-            user,
-            mint,
-            amount,
-            slot,
-            block_time: None,
-            kind,
+        let ours = |id: u64| id == namespace_id;
+        // What the event moved: (which vault column, user, mint (None: SOL), amount), and the
+        // payment it is, when it paid this namespace.
+        let (column, user, mint, amount, paid): (Column, _, _, _, Option<PaymentKind>) =
+            match event.event {
+                ProgramEvent::NamespaceCreated(e) if ours(e.namespace_id) => {
+                    facts.treasuries.insert(e.treasury.to_string());
+                    continue;
+                }
+                ProgramEvent::NamespaceUpdated(e) if ours(e.namespace_id) => {
+                    facts.treasuries.insert(e.treasury.to_string());
+                    continue;
+                }
+                ProgramEvent::Deposited(e) => (Column::Deposited, e.user, None, e.amount, None),
+                ProgramEvent::Withdrawn(e) => (Column::Withdrawn, e.user, None, e.amount, None),
+                ProgramEvent::TokenDeposited(e) => {
+                    (Column::Deposited, e.user, Some(e.mint), e.amount, None)
+                }
+                ProgramEvent::TokenWithdrawn(e) => {
+                    (Column::Withdrawn, e.user, Some(e.mint), e.amount, None)
+                }
+                ProgramEvent::Paid(e) if ours(e.namespace_id) => {
+                    (Column::Paid, e.user, None, e.amount, Some(PaymentKind::Pay))
+                }
+                ProgramEvent::TokenPaid(e) if ours(e.namespace_id) => (
+                    Column::Paid,
+                    e.user,
+                    Some(e.mint),
+                    e.amount,
+                    Some(PaymentKind::Pay),
+                ),
+                ProgramEvent::Settled(e) if ours(e.namespace_id) => (
+                    Column::Paid,
+                    e.user,
+                    None,
+                    e.amount,
+                    Some(PaymentKind::Settle),
+                ),
+                ProgramEvent::TokenSettled(e) if ours(e.namespace_id) => (
+                    Column::Paid,
+                    e.user,
+                    Some(e.mint),
+                    e.amount,
+                    Some(PaymentKind::Settle),
+                ),
+                _ => continue,
+            };
+        let (user, mint) = (user.to_string(), mint.map(|mint| mint.to_string()));
+        let vault = facts.vaults.entry(user.clone()).or_default();
+        let column = match column {
+            Column::Deposited => &mut vault.deposited,
+            Column::Withdrawn => &mut vault.withdrawn,
+            Column::Paid => &mut vault.paid,
         };
-        fn vault<'a>(facts: &'a mut ChainFacts, user: &str) -> &'a mut Vault {
-            facts.vaults.entry(user.to_owned()).or_default()
-        }
-        match event.event {
-            ProgramEvent::NamespaceCreated(e) if e.namespace_id == namespace_id => {
-                facts.treasuries.insert(e.treasury.to_string());
-            }
-            ProgramEvent::NamespaceUpdated(e) if e.namespace_id == namespace_id => {
-                facts.treasuries.insert(e.treasury.to_string());
-            }
-            ProgramEvent::Deposited(e) => {
-                *vault(&mut facts, &e.user.to_string())
-                    .deposited
-                    .entry(sol())
-                    .or_default() += e.amount;
-            }
-            ProgramEvent::Withdrawn(e) => {
-                *vault(&mut facts, &e.user.to_string())
-                    .withdrawn
-                    .entry(sol())
-                    .or_default() += e.amount;
-            }
-            ProgramEvent::TokenDeposited(e) => {
-                *vault(&mut facts, &e.user.to_string())
-                    .deposited
-                    .entry(e.mint.to_string())
-                    .or_default() += e.amount;
-            }
-            ProgramEvent::TokenWithdrawn(e) => {
-                *vault(&mut facts, &e.user.to_string())
-                    .withdrawn
-                    .entry(e.mint.to_string())
-                    .or_default() += e.amount;
-            }
-            ProgramEvent::Paid(e) if e.namespace_id == namespace_id => {
-                *vault(&mut facts, &e.user.to_string())
-                    .paid
-                    .entry(sol())
-                    .or_default() += e.amount;
-                facts.payments.push(payment(
-                    e.user.to_string(),
-                    None,
-                    e.amount,
-                    PaymentKind::Pay,
-                ));
-            }
-            ProgramEvent::TokenPaid(e) if e.namespace_id == namespace_id => {
-                let mint = e.mint.to_string();
-                *vault(&mut facts, &e.user.to_string())
-                    .paid
-                    .entry(mint.clone())
-                    .or_default() += e.amount;
-                facts.payments.push(payment(
-                    e.user.to_string(),
-                    Some(mint),
-                    e.amount,
-                    PaymentKind::Pay,
-                ));
-            }
-            ProgramEvent::Settled(e) if e.namespace_id == namespace_id => {
-                *vault(&mut facts, &e.user.to_string())
-                    .paid
-                    .entry(sol())
-                    .or_default() += e.amount;
-                facts.payments.push(payment(
-                    e.user.to_string(),
-                    None,
-                    e.amount,
-                    PaymentKind::Settle,
-                ));
-            }
-            ProgramEvent::TokenSettled(e) if e.namespace_id == namespace_id => {
-                let mint = e.mint.to_string();
-                *vault(&mut facts, &e.user.to_string())
-                    .paid
-                    .entry(mint.clone())
-                    .or_default() += e.amount;
-                facts.payments.push(payment(
-                    e.user.to_string(),
-                    Some(mint),
-                    e.amount,
-                    PaymentKind::Settle,
-                ));
-            }
-            _ => {}
+        *column
+            .entry(mint.clone().unwrap_or_else(|| "SOL".into()))
+            .or_default() += amount;
+        if let Some(kind) = paid {
+            facts.payments.push(ChainPayment {
+                signature: event.signature.clone(),
+                user,
+                mint,
+                amount,
+                slot: event.slot,
+                block_time: None,
+                kind,
+            });
         }
     }
     Ok(facts)

@@ -182,24 +182,7 @@ impl Harness {
 
     /// A session token through the real login exchange.
     pub async fn login(&self) -> String {
-        let nonce = self.nonce().await;
-        let signature = self
-            .wallet
-            .sign(nonce["message"].as_str().unwrap().as_bytes());
-        let login = self
-            .http
-            .post(format!("{}/v1/auth/login", self.base))
-            .json(&json!({
-                "wallet": self.user,
-                "nonce": nonce["nonce"],
-                "signature": bs58::encode(signature.to_bytes()).into_string(),
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(login.status(), 200, "login succeeds");
-        let body: Value = login.json().await.unwrap();
-        body["token"].as_str().unwrap().to_owned()
+        login(&self.http, &self.base, &self.wallet).await
     }
 
     /// Claims for a delegated key of this wallet, to adjust before signing.
@@ -408,6 +391,15 @@ pub fn tools_python(env: &str, venv: &str) -> Option<std::path::PathBuf> {
 /// `indexer verify` of the gateway at `base` (with a wallet's login `token`, row by row), as
 /// of now.
 pub async fn verify(base: &str, token: Option<&str>) -> indexer::verify::books::Report {
+    verify_at(base, token, indexer::ledger::now()).await
+}
+
+/// [`verify`] as of `now` (unix seconds).
+pub async fn verify_at(
+    base: &str,
+    token: Option<&str>,
+    now: i64,
+) -> indexer::verify::books::Report {
     let args = indexer::verify::VerifyArgs {
         gateway: base.to_owned(),
         rpc_url: None,
@@ -419,9 +411,7 @@ pub async fn verify(base: &str, token: Option<&str>) -> indexer::verify::books::
         json: false,
         timeout_seconds: 10,
     };
-    indexer::verify::check(&args, indexer::ledger::now())
-        .await
-        .unwrap()
+    indexer::verify::check(&args, now).await.unwrap()
 }
 
 /// The books `indexer verify` rebuilds from the chain and the relay alone (the gateway at
@@ -446,4 +436,32 @@ pub async fn books_match_the_ledger(
         );
     }
     report
+}
+
+/// A session token for `wallet` at the gateway at `base`, through the real login exchange.
+pub async fn login(http: &reqwest::Client, base: &str, wallet: &SigningKey) -> String {
+    let user = bs58::encode(wallet.verifying_key().as_bytes()).into_string();
+    let nonce: Value = http
+        .post(format!("{base}/v1/auth/nonce"))
+        .json(&json!({"wallet": user}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let signature = wallet.sign(nonce["message"].as_str().unwrap().as_bytes());
+    let login = http
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({
+            "wallet": user,
+            "nonce": nonce["nonce"],
+            "signature": bs58::encode(signature.to_bytes()).into_string(),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200, "login succeeds");
+    let body: Value = login.json().await.unwrap();
+    body["token"].as_str().unwrap().to_owned()
 }
